@@ -1,0 +1,55 @@
+"""pbistream: push live rows to Power BI without losing one, or serve the same API yourself.
+
+The public API is what ``__all__`` lists; everything else is private or lives in a
+subpackage (``pbistream.server``, ``pbistream.storage``).
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from pbistream.exceptions import (
+    AuthError,
+    BufferFullError,
+    ClientClosedError,
+    ConfigError,
+    PbiStreamError,
+    PushError,
+    PushHTTPStatusError,
+    RateLimitedError,
+    SchemaError,
+    SpoolError,
+    SpoolFullError,
+    ValidationError,
+)
+from pbistream.schema import Column, Dataset, Mode, Retention, Schema, Table
+from pbistream.values import DataType, RowError
+
+try:
+    __version__ = version("pbistream")
+except PackageNotFoundError:  # running from a source tree without an install
+    __version__ = "0.0.0"
+
+__all__ = [
+    "AuthError",
+    "BufferFullError",
+    "ClientClosedError",
+    "Column",
+    "ConfigError",
+    "DataType",
+    "Dataset",
+    "Mode",
+    "PbiStreamError",
+    "PushError",
+    "PushHTTPStatusError",
+    "RateLimitedError",
+    "Retention",
+    "RowError",
+    "Schema",
+    "SchemaError",
+    "SpoolError",
+    "SpoolFullError",
+    "Table",
+    "ValidationError",
+    "__version__",
+]

@@ -1,0 +1,3 @@
+from pbistream.cli import main
+
+main(prog_name="pbistream")

@@ -1,0 +1,12 @@
+"""The ``pbistream`` command line: a thin layer over the library.
+
+Each command family lives in its own module and registers itself on :data:`main`.
+"""
+
+from __future__ import annotations
+
+# Importing the modules registers their commands on `main`.
+from pbistream.cli import dataset, demo, push, serve, spool  # noqa: F401
+from pbistream.cli._group import main
+
+__all__ = ["main"]

@@ -1,0 +1,1 @@
+"""Placeholder: the dataset command is being written (see the open issues)."""

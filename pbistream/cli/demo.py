@@ -1,0 +1,1 @@
+"""Placeholder: the demo command is being written (see the open issues)."""

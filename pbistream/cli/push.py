@@ -1,0 +1,1 @@
+"""Placeholder: the push command is being written (see the open issues)."""

@@ -1,0 +1,1 @@
+"""Placeholder: the serve command is being written (see the open issues)."""

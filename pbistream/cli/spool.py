@@ -1,0 +1,1 @@
+"""Placeholder: the spool command is being written (see the open issues)."""

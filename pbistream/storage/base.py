@@ -1,0 +1,175 @@
+"""The storage contract: what the server needs from a backend, and nothing more.
+
+Both backends (SQLite, the embedded default, and PostgreSQL) implement
+:class:`Storage` and pass the same suite, ``tests/storage/test_contract.py``.
+
+Methods are synchronous and thread-safe: the server calls them from a worker
+thread (``anyio.to_thread``), so a backend may block. A write returns only once it
+is committed: the server answers 200 after ``insert_rows`` returns, so an
+acknowledged row survives a ``kill -9``.
+
+Rows are stored as they were normalised by :mod:`pbistream.values` (JSON-ready
+dicts); a row's ``id`` increases in insert order within a backend and is the cursor
+for paging and for the live feed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from pbistream.schema import Dataset, Table
+
+__all__ = ["Dashboard", "InsertResult", "Storage", "StoredRow"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRow:
+    """One stored row: its cursor ``id``, when it arrived (epoch seconds) and its values."""
+
+    id: int
+    received_at: float
+    table: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class InsertResult:
+    """What ``insert_rows`` did.
+
+    Attributes:
+        stored: Rows written (0 for a duplicate sequence number).
+        duplicate: True when the sequence number was not above the last accepted one.
+        row_count: Rows in the table after the insert (and any FIFO trim).
+        first_id: The id of the first stored row (``None`` if nothing was stored).
+        last_id: The id of the last stored row.
+    """
+
+    stored: int
+    duplicate: bool
+    row_count: int
+    first_id: int | None = None
+    last_id: int | None = None
+
+
+@dataclass(slots=True)
+class Dashboard:
+    """A saved dashboard: its tiles are JSON the web UI owns."""
+
+    id: str
+    name: str
+    tiles: list[dict[str, Any]]
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """A place to keep datasets, rows, dashboards and server metadata."""
+
+    # --- datasets -----------------------------------------------------------------
+    def create_dataset(self, dataset: Dataset) -> None:
+        """Store a new dataset (its id is new)."""
+
+    def get_dataset(self, dataset_id: str) -> Dataset | None:
+        """The dataset with this id, or None."""
+
+    def list_datasets(
+        self, group_id: str | None = None, *, all_groups: bool = False
+    ) -> list[Dataset]:
+        """Datasets in one workspace (``None`` = My workspace), or in every one."""
+
+    def delete_dataset(self, dataset_id: str) -> bool:
+        """Delete a dataset and all its rows; False if it did not exist."""
+
+    def replace_table(self, dataset_id: str, table: Table) -> None:
+        """Replace (or add) one table's definition; its rows are kept."""
+
+    def set_push_key(self, dataset_id: str, key: str) -> None:
+        """Store a new push key for the dataset (key rotation)."""
+
+    # --- rows ---------------------------------------------------------------------
+    def insert_rows(
+        self,
+        dataset_id: str,
+        table: str,
+        rows: list[dict[str, Any]],
+        *,
+        received_at: float,
+        sequence_number: int | None = None,
+        fifo: tuple[int, int] | None = None,
+    ) -> InsertResult:
+        """Append rows in one transaction, committed before returning.
+
+        Args:
+            dataset_id: The dataset.
+            table: The table name.
+            rows: Normalised rows.
+            received_at: Arrival time (epoch seconds) stamped on every row.
+            sequence_number: ``X-PowerBI-PushData-SequenceNumber``; when given and not
+                above the last accepted number for this table, nothing is stored and
+                ``duplicate`` is True. Otherwise it becomes the last accepted number,
+                atomically with the rows.
+            fifo: ``(keep, high_water)``: once the table holds more than
+                ``high_water`` rows, delete the oldest down to ``keep``.
+        """
+        ...
+
+    def count_rows(self, dataset_id: str, table: str) -> int:
+        """Rows currently stored in one table."""
+        ...
+
+    def delete_rows(self, dataset_id: str, table: str) -> int:
+        """Delete every row of one table; return how many went."""
+        ...
+
+    def delete_rows_before(self, dataset_id: str, received_before: float) -> int:
+        """Delete a dataset's rows that arrived before a time (the streaming cache)."""
+        ...
+
+    def read_rows(
+        self,
+        dataset_id: str,
+        table: str | None = None,
+        *,
+        after_id: int | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 1000,
+        newest_first: bool = False,
+    ) -> list[StoredRow]:
+        """Read rows by cursor and/or arrival-time window, oldest first unless asked."""
+        ...
+
+    def last_sequence_number(self, dataset_id: str, table: str) -> int | None:
+        """The last accepted sequence number for a table, if any."""
+        ...
+
+    # --- dashboards ---------------------------------------------------------------
+    def save_dashboard(self, dashboard: Dashboard) -> None:
+        """Create or replace a dashboard."""
+
+    def get_dashboard(self, dashboard_id: str) -> Dashboard | None:
+        """The dashboard with this id, or None."""
+
+    def list_dashboards(self) -> list[Dashboard]:
+        """Every dashboard, oldest first."""
+        ...
+
+    def delete_dashboard(self, dashboard_id: str) -> bool:
+        """Delete a dashboard; False if it did not exist."""
+        ...
+
+    # --- server metadata ----------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        """A server setting kept with the data (e.g. the generated API token)."""
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Keep a server setting with the data."""
+
+    def size_bytes(self) -> int:
+        """Bytes the backend uses on disk (for /metrics)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and files."""

@@ -1,0 +1,442 @@
+"""The value rules of Power BI columns: one module, shared by the client and the server.
+
+Everything that decides whether a value fits a column lives here: data type names,
+Int64 and Double ranges, the 4,000-character string cap, the DateTime formats Power
+BI accepts and their normalisation to UTC. The client calls it before sending (so a
+bad row is caught locally, with the same words the server would use) and the server
+calls it on every row it receives.
+
+Normalised values are what goes on the wire and into storage:
+
+==========  ==============================================================
+Int64       ``int`` strictly between Int64.MinValue and Int64.MaxValue
+Double      finite ``float`` (or ``int``) strictly inside ±Double.MaxValue
+Decimal     finite number, rounded to scale 4, magnitude below 10**24
+Boolean     ``bool`` (the strings "true"/"false" are accepted)
+DateTime    ``"YYYY-MM-DDTHH:MM:SS.fffZ"`` in UTC, quantised to 1/300 s
+String      ``str`` of at most 4,000 characters (numbers are turned into text)
+==========  ==============================================================
+
+``None`` (JSON null) is accepted for every type: an omitted field is a null.
+
+Naive datetimes -- a Python ``datetime`` without ``tzinfo``, or a string without
+``Z`` or an offset, such as the seed's ``"%Y-%m-%dT%H:%M:%S"`` -- are taken as UTC,
+as Power BI stores them. Pass ``naive="local"`` to :func:`datetime_converter` to
+read naive Python datetimes as the machine's local time instead.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal
+
+from pbistream.limits import MAX_STRING_CHARS
+
+__all__ = [
+    "DataType",
+    "RowError",
+    "RowRules",
+    "RuleError",
+    "converter_for",
+    "parse_data_type",
+    "parse_field_type",
+]
+
+
+class DataType(enum.Enum):
+    """The column data types of a Power BI push dataset (their canonical names)."""
+
+    INT64 = "Int64"
+    DOUBLE = "Double"
+    DECIMAL = "Decimal"
+    BOOLEAN = "Boolean"
+    DATETIME = "DateTime"
+    STRING = "String"
+
+
+# The REST API's names, compared case-insensitively; "bool" is a documented alias
+# (Microsoft's own PostDataset example uses it).
+_API_TYPE_NAMES = {t.value.lower(): t for t in DataType} | {"bool": DataType.BOOLEAN}
+# The streaming-dataset form (and our CLI) also says Text and Number.
+_FIELD_TYPE_NAMES = _API_TYPE_NAMES | {"text": DataType.STRING, "number": DataType.DOUBLE}
+
+
+def parse_data_type(name: object) -> DataType:
+    """Return the DataType for a REST API ``dataType`` value.
+
+    Raises:
+        ValueError: The name is not one Power BI accepts.
+    """
+    found = _API_TYPE_NAMES.get(name.lower()) if isinstance(name, str) else None
+    if found is None:
+        accepted = ", ".join(t.value for t in DataType)
+        raise ValueError(f"unknown dataType {name!r}; use one of {accepted} (or bool)")
+    return found
+
+
+def parse_field_type(name: str) -> DataType:
+    """Like :func:`parse_data_type`, also accepting the UI's Text and Number.
+
+    Raises:
+        ValueError: The name is not a known field type.
+    """
+    found = _FIELD_TYPE_NAMES.get(name.lower())
+    if found is None:
+        raise ValueError(
+            f"unknown field type {name!r}; use Text, Number, Int64, Boolean, DateTime or Decimal"
+        )
+    return found
+
+
+class RuleError(ValueError):
+    """A value broke a column rule; ``rule`` is a short stable name, the message explains."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    """Why one row was refused: its index in the request, the column and the rule."""
+
+    row: int
+    column: str | None
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"row {self.row}" + (f", column {self.column!r}" if self.column else "")
+        return f"{where}: {self.message}"
+
+
+Converter = Callable[[Any], Any]
+
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+_DOUBLE_MAX = sys.float_info.max
+_DECIMAL_BOUND = 10**24  # precision 28, scale 4
+_MAX_CHARS = MAX_STRING_CHARS.value
+
+
+def _is_nan_like(value: Any) -> bool:
+    # pandas.NA, pandas.NaT and numpy.datetime64("NaT") are missing values, not data.
+    name = type(value).__name__
+    return name in ("NAType", "NaTType") or (name == "datetime64" and value != value)
+
+
+def _to_number(value: Any) -> int | float:
+    if isinstance(value, bool):
+        raise RuleError("type", f"expected a number, got a boolean ({value!r})")
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    # numpy scalars and other numeric types expose __index__ or __float__.
+    if hasattr(value, "__index__"):
+        return int(value.__index__())
+    if hasattr(value, "__float__") and not isinstance(value, str | bytes):
+        return float(value)
+    raise RuleError("type", f"expected a number, got {type(value).__name__} {_short(value)}")
+
+
+def _int64(value: Any) -> int | None:
+    if type(value) is not int:
+        if value is None or _is_nan_like(value):
+            return None
+        number = _to_number(value)
+        if isinstance(number, float):
+            if not math.isfinite(number) or not number.is_integer():
+                raise RuleError("type", f"expected a whole number for Int64, got {value!r}")
+            number = int(number)
+        value = number
+    if value <= _INT64_MIN or value >= _INT64_MAX:
+        raise RuleError(
+            "range", f"{value} is outside Int64's range (MinValue and MaxValue are not allowed)"
+        )
+    return int(value)
+
+
+def _double(value: Any) -> Any:  # float | int | None; Any keeps the fast path cast-free
+    if type(value) is not float:
+        if value is None or _is_nan_like(value):
+            return None
+        value = _to_number(value)
+        if type(value) is int:
+            if abs(value) >= _DOUBLE_MAX:
+                raise RuleError("range", f"{value} is outside Double's range")
+            return value
+        value = float(value)
+    if value != value:
+        raise RuleError("nan", "NaN is not allowed for Double")
+    if value in (math.inf, -math.inf):
+        raise RuleError("infinity", "Infinity is not allowed for Double")
+    if value >= _DOUBLE_MAX or value <= -_DOUBLE_MAX:
+        raise RuleError("range", "Double.MaxValue and Double.MinValue are not allowed")
+    return value
+
+
+def _decimal(value: Any) -> float | int | None:
+    if value is None or _is_nan_like(value):
+        return None
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise RuleError("nan", f"{value} is not allowed for Decimal")
+        if abs(value) >= _DECIMAL_BOUND:
+            raise RuleError("range", f"{value} is outside Decimal's range (precision 28, scale 4)")
+        rounded = round(value, 4)
+        return int(rounded) if rounded == rounded.to_integral_value() else float(rounded)
+    number = _to_number(value)
+    if isinstance(number, float):
+        if not math.isfinite(number):
+            raise RuleError("nan", f"{number} is not allowed for Decimal")
+        number = round(number, 4)
+    if abs(number) >= _DECIMAL_BOUND:
+        raise RuleError("range", f"{number} is outside Decimal's range (precision 28, scale 4)")
+    return number
+
+
+def _boolean(value: Any) -> bool | None:
+    if value is True or value is False or value is None:
+        return bool(value) if value is not None else None
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("true", "false"):
+            return lowered == "true"
+    elif type(value).__name__ == "bool_":  # numpy.bool_
+        return bool(value)
+    elif _is_nan_like(value):
+        return None
+    raise RuleError("type", f"expected a boolean, got {type(value).__name__} {_short(value)}")
+
+
+def _string(value: Any) -> Any:  # str | None
+    if type(value) is not str:
+        if value is None or _is_nan_like(value):
+            return None
+        if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
+            raise RuleError("type", f"expected text, got {type(value).__name__} {_short(value)}")
+        value = str(value)
+    if len(value) > _MAX_CHARS:
+        raise RuleError(
+            "length", f"text of {len(value):,} characters is longer than {_MAX_CHARS:,}"
+        )
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise RuleError(
+                "unicode", "text holds a lone surrogate, which is not valid Unicode"
+            ) from None
+    return value
+
+
+# --- DateTime -----------------------------------------------------------------------
+
+# .NET-style US dates, as Microsoft's samples send them: "07/30/2014", "8/19/2016 9:24:40 PM".
+_US_DATE = re.compile(
+    r"(\d{1,2})/(\d{1,2})/(\d{4})"
+    r"(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,7}))?)?\s*([AaPp][Mm])?)?"
+)
+_TICKS_PER_SECOND = 300  # Power BI stores DateTime in multiples of 1/300 s.
+
+
+def _quantised_text(moment: datetime) -> str:
+    micro = moment.microsecond
+    ticks = round(micro * _TICKS_PER_SECOND / 1_000_000)
+    if ticks == _TICKS_PER_SECOND:
+        if moment.year == 9999 and moment.month == 12 and moment.day == 31 and moment.hour == 23:
+            ticks -= 1  # stay inside year 9999 rather than overflow
+        else:
+            moment = moment.replace(microsecond=0) + timedelta(seconds=1)
+            ticks = 0
+    millis = ticks * 1000 // _TICKS_PER_SECOND
+    return (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T"
+        f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}.{millis:03d}Z"
+    )
+
+
+def _parse_datetime_text(text: str) -> datetime:
+    text = text.strip()
+    try:
+        # Python 3.11 reads ISO 8601 with fractions, "Z" and offsets, and "yyyy-MM-dd".
+        return datetime.fromisoformat(text)
+    except ValueError:
+        pass
+    match = _US_DATE.fullmatch(text)
+    if match:
+        month, day, year, hour, minute, second, fraction, ampm = match.groups()
+        h = int(hour or 0)
+        if ampm:
+            if not 1 <= h <= 12:
+                raise RuleError("datetime", f"hour {h} is not valid with {ampm.upper()}")
+            h = h % 12 + (12 if ampm.lower() == "pm" else 0)
+        micro = int((fraction or "0").ljust(6, "0")[:6])
+        try:
+            return datetime(
+                int(year), int(month), int(day), h, int(minute or 0), int(second or 0), micro
+            )
+        except ValueError as exc:
+            raise RuleError("datetime", f"{text!r} is not a valid date: {exc}") from None
+    raise RuleError(
+        "datetime",
+        f"{_short(text)} is not a date and time Power BI reads; use ISO 8601 "
+        "(2024-01-31T13:45:00Z), yyyy-MM-dd, MM/dd/yyyy or M/d/yyyy h:mm:ss tt",
+    )
+
+
+def datetime_converter(naive: Literal["utc", "local"] = "utc") -> Converter:
+    """Return the DateTime converter; ``naive`` says how tz-less Python datetimes are read."""
+
+    def convert(value: Any) -> str | None:
+        if value is None or _is_nan_like(value):
+            return None
+        if isinstance(value, str):
+            moment = _parse_datetime_text(value)
+            local_naive = False
+        elif isinstance(value, datetime):
+            if value != value:  # pandas.NaT compares unequal to itself
+                return None
+            moment = value
+            local_naive = naive == "local"
+        elif isinstance(value, date):
+            moment = datetime(value.year, value.month, value.day)
+            local_naive = False
+        elif type(value).__name__ == "datetime64":
+            moment = datetime.fromisoformat(str(value.astype("datetime64[us]")))
+            local_naive = False
+        else:
+            raise RuleError(
+                "type", f"expected a date and time, got {type(value).__name__} {_short(value)}"
+            )
+        if moment.tzinfo is None:
+            moment = moment.astimezone(UTC) if local_naive else moment.replace(tzinfo=UTC)
+        else:
+            try:
+                moment = moment.astimezone(UTC)
+            except OverflowError:
+                raise RuleError(
+                    "datetime", f"{_short(value)} is outside the years 1-9999"
+                ) from None
+        return _quantised_text(moment)
+
+    return convert
+
+
+_CONVERTERS: dict[DataType, Converter] = {
+    DataType.INT64: _int64,
+    DataType.DOUBLE: _double,
+    DataType.DECIMAL: _decimal,
+    DataType.BOOLEAN: _boolean,
+    DataType.DATETIME: datetime_converter("utc"),
+    DataType.STRING: _string,
+}
+
+
+def converter_for(data_type: DataType, *, naive: Literal["utc", "local"] = "utc") -> Converter:
+    """Return the function that checks and normalises one value of ``data_type``.
+
+    It returns the normalised value, or raises :class:`RuleError`.
+    """
+    if data_type is DataType.DATETIME and naive != "utc":
+        return datetime_converter(naive)
+    return _CONVERTERS[data_type]
+
+
+class RowRules:
+    """Checks and normalises rows for one table.
+
+    Args:
+        columns: ``(name, DataType)`` pairs, or a mapping of name to DataType.
+        unknown: ``"error"`` refuses a row holding a field that is not a column;
+            ``"ignore"`` drops such fields.
+        naive: How naive Python datetimes are read, ``"utc"`` or ``"local"``.
+    """
+
+    __slots__ = ("_converters", "_ignore_unknown")
+
+    def __init__(
+        self,
+        columns: Mapping[str, DataType] | Iterable[tuple[str, DataType]],
+        *,
+        unknown: Literal["error", "ignore"] = "error",
+        naive: Literal["utc", "local"] = "utc",
+    ) -> None:
+        pairs = columns.items() if isinstance(columns, Mapping) else columns
+        self._converters = {name: converter_for(dtype, naive=naive) for name, dtype in pairs}
+        self._ignore_unknown = unknown == "ignore"
+
+    def normalize_row(self, row: Any, index: int = 0) -> dict[str, Any]:
+        """Return the normalised copy of one row.
+
+        Raises:
+            RowErrorException: The row breaks a rule; ``.error`` says which.
+        """
+        if type(row) is not dict:
+            if not isinstance(row, Mapping):
+                raise RowErrorException(
+                    RowError(index, None, "shape", f"a row must be an object, got {_kind(row)}")
+                )
+            row = dict(row)
+        converters = self._converters
+        out: dict[str, Any] = {}
+        for key, value in row.items():
+            convert = converters.get(key)
+            if convert is None:
+                if self._ignore_unknown:
+                    continue
+                raise RowErrorException(
+                    RowError(
+                        index,
+                        str(key),
+                        "unknown_column",
+                        f"{str(key)!r} is not a column of this table",
+                    )
+                )
+            try:
+                out[key] = convert(value)
+            except RuleError as exc:
+                raise RowErrorException(RowError(index, key, exc.rule, exc.message)) from None
+        return out
+
+    def normalize_rows(
+        self, rows: Iterable[Any], *, start: int = 0
+    ) -> tuple[list[dict[str, Any]], list[RowError]]:
+        """Normalise many rows; return the good ones and an error for each bad one."""
+        good: list[dict[str, Any]] = []
+        errors: list[RowError] = []
+        normalize = self.normalize_row
+        for index, row in enumerate(rows, start):
+            try:
+                good.append(normalize(row, index))
+            except RowErrorException as exc:
+                errors.append(exc.error)
+        return good, errors
+
+
+class RowErrorException(ValueError):
+    """Carries a :class:`RowError` out of :meth:`RowRules.normalize_row`."""
+
+    def __init__(self, error: RowError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _kind(value: Any) -> str:
+    return {list: "an array", str: "a string", type(None): "null", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
