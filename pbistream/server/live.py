@@ -1,0 +1,301 @@
+"""The live feed hub: fans newly stored rows out to every open live feed of a dataset.
+
+Ingest calls :meth:`LiveHub.publish` right after a commit; each subscriber (one
+open ``/api/datasets/{id}/live`` stream) owns a small bounded queue. ``publish``
+never blocks and never grows memory without bound: when a subscriber's queue is
+full the subscriber is cut off and marked *lagged*, and its stream catches up
+from storage (which holds every row the hub ever published) before subscribing
+again. So a slow browser costs a few reads, not the server's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import anyio.to_thread
+import orjson
+
+from pbistream.storage.base import Storage, StoredRow
+
+__all__ = [
+    "DEFAULT_QUEUE_SIZE",
+    "LiveBatch",
+    "LiveHub",
+    "Subscription",
+    "event_stream",
+    "format_event",
+    "group_by_table",
+]
+
+# Batches (one per publish call), not rows: a 10,000-row post is one entry. A
+# subscriber this far behind is better served by reading storage.
+DEFAULT_QUEUE_SIZE = 256
+
+
+@dataclass(frozen=True, slots=True)
+class LiveBatch:
+    """Rows of one table that were stored together (one ingest request)."""
+
+    table: str
+    rows: list[StoredRow]
+
+
+class Subscription:
+    """One subscriber's view of a dataset's new rows.
+
+    Iterate with :meth:`get`; when :attr:`lagged` becomes True the hub has dropped
+    this subscriber because it fell behind, and the reader must catch up from
+    storage and subscribe again.
+    """
+
+    __slots__ = ("_loop", "_queue", "_size", "closed", "dataset_id", "lagged")
+
+    def __init__(self, dataset_id: str, loop: asyncio.AbstractEventLoop, size: int) -> None:
+        self.dataset_id = dataset_id
+        self.lagged = False
+        self.closed = False
+        self._loop = loop
+        # One extra slot so the "you are dropped" wake-up always fits.
+        self._queue: asyncio.Queue[LiveBatch | None] = asyncio.Queue(maxsize=size + 1)
+        self._size = size
+
+    def _offer(self, batch: LiveBatch) -> bool:
+        """Queue a batch (event-loop thread only); False when the subscriber is too slow."""
+        if self._queue.qsize() >= self._size:
+            self.lagged = True
+            self._queue.put_nowait(None)  # the spare slot: wakes the reader
+            return False
+        self._queue.put_nowait(batch)
+        return True
+
+    def _wake(self) -> None:
+        """Tell the reader to stop (the hub is closing)."""
+        self.closed = True
+        if not self._queue.full():
+            self._queue.put_nowait(None)
+
+    async def get(self, timeout: float | None = None) -> list[LiveBatch] | None:
+        """Wait for new rows; return every batch queued so far, in order.
+
+        Args:
+            timeout: Seconds to wait; on timeout an empty list is returned.
+
+        Returns:
+            The queued batches (several when they arrived together), an empty list on
+            timeout, or ``None`` when the subscription ended (lagged or hub closed).
+        """
+        if self.lagged or self.closed:
+            return None
+        try:
+            first = await asyncio.wait_for(self._queue.get(), timeout)
+        except TimeoutError:
+            return []
+        batches: list[LiveBatch] = []
+        item: LiveBatch | None = first
+        while True:
+            if item is None:
+                return batches or None
+            batches.append(item)
+            if self._queue.empty():
+                return batches
+            item = self._queue.get_nowait()
+
+
+class LiveHub:
+    """Per-dataset fan-out of new rows to subscribers (asyncio queues, bounded)."""
+
+    def __init__(self, *, queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
+        self._queue_size = queue_size
+        self._subscribers: dict[str, set[Subscription]] = {}
+        self._closed = False
+        # publish() may come from a worker thread; the queues must only be touched
+        # on their own loop, so such calls are handed over with call_soon_threadsafe.
+        self._lock = threading.Lock()
+
+    @property
+    def subscriber_count(self) -> int:
+        """Open subscriptions across all datasets (for ``/metrics``)."""
+        with self._lock:
+            return sum(len(subs) for subs in self._subscribers.values())
+
+    def publish(self, dataset_id: str, table: str, rows: list[StoredRow]) -> None:
+        """Hand newly committed rows to the dataset's subscribers. Never blocks.
+
+        Args:
+            dataset_id: The dataset the rows were stored in.
+            table: Their table.
+            rows: The stored rows, in id order.
+        """
+        if not rows:
+            return
+        with self._lock:
+            subs = self._subscribers.get(dataset_id)
+            if not subs:
+                return
+            targets = list(subs)
+        batch = LiveBatch(table, rows)
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        for sub in targets:
+            if sub._loop is running:
+                self._deliver(sub, batch)
+            elif not sub._loop.is_closed():
+                sub._loop.call_soon_threadsafe(self._deliver, sub, batch)
+
+    def _deliver(self, sub: Subscription, batch: LiveBatch) -> None:
+        if sub.lagged or sub.closed:
+            return
+        if not sub._offer(batch):
+            self._remove(sub)
+
+    def _remove(self, sub: Subscription) -> None:
+        with self._lock:
+            subs = self._subscribers.get(sub.dataset_id)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._subscribers[sub.dataset_id]
+
+    @asynccontextmanager
+    async def subscribe(self, dataset_id: str) -> AsyncIterator[Subscription]:
+        """Receive the dataset's new rows for the duration of the ``async with`` block.
+
+        Args:
+            dataset_id: The dataset to follow.
+
+        Yields:
+            The subscription; it is removed from the hub when the block exits.
+        """
+        sub = Subscription(dataset_id, asyncio.get_running_loop(), self._queue_size)
+        if self._closed:
+            sub._wake()
+        else:
+            with self._lock:
+                self._subscribers.setdefault(dataset_id, set()).add(sub)
+        try:
+            yield sub
+        finally:
+            self._remove(sub)
+
+    def close(self) -> None:
+        """End every subscription (server shutdown), so open streams finish."""
+        self._closed = True
+        with self._lock:
+            subs = [s for group in self._subscribers.values() for s in group]
+            self._subscribers.clear()
+        for sub in subs:
+            if not sub._loop.is_closed():
+                sub._loop.call_soon_threadsafe(sub._wake)
+
+
+# --- the Server-Sent Events stream ------------------------------------------------
+
+# Rows read from storage per page while replaying (bounded memory per stream).
+REPLAY_PAGE_ROWS = 500
+# Tell EventSource to reconnect quickly after a dropped connection (milliseconds).
+RETRY_MILLISECONDS = 1000
+
+
+def format_event(table: str, rows: list[StoredRow]) -> bytes:
+    """One SSE ``rows`` event; its ``id`` is the last row's id (the resume cursor).
+
+    Args:
+        table: The rows' table.
+        rows: Rows of that table, in id order (at least one).
+
+    Returns:
+        The encoded event, ending with the blank line that dispatches it.
+    """
+    payload = {
+        "table": table,
+        "rows": [{"id": r.id, "received_at": r.received_at, "data": r.data} for r in rows],
+    }
+    # orjson never emits a raw newline, so the JSON fits one ``data:`` line.
+    data = orjson.dumps(payload)
+    return b"id: %d\nevent: rows\ndata: %s\n\n" % (rows[-1].id, data)
+
+
+def group_by_table(rows: list[StoredRow]) -> list[tuple[str, list[StoredRow]]]:
+    """Split id-ordered rows into runs of one table each (one event per run)."""
+    runs: list[tuple[str, list[StoredRow]]] = []
+    for row in rows:
+        if runs and runs[-1][0] == row.table:
+            runs[-1][1].append(row)
+        else:
+            runs.append((row.table, [row]))
+    return runs
+
+
+async def event_stream(
+    hub: LiveHub,
+    storage: Storage,
+    dataset_id: str,
+    *,
+    after: int | None,
+    keepalive: float,
+    oldest: Callable[[], float | None] = lambda: None,
+) -> AsyncIterator[bytes]:
+    """The bytes of one live feed: replay from storage after ``after``, then live rows.
+
+    The subscription starts *before* the replay, so a row committed meanwhile is
+    either replayed or delivered live (live rows at or below the replayed cursor
+    are skipped). A subscriber the hub drops for being slow catches up the same way.
+
+    Args:
+        hub: The live hub.
+        storage: Where every published row is also kept.
+        dataset_id: The dataset to follow.
+        after: Replay rows with a greater id; None means "only rows from now on".
+        keepalive: Seconds of silence before a ``: keepalive`` comment.
+        oldest: Returns the earliest arrival time still readable (the streaming
+            cache), or None for no floor.
+
+    Yields:
+        Encoded SSE messages.
+    """
+    yield b"retry: %d\n: connected\n\n" % RETRY_MILLISECONDS
+    last = after
+    while True:
+        async with hub.subscribe(dataset_id) as sub:
+            if last is None:
+                newest = await anyio.to_thread.run_sync(
+                    lambda: storage.read_rows(dataset_id, limit=1, newest_first=True)
+                )
+                last = newest[0].id if newest else 0
+            while True:
+                page = await anyio.to_thread.run_sync(
+                    functools.partial(
+                        storage.read_rows,
+                        dataset_id,
+                        after_id=last,
+                        since=oldest(),
+                        limit=REPLAY_PAGE_ROWS,
+                    )
+                )
+                for table, run in group_by_table(page):
+                    yield format_event(table, run)
+                if page:
+                    last = page[-1].id
+                if len(page) < REPLAY_PAGE_ROWS:
+                    break
+            while True:
+                batches = await sub.get(timeout=keepalive)
+                if batches is None:
+                    if sub.closed:
+                        return
+                    break  # dropped for being slow: catch up from storage
+                if not batches:
+                    yield b": keepalive\n\n"
+                    continue
+                fresh = [row for batch in batches for row in batch.rows if row.id > last]
+                for table, run in group_by_table(fresh):
+                    yield format_event(table, run)
+                if fresh:
+                    last = max(row.id for row in fresh)
