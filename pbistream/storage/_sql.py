@@ -1,0 +1,141 @@
+"""What both SQL backends share: the row/dataset/dashboard codecs and the row-read query.
+
+SQLite and PostgreSQL keep the same tables with the same columns, so the way a
+:class:`~pbistream.schema.Dataset` becomes a database record (and back), the way a
+row becomes JSON text, and the ``WHERE`` clause of :meth:`Storage.read_rows` are
+written once here. Only the placeholder style (``?`` vs ``%s``) differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from pbistream.schema import Dataset, Mode, Retention, Table
+from pbistream.storage.base import Dashboard, StoredRow
+
+__all__ = [
+    "DatasetRecord",
+    "dashboard_from_record",
+    "dataset_from_record",
+    "dataset_record",
+    "encode_row",
+    "read_rows_query",
+    "stored_rows",
+    "with_table",
+]
+
+#: ``(id, group_id, name, mode, retention, push_key, created_at, definition)``
+DatasetRecord = tuple[str, str | None, str, str, str, str | None, float, str]
+
+# orjson turns a normalised row into compact UTF-8 JSON in C. It escapes U+0000 as
+# the six characters ``\u0000``, which is why the column is TEXT (PostgreSQL's TEXT
+# and JSONB both reject a raw NUL; the escaped form is plain text).
+encode_row = orjson.dumps
+
+
+def dataset_record(dataset: Dataset) -> DatasetRecord:
+    """The ``datasets`` row for a dataset; tables and extra properties go in ``definition``."""
+    definition = {
+        "tables": [t.to_json() for t in dataset.tables],
+        "properties": dataset.properties,
+    }
+    return (
+        dataset.id,
+        dataset.group_id,
+        dataset.name,
+        dataset.mode.value,
+        dataset.retention.value,
+        dataset.push_key,
+        dataset.created_at,
+        orjson.dumps(definition).decode(),
+    )
+
+
+def dataset_from_record(record: Iterable[Any]) -> Dataset:
+    """Rebuild a dataset from a ``datasets`` row (column order as in :data:`DatasetRecord`)."""
+    ds_id, group_id, name, mode, retention, push_key, created_at, definition = record
+    parsed = orjson.loads(definition)
+    return Dataset(
+        id=ds_id,
+        name=name,
+        mode=Mode.parse(mode),
+        retention=Retention.parse(retention),
+        tables=[Table.from_json(t) for t in parsed.get("tables", [])],
+        group_id=group_id,
+        push_key=push_key,
+        created_at=float(created_at),
+        properties=dict(parsed.get("properties") or {}),
+    )
+
+
+def with_table(definition: str, table: Table) -> str:
+    """A dataset's ``definition`` JSON with one table replaced (same name) or appended."""
+    parsed = orjson.loads(definition)
+    tables: list[dict[str, Any]] = parsed.get("tables", [])
+    new = table.to_json()
+    for i, existing in enumerate(tables):
+        if existing.get("name") == table.name:
+            tables[i] = new
+            break
+    else:
+        tables.append(new)
+    parsed["tables"] = tables
+    return orjson.dumps(parsed).decode()
+
+
+def dashboard_from_record(record: Iterable[Any]) -> Dashboard:
+    """Rebuild a dashboard from ``(id, name, tiles, created_at, updated_at)``."""
+    dash_id, name, tiles, created_at, updated_at = record
+    return Dashboard(dash_id, name, orjson.loads(tiles), float(created_at), float(updated_at))
+
+
+def read_rows_query(
+    placeholder: str,
+    dataset_id: str,
+    table: str | None,
+    *,
+    after_id: int | None,
+    since: float | None,
+    until: float | None,
+    limit: int,
+    newest_first: bool,
+) -> tuple[str, list[Any]]:
+    """The SELECT behind ``read_rows`` and its parameters.
+
+    The time window is half-open, ``since <= received_at < until``, so consecutive
+    windows never return a row twice. Order is by ``id`` (insert order), not by
+    ``received_at``, because the wall clock may step back while ids never do.
+    """
+    p = placeholder
+    where = [f"dataset_id = {p}"]
+    params: list[Any] = [dataset_id]
+    if table is not None:
+        where.append(f"table_name = {p}")
+        params.append(table)
+    if after_id is not None:
+        where.append(f"id > {p}")
+        params.append(after_id)
+    if since is not None:
+        where.append(f"received_at >= {p}")
+        params.append(since)
+    if until is not None:
+        where.append(f"received_at < {p}")
+        params.append(until)
+    order = "DESC" if newest_first else "ASC"
+    params.append(max(0, limit))
+    # Only fixed SQL fragments are joined here; every value is a bound parameter.
+    sql = (
+        "SELECT id, received_at, table_name, data FROM rows WHERE "  # noqa: S608
+        + " AND ".join(where)
+        + f" ORDER BY id {order} LIMIT {p}"
+    )
+    return sql, params
+
+
+def stored_rows(records: Iterable[Any]) -> list[StoredRow]:
+    """Turn ``(id, received_at, table_name, data)`` records into :class:`StoredRow`."""
+    loads = orjson.loads
+    return [StoredRow(int(i), float(r), t, loads(d)) for i, r, t, d in records]

@@ -1,0 +1,325 @@
+"""The storage contract: every backend passes this one suite (see conftest ``storage``)."""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from pbistream.schema import Column, Dataset, Mode, Retention, Table
+from pbistream.storage.base import Dashboard, InsertResult, Storage
+from pbistream.values import DataType
+
+TABLE = "RealTimeData"
+
+
+def make_dataset(
+    *, group_id: str | None = None, name: str = "Sensors", created_at: float = 0.0
+) -> Dataset:
+    return Dataset(
+        id=secrets.token_hex(8),
+        name=name,
+        mode=Mode.PUSH_STREAMING,
+        retention=Retention.BASIC_FIFO,
+        tables=[
+            Table(
+                TABLE,
+                (
+                    Column("temp", DataType.DOUBLE, {"formatString": "0.0"}),
+                    Column("label", DataType.STRING),
+                ),
+                {"measures": [{"name": "Avg", "expression": "AVERAGE(temp)"}]},
+            )
+        ],
+        group_id=group_id,
+        push_key="k-" + secrets.token_hex(4),
+        created_at=created_at or time.time(),
+        properties={"description": "x"},
+    )
+
+
+@pytest.fixture
+def dataset(storage: Storage) -> Dataset:
+    ds = make_dataset()
+    storage.create_dataset(ds)
+    return ds
+
+
+def rows(n: int, start: int = 0) -> list[dict[str, Any]]:
+    return [{"temp": float(i), "label": f"r{i}"} for i in range(start, start + n)]
+
+
+def temps(stored: list[Any]) -> list[float]:
+    return [r.data["temp"] for r in stored]
+
+
+# --- datasets ----------------------------------------------------------------------
+def test_dataset_round_trips_with_tables_and_properties(storage: Storage) -> None:
+    ds = make_dataset(group_id="g1")
+    storage.create_dataset(ds)
+    got = storage.get_dataset(ds.id)
+    assert got == ds
+    assert got is not None and got.tables[0].column("temp") is not None
+    assert got.tables[0].columns[0].properties == {"formatString": "0.0"}
+    assert storage.get_dataset("nope") is None
+
+
+def test_list_datasets_is_scoped_by_group(storage: Storage) -> None:
+    mine = make_dataset(name="mine", created_at=1.0)
+    other = make_dataset(name="other", group_id="g1", created_at=2.0)
+    third = make_dataset(name="third", group_id="g2", created_at=3.0)
+    for ds in (mine, other, third):
+        storage.create_dataset(ds)
+    assert [d.name for d in storage.list_datasets()] == ["mine"]
+    assert [d.name for d in storage.list_datasets("g1")] == ["other"]
+    assert storage.list_datasets("g3") == []
+    assert [d.name for d in storage.list_datasets(all_groups=True)] == ["mine", "other", "third"]
+
+
+def test_delete_dataset_removes_its_rows(storage: Storage, dataset: Dataset) -> None:
+    storage.insert_rows(dataset.id, TABLE, rows(3), received_at=1.0, sequence_number=5)
+    assert storage.delete_dataset(dataset.id) is True
+    assert storage.get_dataset(dataset.id) is None
+    assert storage.read_rows(dataset.id) == []
+    assert storage.count_rows(dataset.id, TABLE) == 0
+    assert storage.last_sequence_number(dataset.id, TABLE) is None
+    assert storage.delete_dataset(dataset.id) is False
+
+
+def test_replace_table_keeps_rows(storage: Storage, dataset: Dataset) -> None:
+    storage.insert_rows(dataset.id, TABLE, rows(4), received_at=1.0)
+    new = Table(TABLE, (Column("temp", DataType.DOUBLE), Column("extra", DataType.INT64)))
+    storage.replace_table(dataset.id, new)
+    added = Table("Second", (Column("x", DataType.BOOLEAN),))
+    storage.replace_table(dataset.id, added)
+    got = storage.get_dataset(dataset.id)
+    assert got is not None
+    assert [t.name for t in got.tables] == [TABLE, "Second"]
+    assert got.table(TABLE) == new
+    assert storage.count_rows(dataset.id, TABLE) == 4
+    assert len(storage.read_rows(dataset.id, TABLE)) == 4
+
+
+def test_replace_table_and_push_key_of_missing_dataset_raise(storage: Storage) -> None:
+    with pytest.raises(KeyError):
+        storage.replace_table("missing", Table("T", ()))
+    with pytest.raises(KeyError):
+        storage.set_push_key("missing", "k")
+
+
+def test_set_push_key_rotates(storage: Storage, dataset: Dataset) -> None:
+    storage.set_push_key(dataset.id, "new-key")
+    got = storage.get_dataset(dataset.id)
+    assert got is not None and got.push_key == "new-key"
+
+
+# --- rows --------------------------------------------------------------------------
+def test_insert_returns_ids_and_count(storage: Storage, dataset: Dataset) -> None:
+    first = storage.insert_rows(dataset.id, TABLE, rows(3), received_at=10.0)
+    assert first.stored == 3 and not first.duplicate and first.row_count == 3
+    assert first.first_id is not None and first.last_id == first.first_id + 2
+    second = storage.insert_rows(dataset.id, TABLE, rows(2, 3), received_at=11.0)
+    assert second.first_id is not None and first.last_id is not None
+    assert second.first_id > first.last_id
+    assert second.row_count == 5
+    stored = storage.read_rows(dataset.id, TABLE)
+    assert [r.id for r in stored] == sorted({r.id for r in stored})
+    assert stored[0].id == first.first_id and stored[-1].id == second.last_id
+    assert temps(stored) == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert stored[0].received_at == 10.0 and stored[0].table == TABLE
+
+
+def test_insert_nothing(storage: Storage, dataset: Dataset) -> None:
+    assert storage.insert_rows(dataset.id, TABLE, [], received_at=1.0) == InsertResult(0, False, 0)
+
+
+def test_insert_into_missing_dataset_raises(storage: Storage) -> None:
+    with pytest.raises(KeyError):
+        storage.insert_rows("missing", TABLE, rows(1), received_at=1.0)
+
+
+def test_read_by_cursor_window_order_and_limit(storage: Storage, dataset: Dataset) -> None:
+    for t in range(5):  # two rows at each of t = 100..104
+        storage.insert_rows(dataset.id, TABLE, rows(2, 2 * t), received_at=100.0 + t)
+    storage.insert_rows(dataset.id, "Other", rows(1, 50), received_at=102.5)
+    everything = storage.read_rows(dataset.id)
+    assert len(everything) == 11
+    mid = everything[3].id
+    assert temps(storage.read_rows(dataset.id, TABLE, after_id=mid)) == [4, 5, 6, 7, 8, 9]
+    assert temps(storage.read_rows(dataset.id, TABLE, since=101.0, until=103.0)) == [2, 3, 4, 5]
+    assert temps(storage.read_rows(dataset.id, since=102.5)) == [6, 7, 8, 9, 50]
+    assert temps(storage.read_rows(dataset.id, TABLE, newest_first=True, limit=3)) == [9, 8, 7]
+    assert temps(storage.read_rows(dataset.id, TABLE, limit=2)) == [0, 1]
+    assert temps(storage.read_rows(dataset.id, TABLE, after_id=mid, limit=2, newest_first=True))
+    assert storage.read_rows(dataset.id, TABLE, limit=0) == []
+    assert [r.table for r in storage.read_rows(dataset.id, "Other")] == ["Other"]
+    assert storage.read_rows("other-dataset") == []
+
+
+def test_ids_are_never_reused_after_deletes(storage: Storage, dataset: Dataset) -> None:
+    first = storage.insert_rows(dataset.id, TABLE, rows(3), received_at=1.0)
+    assert storage.delete_rows(dataset.id, TABLE) == 3
+    again = storage.insert_rows(dataset.id, TABLE, rows(1), received_at=2.0)
+    assert first.last_id is not None and again.first_id is not None
+    assert again.first_id > first.last_id
+
+
+def test_count_rows_follows_inserts_and_deletes(storage: Storage, dataset: Dataset) -> None:
+    assert storage.count_rows(dataset.id, TABLE) == 0
+    storage.insert_rows(dataset.id, TABLE, rows(7), received_at=1.0)
+    storage.insert_rows(dataset.id, "Other", rows(2), received_at=1.0)
+    assert storage.count_rows(dataset.id, TABLE) == 7
+    assert storage.count_rows(dataset.id, "Other") == 2
+    assert storage.delete_rows(dataset.id, TABLE) == 7
+    assert storage.count_rows(dataset.id, TABLE) == 0
+    assert storage.count_rows(dataset.id, "Other") == 2
+    assert storage.delete_rows(dataset.id, TABLE) == 0
+
+
+def test_sequence_numbers_dedupe(storage: Storage, dataset: Dataset) -> None:
+    assert storage.last_sequence_number(dataset.id, TABLE) is None
+    ok = storage.insert_rows(dataset.id, TABLE, rows(2), received_at=1.0, sequence_number=10)
+    assert ok.stored == 2 and not ok.duplicate
+    assert storage.last_sequence_number(dataset.id, TABLE) == 10
+    for seq in (10, 9, -1):
+        dup = storage.insert_rows(dataset.id, TABLE, rows(2), received_at=2.0, sequence_number=seq)
+        assert dup == InsertResult(0, True, 2)
+    assert storage.last_sequence_number(dataset.id, TABLE) == 10
+    # Sequence numbers are per table.
+    other = storage.insert_rows(dataset.id, "Other", rows(1), received_at=2.0, sequence_number=1)
+    assert other.stored == 1
+    nxt = storage.insert_rows(dataset.id, TABLE, rows(1), received_at=3.0, sequence_number=11)
+    assert nxt.stored == 1 and nxt.row_count == 3
+    assert storage.last_sequence_number(dataset.id, TABLE) == 11
+    # Without a number, rows are always stored and the last number stays.
+    storage.insert_rows(dataset.id, TABLE, rows(1), received_at=4.0)
+    assert storage.last_sequence_number(dataset.id, TABLE) == 11
+    assert storage.count_rows(dataset.id, TABLE) == 4
+
+
+def test_fifo_trims_oldest_down_to_keep(storage: Storage, dataset: Dataset) -> None:
+    fifo = (5, 8)
+    for i in range(8):
+        result = storage.insert_rows(dataset.id, TABLE, rows(1, i), received_at=1.0, fifo=fifo)
+        assert result.row_count == i + 1
+    result = storage.insert_rows(dataset.id, TABLE, rows(1, 8), received_at=1.0, fifo=fifo)
+    assert result.row_count == 5 and result.stored == 1
+    assert temps(storage.read_rows(dataset.id, TABLE)) == [4, 5, 6, 7, 8]
+    assert storage.count_rows(dataset.id, TABLE) == 5
+    # One batch bigger than high_water keeps only its newest `keep` rows.
+    result = storage.insert_rows(dataset.id, TABLE, rows(20, 100), received_at=2.0, fifo=fifo)
+    assert result.row_count == 5
+    assert temps(storage.read_rows(dataset.id, TABLE)) == [115, 116, 117, 118, 119]
+
+
+def test_delete_rows_before_updates_counts(storage: Storage, dataset: Dataset) -> None:
+    storage.insert_rows(dataset.id, TABLE, rows(3), received_at=100.0)
+    storage.insert_rows(dataset.id, "Other", rows(2), received_at=100.0)
+    storage.insert_rows(dataset.id, TABLE, rows(4, 3), received_at=200.0)
+    other_ds = make_dataset()
+    storage.create_dataset(other_ds)
+    storage.insert_rows(other_ds.id, TABLE, rows(1), received_at=50.0)
+    assert storage.delete_rows_before(dataset.id, 150.0) == 5
+    assert storage.count_rows(dataset.id, TABLE) == 4
+    assert storage.count_rows(dataset.id, "Other") == 0
+    assert temps(storage.read_rows(dataset.id)) == [3, 4, 5, 6]
+    assert storage.count_rows(other_ds.id, TABLE) == 1
+    assert storage.delete_rows_before(dataset.id, 150.0) == 0
+
+
+def test_unicode_and_nul_round_trip(storage: Storage, dataset: Dataset) -> None:
+    odd = [
+        {"label": "nul\u0000inside", "temp": 1.5},
+        {"label": "emoji 🚀 ünïcödé 中文 \u202e rtl", "temp": -0.0},
+        {"label": "<img src=x onerror=alert(1)>\n\t\"'\\", "temp": None},
+        {"label": "\ud7ff\ue000\U0010ffff", "big": 2**62, "flag": True},
+    ]
+    storage.insert_rows(dataset.id, TABLE, odd, received_at=1.0)
+    assert [r.data for r in storage.read_rows(dataset.id, TABLE)] == odd
+
+
+# --- dashboards and meta -----------------------------------------------------------
+def test_dashboards_crud(storage: Storage) -> None:
+    tiles = [{"type": "card", "field": "temp", "label": "<b>é</b>"}]
+    first = Dashboard("d1", "Plant", tiles, created_at=1.0, updated_at=1.0)
+    second = Dashboard("d2", "Office", [], created_at=2.0, updated_at=2.0)
+    storage.save_dashboard(second)
+    storage.save_dashboard(first)
+    assert storage.get_dashboard("d1") == first
+    assert [d.id for d in storage.list_dashboards()] == ["d1", "d2"]
+    storage.save_dashboard(Dashboard("d1", "Plant 2", [], created_at=9.0, updated_at=5.0))
+    got = storage.get_dashboard("d1")
+    assert got == Dashboard("d1", "Plant 2", [], created_at=1.0, updated_at=5.0)
+    assert storage.delete_dashboard("d1") is True
+    assert storage.delete_dashboard("d1") is False
+    assert storage.get_dashboard("d1") is None
+    assert [d.id for d in storage.list_dashboards()] == ["d2"]
+
+
+def test_dashboard_times_default_to_now(storage: Storage) -> None:
+    before = time.time()
+    storage.save_dashboard(Dashboard("d", "D", []))
+    got = storage.get_dashboard("d")
+    assert got is not None and got.created_at >= before and got.updated_at >= before
+
+
+def test_meta(storage: Storage) -> None:
+    assert storage.get_meta("token") is None
+    storage.set_meta("token", "abc")
+    storage.set_meta("token", "def")
+    storage.set_meta("other", "")
+    assert storage.get_meta("token") == "def"
+    assert storage.get_meta("other") == ""
+
+
+def test_size_bytes_is_positive(storage: Storage, dataset: Dataset) -> None:
+    storage.insert_rows(dataset.id, TABLE, rows(100), received_at=1.0)
+    assert storage.size_bytes() > 0
+
+
+def test_is_a_storage(storage: Storage) -> None:
+    assert isinstance(storage, Storage)
+
+
+# --- concurrency -------------------------------------------------------------------
+def test_concurrent_inserts_lose_nothing(storage: Storage, dataset: Dataset) -> None:
+    threads, batches, per_batch = 4, 10, 25
+    errors: list[BaseException] = []
+    results: list[InsertResult] = []
+    lock = threading.Lock()
+
+    def work(worker: int) -> None:
+        try:
+            for b in range(batches):
+                table = TABLE if worker % 2 == 0 else "Other"
+                start = (worker * batches + b) * per_batch
+                res = storage.insert_rows(
+                    dataset.id, table, rows(per_batch, start), received_at=1.0
+                )
+                # Reads run alongside the writes.
+                storage.read_rows(dataset.id, table, newest_first=True, limit=5)
+                with lock:
+                    results.append(res)
+        except BaseException as exc:
+            errors.append(exc)
+
+    pool = [threading.Thread(target=work, args=(w,)) for w in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(timeout=60)
+    assert not errors
+    total = threads * batches * per_batch
+    stored = storage.read_rows(dataset.id, limit=total + 10)
+    assert len(stored) == total
+    assert len({r.id for r in stored}) == total
+    assert sorted(temps(stored)) == [float(i) for i in range(total)]
+    assert storage.count_rows(dataset.id, TABLE) + storage.count_rows(dataset.id, "Other") == total
+    # Each batch's ids are its own: no two batches share an id.
+    spans = sorted((r.first_id, r.last_id) for r in results)
+    for (_, prev_last), (next_first, _) in itertools.pairwise(spans):
+        assert prev_last is not None and next_first is not None and next_first > prev_last
