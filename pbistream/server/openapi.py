@@ -1,4 +1,10 @@
-"""``GET /openapi.json``: an OpenAPI 3.1 description of every endpoint the server offers."""
+"""``GET /openapi.json``: an OpenAPI 3.0 description of every endpoint the server offers.
+
+Written as data, not generated from the handlers: the Power BI endpoints must keep
+Power BI's shapes (the swagger in microsoft/PowerBI-CSharp, reference §1.2), and the
+schemas are precise enough for schemathesis to build requests that reach the
+handlers' checks (``tests/server/test_fuzz.py`` runs it against a live server).
+"""
 
 from __future__ import annotations
 
@@ -9,23 +15,551 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from pbistream import limits
+
 __all__ = ["openapi_document", "routes"]
+
+JSON = "application/json"
+Schema = dict[str, Any]
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json_body(schema: Schema, description: str) -> Schema:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _error(description: str) -> Schema:
+    return _json_body(_ref("Error"), description)
+
+
+_UNAUTHORIZED = _error("No or wrong token: PowerBINotAuthorizedException.")
+_NOT_FOUND = _error("No such dataset (PowerBIEntityNotFound) or table (ItemNotFound).")
+_BAD_REQUEST = _error("The request is malformed or breaks a rule; the message says which.")
+_THROTTLED = {
+    "description": "A Power BI rate limit: wait Retry-After seconds.",
+    "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
+    "content": {JSON: {"schema": _ref("Error")}},
+}
+_TOO_LARGE = _error("The body is over the size limit (RequestEntityTooLarge).")
+_ERRORS: dict[int, Schema] = {
+    400: _BAD_REQUEST,
+    401: _UNAUTHORIZED,
+    403: _error("Missing or wrong Push URL key."),
+    404: _NOT_FOUND,
+    413: _TOO_LARGE,
+    429: _THROTTLED,
+}
+_MAX_ROWS = limits.MAX_ROWS_PER_POST.value
+
+
+def _path_param(name: str, description: str, *, uuid: bool = True) -> Schema:
+    schema: Schema = {"type": "string", "format": "uuid"} if uuid else {"type": "string"}
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": schema,
+        "description": description,
+    }
+
+
+def _query(name: str, schema: Schema, description: str, **extra: Any) -> Schema:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        **extra,
+        "description": description,
+    }
+
+
+_GROUP = _path_param("groupId", "The workspace id.")
+_DATASET = _path_param("datasetId", "The dataset id.")
+_TABLE = _path_param("tableName", "The table name (case-sensitive).", uuid=False)
+_SEQUENCE = {
+    "name": "X-PowerBI-PushData-SequenceNumber",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+    "description": "Rows of a request whose number is not above the last one are not stored again.",
+}
+
+
+def _components() -> Schema:
+    data_types = ["Int64", "Double", "Boolean", "bool", "DateTime", "String", "Decimal"]
+    column: Schema = {
+        "type": "object",
+        "required": ["name", "dataType"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 100},
+            "dataType": {"type": "string", "enum": data_types},
+            "formatString": {"type": "string"},
+            "sortByColumn": {"type": "string"},
+            "dataCategory": {"type": "string"},
+            "isHidden": {"type": "boolean"},
+            "summarizeBy": {
+                "type": "string",
+                "enum": [
+                    "default",
+                    "none",
+                    "sum",
+                    "min",
+                    "max",
+                    "count",
+                    "average",
+                    "distinctCount",
+                ],
+            },
+        },
+    }
+    measure: Schema = {
+        "type": "object",
+        "required": ["name", "expression"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string", "minLength": 1},
+            "expression": {"type": "string"},
+            "formatString": {"type": "string"},
+            "description": {"type": "string"},
+            "isHidden": {"type": "boolean"},
+        },
+    }
+    table: Schema = {
+        "type": "object",
+        "required": ["name", "columns"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {
+                "type": "string",
+                "pattern": r"^[\t\n\r #\-0-9@A-Z^_a-z~\u007f-\uffff]{1,100}$",
+            },
+            "columns": {
+                "type": "array",
+                "items": _ref("Column"),
+                "maxItems": limits.MAX_COLUMNS.value,
+            },
+            "measures": {"type": "array", "items": _ref("Measure")},
+            "isHidden": {"type": "boolean"},
+            "description": {"type": "string"},
+        },
+    }
+    relationship: Schema = {
+        "type": "object",
+        "required": ["name", "fromTable", "fromColumn", "toTable", "toColumn"],
+        "additionalProperties": False,
+        "properties": {
+            k: {"type": "string"}
+            for k in ("name", "fromTable", "fromColumn", "toTable", "toColumn")
+        }
+        | {
+            "crossFilteringBehavior": {
+                "type": "string",
+                "enum": ["OneDirection", "BothDirections", "Automatic"],
+            }
+        },
+    }
+    create: Schema = {
+        "type": "object",
+        "required": ["name", "tables"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string", "minLength": 1},
+            "defaultMode": {"type": "string", "enum": ["Push", "Streaming", "PushStreaming"]},
+            "tables": {
+                "type": "array",
+                "items": _ref("Table"),
+                "maxItems": limits.MAX_TABLES.value,
+            },
+            "relationships": {"type": "array", "items": _ref("Relationship")},
+        },
+    }
+    dataset: Schema = {
+        "type": "object",
+        "required": ["id", "name"],
+        "properties": {
+            "@odata.context": {"type": "string"},
+            "id": {"type": "string", "format": "uuid"},
+            "name": {"type": "string"},
+            "defaultRetentionPolicy": {"type": "string", "enum": ["None", "basicFIFO"]},
+            "addRowsAPIEnabled": {"type": "boolean"},
+        },
+    }
+    # A cell: any JSON scalar; the column's dataType decides what is accepted.
+    row: Schema = {
+        "type": "object",
+        "additionalProperties": {
+            "nullable": True,
+            "oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}],
+        },
+    }
+    error: Schema = {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code"],
+                "properties": {
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                    "details": {"type": "array", "items": {"type": "object"}},
+                    "pbi.error": {"type": "object"},
+                },
+            }
+        },
+    }
+    stored_row: Schema = {
+        "type": "object",
+        "required": ["id", "received_at", "table", "data"],
+        "properties": {
+            "id": {"type": "integer"},
+            "received_at": {"type": "number", "description": "Epoch seconds."},
+            "table": {"type": "string"},
+            "data": {"type": "object"},
+        },
+    }
+    summary_props: Schema = {
+        "id": {"type": "string", "format": "uuid"},
+        "name": {"type": "string"},
+        "groupId": {"type": "string", "format": "uuid", "nullable": True},
+        "defaultMode": {"type": "string", "enum": ["Push", "Streaming", "PushStreaming"]},
+        "defaultRetentionPolicy": {"type": "string", "enum": ["None", "basicFIFO"]},
+        "rowCount": {"type": "integer", "minimum": 0},
+        "lastRowAt": {"type": "number", "nullable": True, "description": "Epoch seconds."},
+    }
+    detail_props = summary_props | {
+        "pushUrl": {"type": "string", "nullable": True},
+        "tables": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "columns", "rowCount"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "columns": {"type": "array", "items": {"type": "object"}},
+                    "rowCount": {"type": "integer", "minimum": 0},
+                },
+            },
+        },
+    }
+    dashboard: Schema = {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": {"type": "string", "minLength": 1},
+            "tiles": {"type": "array", "items": {"type": "object"}},
+        },
+    }
+    return {
+        "securitySchemes": {
+            "bearerAuth": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "The token `pbistream serve` printed at first start.",
+            },
+            "pushKey": {
+                "type": "apiKey",
+                "in": "query",
+                "name": "key",
+                "description": "The dataset's Push URL key (rotatable).",
+            },
+        },
+        "schemas": {
+            "Column": column,
+            "Measure": measure,
+            "Table": table,
+            "Relationship": relationship,
+            "CreateDatasetRequest": create,
+            "Dataset": dataset,
+            "Row": row,
+            "Error": error,
+            "StoredRow": stored_row,
+            "DatasetSummary": {"type": "object", "properties": summary_props},
+            "DatasetDetail": {"type": "object", "properties": detail_props},
+            "Dashboard": dashboard,
+        },
+    }
+
+
+def _op(
+    op_id: str,
+    tag: str,
+    ok: tuple[str, Schema],
+    *,
+    params: list[Schema] | None = None,
+    body: Schema | None = None,
+    errors: tuple[int, ...] = (401,),
+    **extra: Any,
+) -> Schema:
+    """One operation: its id, tag, success answer, parameters, JSON body and error answers."""
+    op: Schema = {"operationId": op_id, "tags": [tag], **extra}
+    if params:
+        op["parameters"] = params
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {JSON: {"schema": body}}}
+    op["responses"] = {ok[0]: ok[1]} | {str(code): _ERRORS[code] for code in errors}
+    return op
+
+
+def _value_list(items: Schema) -> Schema:
+    return {"type": "object", "properties": {"value": {"type": "array", "items": items}}}
+
+
+_OK_EMPTY = {"description": "Done."}
+_ANY_OBJECT: Schema = {"type": "object"}
+
+
+def _rest_paths(prefix: str, tag: str) -> dict[str, Schema]:
+    """The push-dataset endpoints under ``/v1.0/myorg`` or a workspace (``groups/{groupId}``)."""
+    group = [_GROUP] if "{groupId}" in prefix else []
+    g = "InGroup" if group else ""
+    base = [*group, _DATASET]
+    table = [*base, _TABLE]
+    retention = _query(
+        "defaultRetentionPolicy",
+        {"type": "string", "enum": ["None", "basicFIFO"]},
+        "None keeps up to 5,000,000 rows a table; basicFIFO the newest ~200,000.",
+    )
+    rows_body = {
+        "type": "object",
+        "required": ["rows"],
+        "properties": {"rows": {"type": "array", "items": _ref("Row"), "maxItems": _MAX_ROWS}},
+    }
+    listed = _json_body(_value_list(_ref("Dataset")), "The workspace's datasets.")
+    tables = _json_body(_value_list(_ANY_OBJECT), "The dataset's tables.")
+    return {
+        f"{prefix}/datasets": {
+            "get": _op(f"Datasets_GetDatasets{g}", tag, ("200", listed), params=group),
+            "post": _op(
+                f"Datasets_PostDataset{g}",
+                tag,
+                ("201", _json_body(_ref("Dataset"), "Created.")),
+                params=[*group, retention],
+                body=_ref("CreateDatasetRequest"),
+                errors=(400, 401),
+            ),
+        },
+        f"{prefix}/datasets/{{datasetId}}": {
+            "get": _op(
+                f"Datasets_GetDataset{g}",
+                tag,
+                ("200", _json_body(_ref("Dataset"), "The dataset.")),
+                params=base,
+                errors=(401, 404),
+            ),
+            "delete": _op(
+                f"Datasets_DeleteDataset{g}",
+                tag,
+                ("200", _OK_EMPTY),
+                params=base,
+                errors=(401, 404),
+            ),
+        },
+        f"{prefix}/datasets/{{datasetId}}/tables": {
+            "get": _op(
+                f"Datasets_GetTables{g}", tag, ("200", tables), params=base, errors=(401, 404)
+            ),
+        },
+        f"{prefix}/datasets/{{datasetId}}/tables/{{tableName}}": {
+            "put": _op(
+                f"Datasets_PutTable{g}",
+                tag,
+                ("200", _json_body(_ANY_OBJECT, "The table's new schema.")),
+                params=table,
+                body=_ref("Table"),
+                errors=(400, 401, 404),
+            ),
+        },
+        f"{prefix}/datasets/{{datasetId}}/tables/{{tableName}}/rows": {
+            "post": _op(
+                f"Datasets_PostRows{g}",
+                tag,
+                ("200", {"description": "Stored (committed)."}),
+                params=[*table, _SEQUENCE],
+                body=rows_body,
+                errors=(400, 401, 404, 413, 429),
+            ),
+            "delete": _op(
+                f"Datasets_DeleteRows{g}",
+                tag,
+                ("200", _OK_EMPTY),
+                params=table,
+                errors=(400, 401, 404),
+            ),
+        },
+    }
+
+
+def _push_url_path() -> dict[str, Schema]:
+    op = _op(
+        "PushUrl_PostRows",
+        "Push URL",
+        ("200", {"description": "Stored (committed)."}),
+        params=[_path_param("workspaceId", "The server's tenant id."), _DATASET, _SEQUENCE],
+        body={"type": "array", "items": _ref("Row"), "maxItems": _MAX_ROWS},
+        errors=(400, 403, 404, 413, 429),
+        summary="A streaming dataset's Push URL: a bare JSON array of rows.",
+        description="Other query parameters (ctid, experience) are ignored.",
+        security=[{"pushKey": []}, {"bearerAuth": []}],
+    )
+    return {"/beta/{workspaceId}/datasets/{datasetId}/rows": {"post": op}}
+
+
+def _api_paths() -> dict[str, Schema]:
+    p = "pbistream"
+    number = {"type": "number", "minimum": 0}
+    cursor = {"type": "integer", "minimum": 0}
+    rows_params = [
+        _DATASET,
+        _query("table", {"type": "string"}, "Only this table's rows."),
+        _query("after", cursor, "Rows with a greater id (the cursor)."),
+        _query("since", number, "Arrived at or after (epoch seconds)."),
+        _query("until", number, "Arrived before (epoch seconds)."),
+        _query("limit", {"type": "integer", "minimum": 1, "maximum": 10_000}, "Page size."),
+        _query("order", {"type": "string", "enum": ["asc", "desc"]}, "Oldest or newest first."),
+    ]
+    page = {
+        "type": "object",
+        "properties": {
+            "rows": {"type": "array", "items": _ref("StoredRow")},
+            "next": {"type": "integer", "nullable": True},
+        },
+    }
+    rotated = {"type": "object", "properties": {"id": {}, "pushUrl": {"type": "string"}}}
+    live_params = [
+        _DATASET,
+        _query("after", cursor, "Replay rows with a greater id."),
+        {"name": "Last-Event-ID", "in": "header", "required": False, "schema": cursor},
+    ]
+    stream = {
+        "description": "The event stream.",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+    series_params = [
+        _DATASET,
+        _query("table", {"type": "string"}, "The table (default: the first)."),
+        _query("field", {"type": "array", "items": {"type": "string"}}, "Fields to plot."),
+        _query("since", number, "Window start (epoch seconds)."),
+        _query("until", number, "Window end (epoch seconds)."),
+        _query("points", {"type": "integer", "minimum": 1}, "At most this many points."),
+    ]
+    d = "dashboard"
+    board = [_path_param("dashboardId", "The dashboard id.", uuid=False)]
+    obj = _json_body(_ANY_OBJECT, "The answer.")
+    text = {"description": "Prometheus text format 0.0.4.", "content": {"text/plain": {}}}
+    e404 = (401, 404)
+    e400 = (400, 401, 404)
+    return {
+        "/api/datasets": {
+            "get": _op(
+                "Api_ListDatasets",
+                p,
+                ("200", _json_body(_value_list(_ref("DatasetSummary")), "Every dataset.")),
+            )
+        },
+        "/api/datasets/{datasetId}": {
+            "get": _op(
+                "Api_GetDataset",
+                p,
+                ("200", _json_body(_ref("DatasetDetail"), "Details and the Push URL.")),
+                params=[_DATASET],
+                errors=e404,
+            )
+        },
+        "/api/datasets/{datasetId}/rotate-key": {
+            "post": _op(
+                "Api_RotateKey",
+                p,
+                ("200", _json_body(rotated, "The new Push URL; the old key stops at once.")),
+                params=[_DATASET],
+                errors=e400,
+            )
+        },
+        "/api/datasets/{datasetId}/rows": {
+            "get": _op(
+                "Api_ReadRows",
+                p,
+                ("200", _json_body(page, "A page of rows; `next` is the following page's cursor.")),
+                params=rows_params,
+                errors=e400,
+            )
+        },
+        "/api/datasets/{datasetId}/live": {
+            "get": _op(
+                "Api_LiveFeed",
+                p,
+                ("200", stream),
+                params=live_params,
+                errors=e400,
+                description="Server-Sent Events: replays rows after `after` / Last-Event-ID, "
+                "then streams `rows` events, `: keepalive` every 15 s. It does not end.",
+            )
+        },
+        "/api/datasets/{datasetId}/series": {
+            "get": _op("Api_Series", d, ("200", obj), params=series_params, errors=e400)
+        },
+        "/api/dashboards": {
+            "get": _op("Api_ListDashboards", d, ("200", obj)),
+            "post": _op(
+                "Api_CreateDashboard", d, ("201", obj), body=_ref("Dashboard"), errors=(400, 401)
+            ),
+        },
+        "/api/dashboards/{dashboardId}": {
+            "get": _op("Api_GetDashboard", d, ("200", obj), params=board, errors=e404),
+            "put": _op(
+                "Api_ReplaceDashboard",
+                d,
+                ("200", obj),
+                params=board,
+                body=_ref("Dashboard"),
+                errors=e400,
+            ),
+            "delete": _op("Api_DeleteDashboard", d, ("200", _OK_EMPTY), params=board, errors=e404),
+        },
+        "/metrics": {"get": _op("Metrics", p, ("200", text))},
+        "/openapi.json": {"get": _op("OpenAPI", p, ("200", obj))},
+    }
 
 
 def openapi_document(server_url: str) -> dict[str, Any]:
-    """The OpenAPI document, with ``server_url`` as its only server."""
+    """The OpenAPI document, with ``server_url`` as its only server.
+
+    Args:
+        server_url: The base URL clients reach this server at.
+    """
+    paths: dict[str, Schema] = {}
+    paths |= _rest_paths("/v1.0/myorg", "Push datasets")
+    paths |= _rest_paths("/v1.0/myorg/groups/{groupId}", "Push datasets in a workspace")
+    paths |= _push_url_path()
+    paths |= _api_paths()
     return {
-        "openapi": "3.1.0",
-        "info": {"title": "pbistream", "version": "0.1.0"},
+        "openapi": "3.0.3",
+        "info": {
+            "title": "pbistream",
+            "version": "0.1.0",
+            "description": (
+                "A self-hosted server speaking the Power BI push-dataset REST API "
+                "(also under /beta/myorg), the streaming Push URL, and pbistream's own "
+                "/api endpoints. Errors are Power BI-shaped: "
+                '{"error": {"code": "...", "message": "..."}}.'
+            ),
+        },
         "servers": [{"url": server_url.rstrip("/")}],
-        "paths": {},
+        "security": [{"bearerAuth": []}],
+        "paths": paths,
+        "components": _components(),
     }
 
 
 async def openapi_endpoint(request: Request) -> Response:
-    """``GET /openapi.json``: the document."""
+    """``GET /openapi.json``: the document, naming this server as seen by the caller."""
     body = orjson.dumps(openapi_document(str(request.base_url)))
-    return Response(body, media_type="application/json")
+    return Response(body, media_type=JSON)
 
 
 routes: list[BaseRoute] = [Route("/openapi.json", openapi_endpoint, methods=["GET"])]
