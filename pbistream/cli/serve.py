@@ -1,1 +1,107 @@
-"""Placeholder: the serve command is being written (see the open issues)."""
+"""``pbistream serve``: run the Power BI-compatible push API server."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+
+from pbistream.cli._group import friendly_errors, main
+from pbistream.exceptions import require_extra
+from pbistream.server.settings import SETTINGS
+
+__all__ = ["serve"]
+
+_HELP = {s.name: s.help for s in SETTINGS}
+
+
+def _where(settings_storage: str | None, data_dir: str) -> str:
+    if not settings_storage:
+        return data_dir
+    parts = urlsplit(settings_storage)
+    # Never print a password from the URL.
+    return f"{parts.scheme}://{parts.hostname or ''}{parts.path}"
+
+
+@main.command()
+@click.option("--host", default=None, help=_HELP["host"] + " [default: 127.0.0.1]")
+@click.option("--port", default=None, type=int, help=_HELP["port"] + " [default: 8765]")
+@click.option(
+    "--data-dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help=_HELP["data_dir"] + " [default: ./pbistream-data]",
+)
+@click.option("--storage", default=None, help=_HELP["storage"])
+@click.option("--token", default=None, help=_HELP["token"] + " Prefer PBISTREAM_TOKEN.")
+@click.option(
+    "--limits",
+    default=None,
+    type=click.Choice(["on", "off"]),
+    help=_HELP["limits"] + " [default: on]",
+)
+@click.option("--time-scale", default=None, type=float, help=_HELP["time_scale"])
+@click.option(
+    "--unknown-fields",
+    default=None,
+    type=click.Choice(["404", "400", "ignore"]),
+    help=_HELP["unknown_fields"],
+)
+@click.option("--public-url", default=None, help=_HELP["public_url"])
+@click.option(
+    "--log-level",
+    default=None,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="How much to log [default: info].",
+)
+@friendly_errors
+def serve(**flags: Any) -> None:
+    """Serve the Power BI push API (REST + streaming Push URLs) on this machine.
+
+    Every setting can also come from a PBISTREAM_<NAME> environment variable
+    (PBISTREAM_TIME_SCALE=60); a flag wins over the variable.
+
+    Example: pbistream serve --port 8765 --data-dir ./pbistream-data
+    """
+    require_extra("uvicorn", "server")
+    require_extra("starlette", "server")
+    import uvicorn
+
+    from pbistream.server import Settings, create_app
+    from pbistream.storage import open_storage
+
+    if flags.get("limits") is not None:
+        flags["limits"] = flags["limits"] == "on"
+    settings = Settings.from_sources(flags)
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    storage = open_storage(settings.storage_url)
+    try:
+        app = create_app(settings, storage)
+        token = app.state.settings.token
+        base = f"http://{settings.host}:{settings.port}"
+        click.echo(
+            f"pbistream serve on {base}  (storage: {_where(settings.storage, settings.data_dir)})"
+        )
+        if app.state.token_generated:
+            click.echo(f"API token (shown once; kept with the data): {token}")
+        limits = "on" if settings.limits else "off"
+        click.echo(f"Power BI limits: {limits}; time scale: {settings.time_scale:g}")
+        click.echo(
+            f"Create a streaming dataset: pbistream dataset create NAME --field value:Number "
+            f"--server {base} --token <token>"
+        )
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            access_log=False,  # ours (pbistream.access) redacts push keys; uvicorn's would not
+            log_level=settings.log_level,
+            timeout_graceful_shutdown=5,
+        )
+    finally:
+        storage.close()

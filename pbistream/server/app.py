@@ -1,0 +1,158 @@
+"""``create_app(settings, storage)``: the Starlette app, its routes, middleware and lifespan.
+
+Nothing happens at import time: tests and the pytest plugin build as many isolated
+apps as they like. The middleware, outermost first:
+
+1. :class:`LiberalRequests`: collapses duplicate slashes (Power BI accepts them),
+   stamps a ``RequestId`` header on every response, and writes our own access-log
+   line with every URL redacted (uvicorn's access log is off: it would print keys).
+2. ``metrics.MetricsMiddleware``: counts requests per method, route template, status.
+3. :class:`~pbistream.server.auth.AuthMiddleware`: the API token, except on public paths.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pbistream.redact import redact_url
+from pbistream.server import api, auth, dashboard, live, metrics, openapi, push, rest
+from pbistream.server.errors import PbiJSONResponse, exception_handlers
+from pbistream.server.housekeeping import run_housekeeping
+from pbistream.server.settings import Settings
+from pbistream.server.throttle import Throttle
+from pbistream.storage.base import Storage
+
+__all__ = ["LiberalRequests", "create_app"]
+
+access_logger = logging.getLogger("pbistream.access")
+_DUPLICATE_SLASHES = re.compile(r"/{2,}")
+_DUPLICATE_SLASHES_BYTES = re.compile(rb"/{2,}")
+
+
+class LiberalRequests:
+    """Collapse ``//`` in paths, add a ``RequestId`` header, log one redacted line.
+
+    Args:
+        app: The wrapped ASGI app.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one ASGI call."""
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if "//" in path:
+            scope = dict(scope)
+            scope["path"] = _DUPLICATE_SLASHES.sub("/", path)
+            raw = scope.get("raw_path")
+            if isinstance(raw, bytes):
+                scope["raw_path"] = _DUPLICATE_SLASHES_BYTES.sub(b"/", raw)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = str(uuid.uuid4())
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                headers = list(message.get("headers", []))
+                headers.append((b"requestid", request_id.encode("ascii")))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if access_logger.isEnabledFor(logging.INFO):
+                query = scope.get("query_string", b"").decode("latin-1")
+                target = scope["path"] + (f"?{query}" if query else "")
+                client = scope.get("client") or ("-", 0)
+                access_logger.info(
+                    '%s "%s %s" %d %.1fms %s',
+                    client[0],
+                    scope.get("method", "-"),
+                    redact_url(target),
+                    status,
+                    (time.perf_counter() - started) * 1000,
+                    request_id,
+                )
+
+
+async def healthz(request: Request) -> Response:
+    """``GET /healthz``: 200 once the server answers (no token needed)."""
+    return PbiJSONResponse({"status": "ok"})
+
+
+def create_app(settings: Settings, storage: Storage) -> Starlette:
+    """Build the server app on ``storage``.
+
+    Without ``settings.token`` the token kept in storage is used (generated and kept
+    at first start); ``app.state.settings.token`` always holds the one in force and
+    ``app.state.token_generated`` says whether it is new (print it once).
+
+    Args:
+        settings: The server's settings.
+        storage: Where datasets and rows live; the app does not close it.
+    """
+    token, generated = auth.resolve_token(settings, storage)
+    settings = settings.replace(token=token)
+    hub = live.LiveHub()
+    app_metrics = metrics.Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(run_housekeeping, storage, settings)
+            try:
+                yield
+            finally:
+                hub.close()
+                tasks.cancel_scope.cancel()
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        *rest.routes,
+        *push.routes,
+        *api.routes,
+        *openapi.routes,
+        *metrics.routes,
+        *dashboard.routes,
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(LiberalRequests),
+            Middleware(metrics.MetricsMiddleware),
+            Middleware(auth.AuthMiddleware, public=dashboard.PUBLIC_PATHS),
+        ],
+        exception_handlers=exception_handlers(),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.storage = storage
+    app.state.hub = hub
+    app.state.metrics = app_metrics
+    app.state.throttle = Throttle(settings, on_throttled=app_metrics.throttled)
+    app.state.tenant_id = api.tenant_id(storage)
+    app.state.token_generated = generated
+    return app

@@ -1,0 +1,131 @@
+"""Who may call the server: the API token (Bearer or session cookie) and push keys.
+
+Every endpoint needs the token, except the ones in :data:`PUBLIC_PREFIXES` and
+the streaming Push URL (which checks its own per-dataset key). The token reaches
+the server either as ``Authorization: Bearer <token>`` or as the session cookie
+``pbistream_session`` whose value is an HMAC of the token, so a stolen cookie is
+not the token itself. All comparisons are constant-time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from pbistream.redact import constant_time_equal, new_secret
+from pbistream.server.errors import NotAuthorized
+
+if TYPE_CHECKING:
+    from starlette.requests import HTTPConnection
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
+    from pbistream.server.settings import Settings
+    from pbistream.storage.base import Storage
+
+__all__ = [
+    "PUBLIC_PREFIXES",
+    "SESSION_COOKIE",
+    "AuthMiddleware",
+    "bearer_token",
+    "is_authorized",
+    "resolve_token",
+    "session_cookie_value",
+]
+
+SESSION_COOKIE = "pbistream_session"
+# A fixed label so the cookie is an HMAC "of the token, for sessions", not a bare hash.
+_COOKIE_LABEL = b"pbistream-session-v1"
+_TOKEN_META_KEY = "api_token"  # noqa: S105 (a storage key name, not a secret)
+
+#: Paths anyone may call (exact paths, or prefixes ending in "/").
+PUBLIC_PREFIXES: tuple[str, ...] = ("/healthz", "/login", "/static/", "/favicon.ico")
+
+# The streaming Push URL: /beta/{workspaceId}/datasets/{datasetId}/rows (not /beta/myorg/...).
+_PUSH_URL = re.compile(r"^/beta/(?!myorg/)[^/]+/datasets/[^/]+/rows/?$", re.IGNORECASE)
+
+
+def session_cookie_value(settings: Settings) -> str:
+    """The value of the ``pbistream_session`` cookie for this server's token (hex HMAC)."""
+    token = settings.token or ""
+    return hmac.new(token.encode("utf-8"), _COOKIE_LABEL, hashlib.sha256).hexdigest()
+
+
+def bearer_token(connection: HTTPConnection) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, if there is one."""
+    header = connection.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def is_authorized(connection: HTTPConnection) -> bool:
+    """True if the request carries this server's token (Bearer header or session cookie)."""
+    settings: Settings = connection.app.state.settings
+    token = bearer_token(connection)
+    if token is not None:
+        return constant_time_equal(token, settings.token)
+    cookie = connection.cookies.get(SESSION_COOKIE)
+    if cookie:
+        return constant_time_equal(cookie, session_cookie_value(settings))
+    return False
+
+
+def is_public_path(path: str, extra_public: Iterable[str] = ()) -> bool:
+    """True for paths that need no token: the Push URL, /login, static assets, /healthz."""
+    if _PUSH_URL.match(path):
+        return True
+    for prefix in (*PUBLIC_PREFIXES, *extra_public):
+        if path == prefix or (prefix.endswith("/") and path.startswith(prefix)):
+            return True
+    return False
+
+
+def resolve_token(settings: Settings, storage: Storage) -> tuple[str, bool]:
+    """The API token: ``settings.token``, else the one kept in storage, else a new one.
+
+    Returns:
+        The token, and True when it was generated just now (print it once).
+    """
+    if settings.token:
+        return settings.token, False
+    kept = storage.get_meta(_TOKEN_META_KEY)
+    if kept:
+        return kept, False
+    token = new_secret()
+    storage.set_meta(_TOKEN_META_KEY, token)
+    return token, True
+
+
+class AuthMiddleware:
+    """Answer 401 (Power BI's PowerBINotAuthorizedException) unless the path is public.
+
+    Args:
+        app: The wrapped ASGI app.
+        public: Extra public paths/prefixes (e.g. the dashboard's login assets).
+    """
+
+    def __init__(self, app: ASGIApp, public: Iterable[str] = ()) -> None:
+        self.app = app
+        self.public = tuple(public)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Check the token, then pass the request on."""
+        if scope["type"] not in ("http", "websocket") or is_public_path(scope["path"], self.public):
+            await self.app(scope, receive, send)
+            return
+        from starlette.requests import HTTPConnection
+
+        if is_authorized(HTTPConnection(scope)):
+            await self.app(scope, receive, send)
+            return
+        response = NotAuthorized(
+            "Send 'Authorization: Bearer <token>' (the token pbistream serve printed)."
+        ).response()
+        if scope["type"] == "http":
+            await response(scope, receive, send)
+        else:
+            await send({"type": "websocket.close", "code": 1008})

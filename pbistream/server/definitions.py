@@ -1,0 +1,253 @@
+"""Strict checking of dataset and table definitions, as Power BI checks them.
+
+Power BI refuses a create-dataset body holding a property its contract does not
+define (C3), with a table name outside the documented pattern (§1.3), or with more
+than 75 tables, columns or relationships (§3). Streaming and PushStreaming datasets
+also refuse column properties other than ``name`` and ``dataType`` (C1). Each check
+raises an :class:`~pbistream.server.errors.ApiError` whose message says what to fix.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pbistream.limits import MAX_TABLE_NAME_CHARS
+from pbistream.schema import Column, Mode, Table
+from pbistream.server.errors import BadRequest, InvalidRequest
+from pbistream.server.settings import Settings
+from pbistream.values import parse_data_type
+
+__all__ = ["DatasetDefinition", "check_dataset", "check_table", "is_valid_table_name"]
+
+_TYPE_PREFIX = "Microsoft.PowerBI.ServiceContracts.Api."
+_DATASET_PROPS = {"name", "tables", "defaultMode", "relationships", "datasources"}
+_TABLE_PROPS = {"name", "columns", "measures", "rows", "isHidden", "description", "source"}
+_COLUMN_PROPS = {"name", "dataType", "formatString", "sortByColumn", "dataCategory"}
+_COLUMN_PROPS |= {"isHidden", "summarizeBy"}
+_MEASURE_PROPS = {"name", "expression", "formatString", "description", "isHidden"}
+_RELATIONSHIP_PROPS = {"name", "fromTable", "fromColumn", "toTable", "toColumn"}
+_RELATIONSHIP_PROPS |= {"crossFilteringBehavior"}
+_SUMMARIZE_BY = {"default", "none", "sum", "min", "max", "count", "average", "distinctcount"}
+_CROSS_FILTERING = {"onedirection", "bothdirections", "automatic"}
+
+# The swagger's table-name pattern: TAB/LF/CR, space, # - 0-9 @ A-Z ^ _ a-z ~, and >= U+007F.
+_TABLE_NAME = re.compile(
+    r"[\t\n\r #\-0-9@A-Z^_a-z~\u007f-\U0010ffff]{1," + str(MAX_TABLE_NAME_CHARS.value) + "}"
+)
+# Column names: anything but control characters other than TAB/LF/CR.
+_BAD_COLUMN_CHAR = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+@dataclass(slots=True)
+class DatasetDefinition:
+    """A create-dataset body that passed every check."""
+
+    name: str
+    mode: Mode
+    tables: list[Table]
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+def is_valid_table_name(name: object) -> bool:
+    """True if ``name`` fits Power BI's table-name pattern (1-100 allowed characters)."""
+    return isinstance(name, str) and _TABLE_NAME.fullmatch(name) is not None
+
+
+def _unknown_property(props: set[str], allowed: set[str], type_name: str, target: str) -> None:
+    unknown = sorted(props - allowed)
+    if unknown:
+        raise BadRequest(
+            "Bad Request",
+            details=[
+                {
+                    "message": (
+                        f"The property '{unknown[0]}' does not exist on type "
+                        f"'{_TYPE_PREFIX}{type_name}'. Make sure to only use property "
+                        "names that are defined by the type."
+                    ),
+                    "target": target,
+                }
+            ],
+        )
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise BadRequest(f"{what} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise BadRequest(f"{what} must be a JSON array")
+    return value
+
+
+def _name(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest(f"{what} needs a non-empty 'name'")
+    return value
+
+
+def _check_column(raw: Any, where: str, mode: Mode, target: str) -> Column:
+    col = _object(raw, where)
+    _unknown_property(set(col), _COLUMN_PROPS, "Column", target)
+    name = _name(col.get("name"), where)
+    if _BAD_COLUMN_CHAR.search(name):
+        raise BadRequest(f"{where}: column name {name!r} holds a control character")
+    if "dataType" not in col:
+        raise BadRequest(f"{where} ({name!r}) needs a 'dataType'")
+    try:
+        data_type = parse_data_type(col["dataType"])
+    except ValueError as exc:
+        raise BadRequest(f"{where} ({name!r}): {exc}") from None
+    extra = {k: v for k, v in col.items() if k not in ("name", "dataType")}
+    if extra and mode is not Mode.PUSH:
+        raise InvalidRequest(
+            "This dataset or endpoint does not support column properties other than name "
+            f"and dataType. ({where} {name!r} has {', '.join(sorted(extra))})"
+        )
+    summarize = extra.get("summarizeBy")
+    if summarize is not None and (
+        not isinstance(summarize, str) or summarize.lower() not in _SUMMARIZE_BY
+    ):
+        raise BadRequest(
+            f"{where} ({name!r}): summarizeBy {summarize!r} is not one of "
+            "default, none, sum, min, max, count, average, distinctCount"
+        )
+    if "isHidden" in extra and not isinstance(extra["isHidden"], bool):
+        raise BadRequest(f"{where} ({name!r}): isHidden must be true or false")
+    return Column(name, data_type, extra)
+
+
+def _check_measure(raw: Any, where: str, target: str) -> dict[str, Any]:
+    measure = _object(raw, where)
+    _unknown_property(set(measure), _MEASURE_PROPS, "Measure", target)
+    _name(measure.get("name"), where)
+    if not isinstance(measure.get("expression"), str):
+        raise BadRequest(f"{where} needs an 'expression' (DAX text)")
+    return measure
+
+
+def check_table(
+    raw: Any, settings: Settings, mode: Mode, *, where: str = "table", target: str = "dataset"
+) -> Table:
+    """Check one table definition strictly and return it as a :class:`Table`.
+
+    Raises:
+        ApiError: The definition breaks a rule; the message says which.
+    """
+    table = _object(raw, where)
+    _unknown_property(set(table), _TABLE_PROPS, "Table", target)
+    name = table.get("name")
+    if not is_valid_table_name(name):
+        raise BadRequest(
+            f"{where}: table name {name!r} is not valid: use 1-100 letters, digits, "
+            "spaces or # - @ ^ _ ~ (no . , / \\ : ; ( ) [ ] {{ }} ' \" ! $ % & * + < = > ? |)"
+        )
+    assert isinstance(name, str)
+    if "columns" not in table:
+        raise BadRequest(f"table {name!r} needs 'columns'")
+    raw_columns = _list(table["columns"], f"table {name!r} columns")
+    if len(raw_columns) > settings.max_columns:
+        raise BadRequest(
+            f"table {name!r} has {len(raw_columns)} columns; "
+            f"a table may have at most {settings.max_columns}"
+        )
+    columns = [
+        _check_column(col, f"table {name!r} column {i}", mode, target)
+        for i, col in enumerate(raw_columns)
+    ]
+    seen: set[str] = set()
+    for col in columns:
+        if col.name in seen:
+            raise BadRequest(f"table {name!r} has two columns named {col.name!r}")
+        seen.add(col.name)
+    measures = [
+        _check_measure(m, f"table {name!r} measure {i}", target)
+        for i, m in enumerate(_list(table.get("measures", []), f"table {name!r} measures"))
+    ]
+    if table.get("rows"):
+        raise InvalidRequest(
+            f"table {name!r}: rows in a table definition are not supported; "
+            "POST them to .../tables/{table}/rows"
+        )
+    props = {k: v for k, v in table.items() if k not in ("name", "columns", "rows", "measures")}
+    if measures:
+        props["measures"] = measures
+    return Table(name, tuple(columns), props)
+
+
+def _check_relationship(raw: Any, where: str, tables: dict[str, Table]) -> dict[str, Any]:
+    rel = _object(raw, where)
+    _unknown_property(set(rel), _RELATIONSHIP_PROPS, "Relationship", "dataset")
+    for key in ("name", "fromTable", "fromColumn", "toTable", "toColumn"):
+        if not isinstance(rel.get(key), str) or not rel[key]:
+            raise BadRequest(f"{where} needs {key!r}")
+    for side in ("from", "to"):
+        table = tables.get(rel[f"{side}Table"])
+        if table is None:
+            raise BadRequest(f"{where}: {side}Table {rel[side + 'Table']!r} is not a table")
+        if table.column(rel[f"{side}Column"]) is None:
+            raise BadRequest(
+                f"{where}: {side}Column {rel[side + 'Column']!r} is not a column of {table.name!r}"
+            )
+    behaviour = rel.get("crossFilteringBehavior")
+    if behaviour is not None and (
+        not isinstance(behaviour, str) or behaviour.lower() not in _CROSS_FILTERING
+    ):
+        raise BadRequest(
+            f"{where}: crossFilteringBehavior {behaviour!r} is not one of "
+            "OneDirection, BothDirections, Automatic"
+        )
+    return rel
+
+
+def check_dataset(raw: Any, settings: Settings) -> DatasetDefinition:
+    """Check a create-dataset body strictly (reference §1.3).
+
+    Raises:
+        ApiError: The body breaks a rule; the message says which.
+    """
+    body = _object(raw, "The dataset definition")
+    _unknown_property(set(body), _DATASET_PROPS, "Dataset", "dataset")
+    name = _name(body.get("name"), "The dataset")
+    mode = Mode.PUSH
+    if body.get("defaultMode") is not None:
+        if not isinstance(body["defaultMode"], str):
+            raise BadRequest("defaultMode must be a string: Push, Streaming or PushStreaming")
+        try:
+            mode = Mode.parse(body["defaultMode"])
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+    if "tables" not in body:
+        raise BadRequest("The dataset needs 'tables'")
+    raw_tables = _list(body["tables"], "tables")
+    if len(raw_tables) > settings.max_tables:
+        raise BadRequest(
+            f"the dataset has {len(raw_tables)} tables; a dataset may have at most "
+            f"{settings.max_tables}"
+        )
+    tables: dict[str, Table] = {}
+    for i, raw_table in enumerate(raw_tables):
+        table = check_table(raw_table, settings, mode, where=f"table {i}")
+        if table.name in tables:
+            raise BadRequest(f"two tables are named {table.name!r}")
+        tables[table.name] = table
+    props: dict[str, Any] = {}
+    raw_rels = _list(body.get("relationships", []), "relationships")
+    if len(raw_rels) > settings.max_relationships:
+        raise BadRequest(
+            f"the dataset has {len(raw_rels)} relationships; at most "
+            f"{settings.max_relationships} are allowed"
+        )
+    if raw_rels:
+        props["relationships"] = [
+            _check_relationship(r, f"relationship {i}", tables) for i, r in enumerate(raw_rels)
+        ]
+    if body.get("datasources") is not None:
+        # "Not applicable for Push datasets" (S8): kept verbatim, never used.
+        props["datasources"] = _list(body["datasources"], "datasources")
+    return DatasetDefinition(name, mode, list(tables.values()), props)

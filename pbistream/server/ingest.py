@@ -1,0 +1,283 @@
+"""The one ingest path: the Push URL and v1.0 PostRows both end here.
+
+For each request, in order: count it against the request limits (429), read the
+body within its size limit (413, or 400 for a Streaming-only dataset over 15 KB),
+parse the JSON (400), check the shape and the rows-per-POST limit (400), reserve
+the rows against the hourly quota (429) and the table's capacity (400), validate
+every row with ``Table.rules()`` (400 naming row, column and rule; 404 for an
+unknown field on the Push URL, as the seed says), then store the rows in one
+committed transaction with the sequence number and publish them to the live feed.
+The 200 goes out only after the commit. A refused request stores nothing.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from typing import Any, Literal
+
+import anyio.to_thread
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from pbistream.schema import Dataset, Mode, Retention, Table
+from pbistream.server.errors import (
+    ApiError,
+    BadRequest,
+    InvalidRequest,
+    ItemNotFound,
+    PayloadTooLarge,
+)
+from pbistream.server.settings import Settings, UnknownFields
+from pbistream.server.throttle import Throttle
+from pbistream.storage.base import InsertResult, Storage, StoredRow
+from pbistream.values import RowError
+
+__all__ = ["SEQUENCE_HEADER", "ingest", "read_body"]
+
+logger = logging.getLogger("pbistream.server")
+
+SEQUENCE_HEADER = "x-powerbi-pushdata-sequencenumber"
+_MAX_DETAILS = 20
+# Over-limit bodies are read and thrown away (up to this much past the limit) so the
+# client sees the 413 instead of a connection reset while it is still sending.
+_DRAIN_BYTES = 32 * 1024 * 1024
+
+
+async def read_body(request: Request, limit: int, too_large: ApiError) -> bytes:
+    """Read the request body, refusing it once it passes ``limit`` bytes.
+
+    Content-Length is checked first; the limit is also enforced while reading, so a
+    body without (or lying about) Content-Length is never buffered past the limit.
+
+    Raises:
+        ApiError: ``too_large`` when the body is over the limit.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            length = int(declared)
+        except ValueError:
+            raise BadRequest(f"Content-Length {declared!r} is not a number") from None
+        if length > limit + _DRAIN_BYTES:
+            raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    over = False
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            over = True
+            if size > limit + _DRAIN_BYTES:
+                break
+            continue
+        chunks.append(chunk)
+    if over:
+        raise too_large
+    return b"".join(chunks)
+
+
+def _parse(body: bytes, shape: Literal["array", "rows"]) -> list[Any]:
+    """Parse the JSON and return the list of rows (not yet validated)."""
+    if not body.strip():
+        raise BadRequest("The request body is empty; send a JSON array of row objects.")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"The request body is not valid JSON: {exc}") from None
+    if isinstance(data, list):
+        return data
+    if shape == "rows" and isinstance(data, dict):
+        unknown = sorted(set(data) - {"rows"})
+        if unknown:
+            raise BadRequest(
+                "Bad Request",
+                details=[
+                    {
+                        "message": f"The property '{unknown[0]}' does not exist on type "
+                        "'Microsoft.PowerBI.ServiceContracts.Api.PostRowsRequest'. Make sure "
+                        "to only use property names that are defined by the type.",
+                        "target": "requestMessage",
+                    }
+                ],
+            )
+        rows = data.get("rows")
+        if not isinstance(rows, list):
+            raise BadRequest('The body must be {"rows": [ {row}, ... ]} (an array of objects).')
+        return rows
+    kind = "an object" if isinstance(data, dict) else type(data).__name__
+    expected = (
+        "a JSON array of row objects, e.g. [{...}]"
+        if shape == "array"
+        else '{"rows": [ {row}, ... ]} or a JSON array of row objects'
+    )
+    raise BadRequest(f"The body must be {expected}; got {kind}.")
+
+
+def _row_error_response(errors: list[RowError], unknown: UnknownFields) -> ApiError:
+    first = errors[0]
+    text = str(first)
+    message = text[:1].upper() + text[1:]
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1:,} more rows refused; nothing was stored)"
+    details = [
+        {"code": e.rule, "message": str(e), "target": f"rows[{e.row}]"}
+        for e in errors[:_MAX_DETAILS]
+    ]
+    if first.rule == "unknown_column" and unknown == "404":
+        return ItemNotFound(message, details=details)
+    return InvalidRequest(message, details=details)
+
+
+def _normalize_and_store(
+    storage: Storage,
+    dataset: Dataset,
+    table: Table,
+    rows: list[Any],
+    unknown: UnknownFields,
+    sequence_number: int | None,
+    fifo: tuple[int, int] | None,
+) -> tuple[InsertResult, list[dict[str, Any]], float]:
+    """Validate every row, then insert them all in one transaction (worker thread)."""
+    rules = table.rules(unknown="ignore" if unknown == "ignore" else "error")
+    good, errors = rules.normalize_rows(rows)
+    if errors:
+        raise _row_error_response(errors, unknown)
+    received_at = time.time()
+    result = storage.insert_rows(
+        dataset.id,
+        table.name,
+        good,
+        received_at=received_at,
+        sequence_number=sequence_number,
+        fifo=fifo,
+    )
+    return result, good, received_at
+
+
+def _sequence_number(request: Request) -> int | None:
+    raw = request.headers.get(SEQUENCE_HEADER)
+    if raw is None or not raw.strip():
+        return None
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise BadRequest(
+            f"X-PowerBI-PushData-SequenceNumber must be a whole number, got {raw[:40]!r}"
+        ) from None
+
+
+async def _maybe_await(value: object) -> None:
+    if inspect.isawaitable(value):
+        await value
+
+
+async def ingest(
+    request: Request,
+    dataset: Dataset,
+    table: Table,
+    *,
+    shape: Literal["array", "rows"],
+    unknown: UnknownFields,
+) -> Response:
+    """Validate and store one POST of rows; answer 200 only after the commit.
+
+    Args:
+        request: The incoming request (its body is read here).
+        dataset: The dataset posted to.
+        table: The table that receives the rows.
+        shape: ``"array"`` (Push URL: a bare array) or ``"rows"`` (v1.0: ``{"rows": [...]}``
+            or a bare array).
+        unknown: What a field that is not a column gets: 404, 400 or ignored.
+
+    Raises:
+        ApiError: The request is refused; nothing was stored.
+    """
+    state = request.app.state
+    settings: Settings = state.settings
+    storage: Storage = state.storage
+    throttle: Throttle = state.throttle
+    sequence_number = _sequence_number(request)
+    if settings.limits and throttle.known_row_count(dataset.id, table.name) is None:
+        held = await anyio.to_thread.run_sync(storage.count_rows, dataset.id, table.name)
+        throttle.set_row_count(dataset.id, table.name, held)
+    throttle.admit(dataset.id, large_table=throttle.is_large(dataset.id))
+    reservation = None
+    try:
+        streaming_only = dataset.mode is Mode.STREAMING
+        if streaming_only and settings.limits:
+            limit = settings.max_streaming_body_bytes
+            too_large: ApiError = InvalidRequest(
+                f"A Streaming dataset accepts request bodies of at most {limit:,} bytes "
+                "(15 KB); send fewer rows per request."
+            )
+        else:
+            limit = settings.max_push_body_bytes
+            too_large = PayloadTooLarge(f"The request body is larger than {limit:,} bytes.")
+        body = await read_body(request, limit, too_large)
+        rows = _parse(body, shape) if len(body) < 65536 else await _parse_in_thread(body, shape)
+        throttle.check_rows_per_post(len(rows))
+        if not rows:
+            return Response(status_code=200)
+        reservation = throttle.reserve_rows(dataset.id, len(rows), hourly=not streaming_only)
+        fifo = None
+        if dataset.retention is Retention.BASIC_FIFO:
+            fifo = (settings.fifo_min_rows, settings.fifo_max_rows)
+        elif streaming_only is False:
+            known = throttle.known_row_count(dataset.id, table.name)
+            throttle.check_capacity(table.name, known or 0, len(rows))
+        result, good, received_at = await anyio.to_thread.run_sync(
+            _normalize_and_store,
+            storage,
+            dataset,
+            table,
+            rows,
+            unknown,
+            sequence_number,
+            fifo,
+        )
+    except BaseException:
+        throttle.unreserve_rows(dataset.id, reservation)
+        raise
+    finally:
+        throttle.release(dataset.id)
+    if result.duplicate:
+        throttle.unreserve_rows(dataset.id, reservation)
+    throttle.set_row_count(dataset.id, table.name, result.row_count)
+    if result.stored and result.first_id is not None:
+        await _publish(request, dataset, table, good, result, received_at)
+    return Response(status_code=200)
+
+
+async def _parse_in_thread(body: bytes, shape: Literal["array", "rows"]) -> list[Any]:
+    # Large bodies are parsed off the event loop so live feeds keep flowing meanwhile.
+    return await anyio.to_thread.run_sync(_parse, body, shape)
+
+
+async def _publish(
+    request: Request,
+    dataset: Dataset,
+    table: Table,
+    good: list[dict[str, Any]],
+    result: InsertResult,
+    received_at: float,
+) -> None:
+    state = request.app.state
+    metrics = getattr(state, "metrics", None)
+    if metrics is not None:
+        await _maybe_await(metrics.rows_ingested(result.stored))
+    hub = getattr(state, "hub", None)
+    if hub is None or result.first_id is None:
+        return
+    # Ids are consecutive within one insert; the stored rows are the last `stored` ones.
+    stored_rows = good[len(good) - result.stored :]
+    first = result.first_id
+    rows = [
+        StoredRow(first + i, received_at, table.name, data) for i, data in enumerate(stored_rows)
+    ]
+    try:
+        await _maybe_await(hub.publish(dataset.id, table.name, rows))
+    except Exception:  # a live-feed hiccup must not turn a committed write into a 500
+        logger.exception("live feed publish failed for dataset %s", dataset.id)
