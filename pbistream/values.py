@@ -44,6 +44,7 @@ __all__ = [
     "RowError",
     "RowRules",
     "RuleError",
+    "UntypedRules",
     "converter_for",
     "parse_data_type",
     "parse_field_type",
@@ -440,3 +441,74 @@ def _kind(value: Any) -> str:
 def _short(value: Any, limit: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _untyped_value(value: Any, naive: Literal["utc", "local"]) -> Any:
+    # Order: the JSON-native types first (the common case), then the rich ones.
+    kind = type(value)
+    if kind is str:
+        return _string(value)
+    if kind is float:
+        return _double(value)
+    if kind is int:
+        if value <= _INT64_MIN or value >= _INT64_MAX:
+            raise RuleError("range", f"{value} is outside Int64's range")
+        return value
+    if value is None or kind is bool:
+        return value
+    if isinstance(value, datetime | date) or kind.__name__ == "datetime64":
+        return converter_for(DataType.DATETIME, naive=naive)(value)
+    if isinstance(value, Decimal):
+        return _decimal(value)
+    if _is_nan_like(value):
+        return None
+    if kind.__name__ == "bool_":  # numpy.bool_
+        return bool(value)
+    if isinstance(value, str):  # str subclasses, numpy.str_
+        return _string(str(value))
+    if hasattr(value, "__index__"):  # numpy integers
+        return _untyped_value(int(value.__index__()), naive)
+    if hasattr(value, "__float__") and not isinstance(value, bytes):  # numpy floats
+        return _double(float(value))
+    raise RuleError("type", f"cannot send a {kind.__name__} value {_short(value)}")
+
+
+class UntypedRules:
+    """Normalises rows when the table's schema is not known.
+
+    Values keep their JSON type; rich Python values are normalised as a typed column
+    would do (datetimes to UTC ISO 8601, Decimal, numpy and pandas scalars, NaT/NA to
+    null); what Power BI refuses for any type (NaN, infinities, 4,000+ characters,
+    integers beyond Int64, values with no JSON form) is refused here too.
+
+    Args:
+        naive: How naive Python datetimes are read, ``"utc"`` or ``"local"``.
+    """
+
+    __slots__ = ("_naive",)
+
+    def __init__(self, *, naive: Literal["utc", "local"] = "utc") -> None:
+        self._naive: Literal["utc", "local"] = naive
+
+    def normalize_row(self, row: Any, index: int = 0) -> dict[str, Any]:
+        """Return the normalised copy of one row.
+
+        Raises:
+            RowErrorException: The row breaks a rule; ``.error`` says which.
+        """
+        if not isinstance(row, Mapping):
+            raise RowErrorException(
+                RowError(index, None, "shape", f"a row must be an object, got {_kind(row)}")
+            )
+        out: dict[str, Any] = {}
+        naive = self._naive
+        for key, value in row.items():
+            if type(key) is not str:
+                raise RowErrorException(
+                    RowError(index, str(key), "shape", "a field name must be text")
+                )
+            try:
+                out[key] = _untyped_value(value, naive)
+            except RuleError as exc:
+                raise RowErrorException(RowError(index, key, exc.rule, exc.message)) from None
+        return out

@@ -1,0 +1,28 @@
+"""The pbistream client: batch, pace, retry and spool rows for Power BI.
+
+``Client`` (a worker thread) and ``AsyncClient`` (an asyncio task) drive one sans-I/O
+engine (:mod:`pbistream.client.engine`) and send through a sink
+(:mod:`pbistream.client.sinks`).
+"""
+
+from __future__ import annotations
+
+from pbistream.client._base import ClientState, ClientStats, DeadLetter
+from pbistream.client._sync import Client
+from pbistream.client.options import BatchOptions, BufferOptions, PacingOptions, RetryOptions
+from pbistream.client.sinks import AsyncPushUrlSink, AsyncRestApiSink, PushUrlSink, RestApiSink
+
+__all__ = [
+    "AsyncPushUrlSink",
+    "AsyncRestApiSink",
+    "BatchOptions",
+    "BufferOptions",
+    "Client",
+    "ClientState",
+    "ClientStats",
+    "DeadLetter",
+    "PacingOptions",
+    "PushUrlSink",
+    "RestApiSink",
+    "RetryOptions",
+]

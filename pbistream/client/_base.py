@@ -1,0 +1,567 @@
+"""What the sync and async clients share: push, validation, batch building, settling.
+
+The two drivers (``_sync.Client`` with a thread, ``_async.AsyncClient`` with a task)
+only decide how to wait and how to send; everything else is here, once.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+
+from pbistream.client._queue import Item, MemoryQueue, SpoolQueue, monotonic
+from pbistream.client.engine import Batch, Engine, Outcome, SequenceCounter, Verdict
+from pbistream.client.options import BatchOptions, BufferOptions, PacingOptions, RetryOptions
+from pbistream.client.sinks import SinkBase
+from pbistream.encoding import BodyBuilder
+from pbistream.exceptions import (
+    AuthError,
+    ClientClosedError,
+    ConfigError,
+    PbiStreamError,
+    PushError,
+    PushHTTPStatusError,
+    RateLimitedError,
+)
+from pbistream.redact import redact_text
+from pbistream.schema import Table
+from pbistream.spool import Spool
+from pbistream.values import RowError, RowErrorException, RowRules, UntypedRules
+
+logger = logging.getLogger("pbistream.client")
+
+__all__ = ["BaseClient", "ClientState", "ClientStats", "DeadLetter"]
+
+
+class ClientState(enum.Enum):
+    """A client's lifecycle; it never goes back."""
+
+    UNOPENED = 1  # created; the worker starts at the first push() or on entering `with`
+    OPENED = 2  # the worker runs; push() is accepted
+    CLOSED = 3  # close() ran: rows were delivered, spooled or reported; push() raises
+
+
+@dataclass(slots=True)
+class ClientStats:
+    """Counters since the client was created (read them at any time).
+
+    Attributes:
+        queued: Rows accepted by ``push()``.
+        spooled: Rows committed to the spool by ``push()``.
+        sent: Rows the server acknowledged.
+        requests: POST requests made (attempts, retries included).
+        retried: Attempts that failed and were retried.
+        rate_limited: 429 answers seen.
+        dead_lettered: Rows refused locally or by the server, or given up.
+        dropped: Rows discarded by the ``drop_oldest`` buffer policy.
+    """
+
+    queued: int = 0
+    spooled: int = 0
+    sent: int = 0
+    requests: int = 0
+    retried: int = 0
+    rate_limited: int = 0
+    dead_lettered: int = 0
+    dropped: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """The counters as a plain dict."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A row that will not be delivered, and why.
+
+    Attributes:
+        row: The row as pushed (or as spooled).
+        index: Its number: position in push order, or its spool id.
+        rule: The rule it broke (``"type"``, ``"nan"``, ...), or ``"server"``/``"gave_up"``.
+        column: The field at fault, when known.
+        message: The full reason, with the server's message for server refusals.
+        status: The HTTP status of a server refusal.
+    """
+
+    row: Any
+    index: int | None
+    rule: str
+    column: str | None
+    message: str
+    status: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """A JSON-ready record, as written to the dead-letter file."""
+        return {
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "index": self.index,
+            "rule": self.rule,
+            "column": self.column,
+            "message": self.message,
+            "status": self.status,
+            "row": self.row,
+        }
+
+
+Callback = Callable[..., Any]
+
+
+def _parse_rest_url(url: str) -> tuple[str, str | None, str, str] | None:
+    """``(base_url, group_id, dataset_id, table)`` from a PostRows URL, else ``None``."""
+    parts = urlsplit(url)
+    segments = [s for s in parts.path.split("/") if s]
+    if "tables" not in segments or "datasets" not in segments or "myorg" not in segments:
+        return None
+    try:
+        dataset = segments[segments.index("datasets") + 1]
+        table = segments[segments.index("tables") + 1]
+    except IndexError:
+        return None
+    group = segments[segments.index("groups") + 1] if "groups" in segments else None
+    return f"{parts.scheme}://{parts.netloc}", group, dataset, table
+
+
+class BaseClient:
+    """The shared half of :class:`~pbistream.Client` and :class:`~pbistream.AsyncClient`.
+
+    See :class:`~pbistream.Client` for the arguments.
+    """
+
+    _push_url_sink: type[SinkBase]
+    _rest_sink: type[SinkBase]
+    _may_block = True
+
+    def __init__(
+        self,
+        target: str | SinkBase,
+        *,
+        schema: Table | Literal["auto"] | None = "auto",
+        spool: str | Path | Spool | None = None,
+        token: str | None = None,
+        auth: httpx.Auth | str | None = None,
+        batch: BatchOptions | None = None,
+        pacing: PacingOptions | None = None,
+        retry: RetryOptions | None = None,
+        buffer: BufferOptions | None = None,
+        unknown: Literal["error", "ignore"] = "error",
+        naive: Literal["utc", "local"] = "utc",
+        sequence_numbers: bool = True,
+        dead_letter_path: str | Path | None = None,
+        on_success: Callback | None = None,
+        on_error: Callback | None = None,
+        on_dead_letter: Callback | None = None,
+        close_timeout: float = 30.0,
+        clock: Callable[[], float] = monotonic,
+    ) -> None:
+        self.sink = self._make_sink(target, token=token, auth=auth)
+        self.batch_options = batch or BatchOptions()
+        self.pacing_options = pacing or PacingOptions()
+        self.retry_options = retry or RetryOptions()
+        self.buffer_options = buffer or BufferOptions()
+        self._declared_schema = schema
+        self._unknown: Literal["error", "ignore"] = unknown
+        self._naive: Literal["utc", "local"] = naive
+        self._untyped = UntypedRules(naive=naive)
+        self._rules: RowRules | UntypedRules = (
+            schema.rules(unknown=unknown, naive=naive)
+            if isinstance(schema, Table)
+            else self._untyped
+        )
+        self._use_seq = sequence_numbers
+        self._on_success = on_success
+        self._on_error = on_error
+        self._on_dead_letter = on_dead_letter
+        self.close_timeout = close_timeout
+        self._clock = clock
+        self.stats = ClientStats()
+        self.state = ClientState.UNOPENED
+        self._lock = threading.Lock()
+        self._max_bytes = self.batch_options.max_body_bytes or self.sink.default_max_bytes
+
+        self._memory = MemoryQueue(self.buffer_options, self._lock)
+        self._spool_queue: SpoolQueue | None = None
+        self._seq = SequenceCounter()
+        self.spool: Spool | None = None
+        if spool is not None:
+            self.spool = spool if isinstance(spool, Spool) else Spool(spool)
+            requeued = self.spool.acquire()
+            self._spool_queue = SpoolQueue(self.spool)
+            self._seq = SequenceCounter(self.spool.last_seq())
+            self.spool.set_meta("target", self.sink.label)
+            if dead_letter_path is None:
+                dead_letter_path = f"{self.spool.path}.deadletter.jsonl"
+            stats = self.spool.stats()
+            self._unsettled = stats.pending
+            if stats.pending:
+                logger.info(
+                    "spool %s: replaying %d rows left by an earlier client (%d were in flight)",
+                    self.spool.path,
+                    stats.pending,
+                    requeued,
+                )
+        else:
+            self._unsettled = 0
+        self._oldest_at: float | None = clock() if self._unsettled else None
+        self.dead_letter_path = Path(dead_letter_path) if dead_letter_path else None
+        self._flush_waiters = 0
+        self._closing = False
+        self._last_error: PbiStreamError | None = None
+        self._engine = Engine(
+            batch=self.batch_options, pacing=self.pacing_options, retry=self.retry_options
+        )
+
+    # --- construction helpers ------------------------------------------------------
+
+    def _make_sink(
+        self, target: str | SinkBase, *, token: str | None, auth: httpx.Auth | str | None
+    ) -> SinkBase:
+        if isinstance(target, SinkBase):
+            return target
+        if not isinstance(target, str):
+            raise ConfigError(f"target must be a URL or a sink, got {type(target).__name__}")
+        rest = _parse_rest_url(target)
+        if rest is not None:
+            base, group, dataset, table = rest
+            return self._rest_sink(  # type: ignore[call-arg]
+                dataset, table, auth=auth or token, base_url=base, group_id=group
+            )
+        return self._push_url_sink(target, token=token)  # type: ignore[call-arg]
+
+    def _use_remote_table(self, remote: Any) -> None:
+        """Adopt the schema a server described (worker side, before the first send)."""
+        if remote is None or remote.table is None:
+            logger.info("%s: no schema from the server; rows are checked by value", self.sink.label)
+            return
+        self._rules = remote.table.rules(unknown=self._unknown, naive=self._naive)
+        self._engine.pacer.table_rows = remote.row_count
+
+    @property
+    def wants_schema(self) -> bool:
+        """True when the worker should ask the server for the table's columns first."""
+        return self._declared_schema == "auto"
+
+    # --- push ----------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self.state is ClientState.CLOSED:
+            raise ClientClosedError("this client is closed; create a new one to push again")
+        if self.state is ClientState.UNOPENED:
+            self._open()
+
+    def _open(self) -> None:
+        raise NotImplementedError
+
+    def _wake(self) -> None:
+        raise NotImplementedError
+
+    def push(self, row: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> None:
+        """Queue one row (a mapping) or many (an iterable of mappings); return at once.
+
+        No network I/O happens here. With a spool the rows are committed to disk when
+        this returns. Rows are checked against the schema on the worker; a row that
+        breaks a rule goes to the dead letter and never holds back the others.
+
+        Raises:
+            ClientClosedError: The client was closed.
+            BufferFullError: No spool, ``when_full="block"`` and the buffer stayed full.
+            SpoolFullError: The spool reached its cap (nothing was stored).
+        """
+        rows: list[Any] = [row] if isinstance(row, Mapping) else list(row)
+        if not rows:
+            return
+        self._check_open()
+        if self._spool_queue is not None:
+            self._push_spooled(rows)
+            return
+        with self._lock:
+            dropped = self._memory.put_locked(rows, self._clock, may_block=self._may_block)
+            self.stats.queued += len(rows)
+            was_empty = self._unsettled == 0
+            self._unsettled += len(rows) - dropped
+            if dropped:
+                self.stats.dropped += dropped
+                if self.stats.dropped == dropped or self.stats.dropped % 10_000 < dropped:
+                    logger.warning(
+                        "%s: buffer full (%d rows), dropped the oldest; %d dropped so far",
+                        self.sink.label,
+                        self.buffer_options.max_rows,
+                        self.stats.dropped,
+                    )
+            if was_empty:
+                self._oldest_at = self._clock()
+            wake = was_empty or len(self._memory) >= self.batch_options.max_rows
+        if wake:
+            self._wake()
+
+    def _push_spooled(self, rows: list[Any]) -> None:
+        assert self._spool_queue is not None
+        good: list[dict[str, Any]] = []
+        dead: list[DeadLetter] = []
+        normalize = self._untyped.normalize_row
+        for offset, row in enumerate(rows):
+            try:
+                good.append(normalize(row, self.stats.queued + offset))
+            except RowErrorException as exc:
+                dead.append(self._letter(row, exc.error))
+        stored = self._spool_queue.put(good)
+        with self._lock:
+            self.stats.queued += len(rows)
+            self.stats.spooled += stored
+            was_empty = self._unsettled == 0
+            self._unsettled += stored
+            if was_empty:
+                self._oldest_at = self._clock()
+        if dead:
+            self._dead_letter(dead)
+        if stored:
+            self._wake()
+
+    def push_dataframe(self, df: Any) -> None:
+        """Queue every row of a pandas DataFrame (columns are the fields); return at once.
+
+        NaN, NaT and NA become nulls; numpy and pandas scalars are normalised like any
+        other value.
+
+        Raises:
+            ConfigError: ``df`` is not a DataFrame.
+        """
+        to_dict = getattr(df, "to_dict", None)
+        if to_dict is None:
+            raise ConfigError(f"push_dataframe() needs a pandas DataFrame, got {type(df).__name__}")
+        # astype(object) keeps NaT/NA as themselves rather than floats; the value rules
+        # turn every missing value into a null.
+        records = df.astype(object).where(df.notna(), None).to_dict("records")
+        self.push(records)
+
+    # --- worker side: building and settling batches --------------------------------
+
+    def _letter(self, row: Any, error: RowError) -> DeadLetter:
+        return DeadLetter(row, error.row, error.rule, error.column, str(error))
+
+    def _take_locked(self, max_rows: int) -> tuple[list[Item], int | None]:
+        """Take rows for a batch; memory rows under the lock, spool rows from disk."""
+        if self._spool_queue is not None:
+            return self._spool_queue.take(max_rows)
+        return self._memory.take_locked(max_rows), None
+
+    def _build(self, items: list[Item], prior_seq: int | None) -> Batch | None:
+        """Validate, encode and group taken rows into one batch (worker thread)."""
+        builder = BodyBuilder(
+            self.sink.shape,
+            max_rows=self.batch_options.max_rows if prior_seq is None else len(items),
+            max_bytes=self._max_bytes if prior_seq is None else 1 << 62,
+        )
+        normalize = self._rules.normalize_row
+        kept: list[Item] = []
+        dead: list[DeadLetter] = []
+        leftover: list[Item] = []
+        for position, item in enumerate(items):
+            _ref, row, index = item
+            try:
+                part = orjson.dumps(normalize(row, index))
+            except RowErrorException as exc:
+                dead.append(self._letter(row, exc.error))
+                continue
+            except TypeError as exc:  # orjson: a value with no JSON form slipped through
+                dead.append(DeadLetter(row, index, "type", None, f"row {index}: {exc}"))
+                continue
+            if builder.add(part):
+                kept.append(item)
+            elif not builder.fits_alone(part):
+                dead.append(
+                    DeadLetter(
+                        row,
+                        index,
+                        "size",
+                        None,
+                        f"row {index}: encodes to {len(part):,} bytes, more than the "
+                        f"{builder.max_bytes:,}-byte body limit",
+                    )
+                )
+            else:
+                leftover = items[position:]
+                break
+        if leftover:
+            self._give_back(leftover)
+        if dead:
+            self._settle_rows(len(dead))
+            if self.spool is not None:
+                self.spool.fail([d.index for d in dead if d.index is not None], dead[0].message)
+            self._dead_letter(dead)
+        if not kept:
+            return None
+        seq = prior_seq if prior_seq is not None else self._seq.next(time.time())
+        if self.spool is not None and prior_seq is None:
+            self.spool.assign([ref for ref, _, _ in kept if ref is not None], seq)
+        return Batch(builder.body(), len(kept), seq, kept)
+
+    def _give_back(self, items: list[Item]) -> None:
+        if self.spool is not None:
+            self.spool.release([ref for ref, _, _ in items if ref is not None])
+            return
+        with self._lock:
+            # Back to the front, in order; they keep their place and their numbers.
+            self._memory._rows.extendleft(row for _, row, _ in reversed(items))
+            self._memory.taken -= len(items)
+
+    def _send_seq(self, batch: Batch) -> int | None:
+        return batch.seq if self._use_seq else None
+
+    def _settle(self, batch: Batch, outcome: Outcome, verdict: Verdict, delay: float) -> None:
+        """Book-keeping after a response (worker thread)."""
+        self.stats.requests += 1
+        if outcome.status == 429:
+            self.stats.rate_limited += 1
+        refs = [ref for ref, _, _ in batch.items if ref is not None]
+        if verdict is Verdict.DELIVERED:
+            if self.spool is not None:
+                self.spool.ack(refs)
+            self.stats.sent += batch.rows
+            self._settle_rows(batch.rows)
+            self._call(self._on_success, batch.rows)
+            return
+        error = self._error_for(outcome)
+        self._last_error = error
+        if verdict is Verdict.RETRY:
+            self.stats.retried += 1
+            logger.warning(
+                "%s: %d rows not delivered (%s); retry %d in %.2f s",
+                self.sink.label,
+                batch.rows,
+                redact_text(outcome.message or str(outcome.status)),
+                batch.attempts,
+                delay,
+            )
+            self._call(self._on_error, error)
+            return
+        rule = "gave_up" if verdict is Verdict.GAVE_UP else "server"
+        why = (
+            f"gave up after {batch.attempts} attempts: {outcome.message}"
+            if verdict is Verdict.GAVE_UP
+            else f"refused by the server: {outcome.message}"
+        )
+        why = redact_text(why)
+        logger.error("%s: %d rows dead-lettered, %s", self.sink.label, batch.rows, why)
+        if self.spool is not None:
+            self.spool.fail(refs, why)
+        self._settle_rows(batch.rows)
+        self._dead_letter(
+            [
+                DeadLetter(row, index, rule, None, why, outcome.status)
+                for _, row, index in batch.items
+            ]
+        )
+        self._call(self._on_error, error)
+
+    def _error_for(self, outcome: Outcome) -> PushError:
+        message = f"{self.sink.label}: {outcome.message or 'no answer'}"
+        if outcome.status is None:
+            return PushError(message)
+        if outcome.status == 429:
+            return RateLimitedError(message, outcome.retry_after)
+        if outcome.status in (401, 403):
+            return AuthError(message)
+        return PushHTTPStatusError(message, outcome.status, outcome.message)
+
+    def _settle_rows(self, count: int) -> None:
+        with self._lock:
+            self._unsettled -= count
+            if self._unsettled <= 0:
+                self._unsettled = max(0, self._unsettled)
+                self._oldest_at = None
+        self._notify_settled()
+
+    def _notify_settled(self) -> None:
+        raise NotImplementedError
+
+    def _dead_letter(self, letters: list[DeadLetter]) -> None:
+        self.stats.dead_lettered += len(letters)
+        for letter in letters[:3]:
+            logger.warning("%s: dead letter: %s", self.sink.label, redact_text(letter.message))
+        if self.dead_letter_path is not None:
+            try:
+                with self.dead_letter_path.open("ab") as out:
+                    for letter in letters:
+                        out.write(
+                            orjson.dumps(
+                                letter.as_json(), default=str, option=orjson.OPT_APPEND_NEWLINE
+                            )
+                        )
+            except OSError as exc:
+                logger.error("cannot write the dead-letter file %s: %s", self.dead_letter_path, exc)
+        self._call(self._on_dead_letter, letters)
+
+    def _call(self, callback: Callback | None, *args: Any) -> None:
+        if callback is None:
+            return
+        try:
+            callback(*args)
+        except Exception:
+            # A user's hook must never stop delivery.
+            logger.exception("%s: a callback raised; delivery goes on", self.sink.label)
+
+    # --- state for the drivers --------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Rows accepted but not yet delivered nor dead-lettered."""
+        return self._unsettled
+
+    @property
+    def last_error(self) -> PbiStreamError | None:
+        """The most recent delivery error, if any (for reports such as the CLI's)."""
+        return self._last_error
+
+    def _poll(self, now: float) -> Any:
+        current = self._engine.current
+        buffered = self._unsettled - (current.rows if current is not None else 0)
+        return self._engine.poll(
+            now,
+            buffered=buffered,
+            oldest_at=self._oldest_at,
+            flushing=self._flush_waiters > 0 or self._closing,
+        )
+
+    def _leftover_report(self) -> int:
+        """After the worker stopped: report (and dead-letter, without a spool) what is left."""
+        left = self._unsettled
+        if not left:
+            return 0
+        if self.spool is not None:
+            logger.warning(
+                "%s: %d rows stay in the spool %s; the next client on it (or "
+                "`pbistream spool replay`) sends them",
+                self.sink.label,
+                left,
+                self.spool.path,
+            )
+            return left
+        batch = self._engine.abandon()
+        rows: list[Any] = [row for _, row, _ in batch.items] if batch else []
+        with self._lock:
+            rows.extend(self._memory._rows)
+            self._memory._rows.clear()
+        logger.error(
+            "%s: %d rows were NOT delivered before close (no spool to keep them)%s",
+            self.sink.label,
+            left,
+            f"; written to {self.dead_letter_path}" if self.dead_letter_path else "",
+        )
+        if self.dead_letter_path is not None:
+            self._dead_letter(
+                [
+                    DeadLetter(row, None, "not_delivered", None, "not delivered before close")
+                    for row in rows
+                ]
+            )
+        return left

@@ -1,0 +1,168 @@
+"""The sans-I/O engine: batching, pacing and retry decisions on a fake clock (no sleeps)."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from pbistream.client.engine import (
+    Batch,
+    Engine,
+    Outcome,
+    Pacer,
+    Send,
+    SequenceCounter,
+    Take,
+    Verdict,
+    Wait,
+)
+from pbistream.client.options import BatchOptions, PacingOptions, RetryOptions
+from pbistream.exceptions import ConfigError
+
+
+def make_engine(**pacing: object) -> Engine:
+    return Engine(
+        batch=BatchOptions(max_rows=100, max_delay=1.0),
+        pacing=PacingOptions(**pacing),  # type: ignore[arg-type]
+        retry=RetryOptions(backoff_base=1.0, max_backoff=8.0),
+        rng=random.Random(7),
+    )
+
+
+def send_one(engine: Engine, now: float, rows: int = 1) -> Batch:
+    action = engine.poll(now, buffered=rows, oldest_at=now - 10, flushing=True)
+    assert isinstance(action, Take), action
+    batch = Batch(b"[]", min(rows, action.max_rows), seq=1)
+    engine.start(batch)
+    sent = engine.poll(now, buffered=0, oldest_at=None)
+    assert isinstance(sent, Send)
+    return sent.batch
+
+
+def test_idle_engine_waits_forever() -> None:
+    assert make_engine().poll(0.0, buffered=0, oldest_at=None) == Wait(math.inf)
+
+
+def test_linger_then_take() -> None:
+    engine = make_engine()
+    assert engine.poll(0.2, buffered=5, oldest_at=0.0) == Wait(pytest.approx(0.8))
+    assert engine.poll(1.0, buffered=5, oldest_at=0.0) == Take(100)
+
+
+def test_full_batch_or_flush_skips_the_linger() -> None:
+    engine = make_engine()
+    assert engine.poll(0.0, buffered=100, oldest_at=0.0) == Take(100)
+    assert engine.poll(0.0, buffered=3, oldest_at=0.0, flushing=True) == Take(100)
+
+
+def test_no_more_than_120_posts_in_any_minute() -> None:
+    engine = make_engine(safety=0.0)
+    now = 0.0
+    sent_at: list[float] = []
+    while len(sent_at) < 360:
+        action = engine.poll(now, buffered=1, oldest_at=now - 5, flushing=True)
+        if isinstance(action, Wait):
+            now += action.seconds
+            continue
+        assert isinstance(action, Take)
+        engine.start(Batch(b"[]", 1, seq=len(sent_at)))
+        assert isinstance(engine.poll(now, buffered=0, oldest_at=None), Send)
+        sent_at.append(now)
+        assert engine.on_response(now, Outcome(200))[0] is Verdict.DELIVERED
+    for start in sent_at:
+        assert sum(1 for t in sent_at if start <= t < start + 60.0) <= 120
+    assert sent_at[-1] >= 120.0  # 360 posts need at least two full minutes
+
+
+def test_time_scale_shrinks_the_window() -> None:
+    pacer = Pacer(PacingOptions(time_scale=60.0, safety=0.0))
+    for i in range(120):
+        pacer.record(i / 1000, 1)
+    assert pacer.delay(0.2) == pytest.approx(1.0 - 0.2)
+    assert pacer.delay(1.0) == 0.0
+
+
+def test_rows_per_hour_quota_limits_the_batch_size() -> None:
+    pacer = Pacer(PacingOptions(rows_per_hour=1000, safety=0.0))
+    pacer.record(0.0, 990)
+    assert pacer.rows_available(1.0) == 10
+    assert pacer.delay(1.0, rows=10) == 0.0
+    assert pacer.delay(1.0, rows=11) == pytest.approx(3599.0)
+    engine = make_engine(rows_per_hour=1000, safety=0.0)
+    engine.pacer.record(0.0, 990)
+    assert engine.poll(1.0, buffered=50, oldest_at=0.0, flushing=True) == Take(10)
+
+
+def test_large_table_hourly_post_limit() -> None:
+    pacer = Pacer(PacingOptions(safety=0.0), table_rows=250_000)
+    for i in range(120):
+        pacer.record(float(i), 1)
+    # The per-minute window has room at t=200, the hourly one does not.
+    assert pacer.delay(200.0) == pytest.approx(3600.0 - 200.0)
+
+
+def test_pacing_off_never_waits() -> None:
+    pacer = Pacer(PacingOptions(enabled=False))
+    for _ in range(1000):
+        pacer.record(0.0, 10_000)
+    assert pacer.delay(0.0, 10_000) == 0.0
+
+
+def test_backoff_is_capped_full_jitter_and_honours_retry_after() -> None:
+    engine = make_engine()
+    batch = send_one(engine, 0.0)
+    delays = []
+    now = 0.0
+    for attempt in range(1, 8):
+        verdict, delay = engine.on_response(now, Outcome(503, message="busy"))
+        assert verdict is Verdict.RETRY
+        assert 0.0 <= delay <= min(8.0, 2.0 ** (attempt - 1))
+        delays.append(delay)
+        assert engine.poll(now, buffered=0, oldest_at=None) == Wait(pytest.approx(delay))
+        now += delay
+        assert engine.poll(now, buffered=0, oldest_at=None) == Send(batch)
+    assert batch.attempts == 8
+    verdict, delay = engine.on_response(now, Outcome(429, retry_after=42.0))
+    assert verdict is Verdict.RETRY and delay == 42.0
+    assert len(set(delays)) > 1  # jittered, not fixed
+
+
+def test_network_errors_retry_and_4xx_is_final() -> None:
+    engine = make_engine()
+    send_one(engine, 0.0)
+    assert engine.on_response(0.0, Outcome(None, message="reset"))[0] is Verdict.RETRY
+    engine.poll(100.0, buffered=0, oldest_at=None)
+    assert engine.on_response(100.0, Outcome(400, message="bad"))[0] is Verdict.REJECTED
+    assert engine.current is None
+
+
+def test_gives_up_after_max_attempts() -> None:
+    engine = Engine(
+        batch=BatchOptions(),
+        pacing=PacingOptions(enabled=False),
+        retry=RetryOptions(max_attempts=2, backoff_base=0.1),
+    )
+    send_one(engine, 0.0)
+    assert engine.on_response(0.0, Outcome(500))[0] is Verdict.RETRY
+    assert isinstance(engine.poll(10.0, buffered=0, oldest_at=None), Send)
+    assert engine.on_response(10.0, Outcome(500))[0] is Verdict.GAVE_UP
+
+
+def test_sequence_numbers_grow_even_when_the_clock_goes_back() -> None:
+    counter = SequenceCounter(last=5_000_000_000_000_000)
+    first = counter.next(1.0)
+    assert first == 5_000_000_000_000_001
+    assert counter.next(0.5) == first + 1
+    fresh = SequenceCounter()
+    assert fresh.next(1000.0) == 1_000_000_000
+
+
+def test_options_reject_nonsense() -> None:
+    with pytest.raises(ConfigError, match="max_rows"):
+        BatchOptions(max_rows=10_001)
+    with pytest.raises(ConfigError, match="time_scale"):
+        PacingOptions(time_scale=0)
+    with pytest.raises(ConfigError):
+        RetryOptions(backoff_base=-1)
