@@ -1,10 +1,24 @@
-"""The browser dashboards: login, UI pages, dashboard CRUD and the downsampled series.
+"""The browser dashboards: login, the UI, dashboard documents and downsampled series.
 
-The route list grows as the UI lands; the server core wires :data:`routes` into the app.
+One concept per module:
+
+* :mod:`~pbistream.server.ui_pages`: ``/login``, the ``/ui/`` shell, ``/static`` assets.
+* :mod:`~pbistream.server.ui_dashboards`: ``/api/dashboards`` CRUD.
+* :mod:`~pbistream.server.ui_tiles`: what a valid dashboard document is.
+* :mod:`~pbistream.server.ui_series`: ``/api/datasets/{id}/series`` (server-side downsampling).
+
+The server core wires :data:`routes` into the app and lets :data:`PUBLIC_PATHS` past
+the auth middleware (those pages answer a friendly sign-in hint themselves).
 """
 
 from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-routes: list[BaseRoute] = []
+from pbistream.server import ui_dashboards, ui_pages, ui_series
+
+__all__ = ["PUBLIC_PATHS", "routes"]
+
+PUBLIC_PATHS = ui_pages.PUBLIC_PATHS
+
+routes: list[BaseRoute] = [*ui_pages.routes, *ui_dashboards.routes, *ui_series.routes]

@@ -1,0 +1,112 @@
+"""The browser's way in: ``/login?token=``, the ``/ui/`` page shell and the static assets.
+
+The UI is one HTML shell plus plain JavaScript modules in ``pbistream/static``; every
+page under ``/ui/`` is the same shell (the script routes on the URL fragment). Data
+never reaches the HTML from the server: the scripts fetch JSON and build the DOM with
+``textContent``, and the Content-Security-Policy refuses inline and foreign scripts, so
+a value such as ``<img src=x onerror=...>`` can only ever show as text.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from pbistream.redact import constant_time_equal
+from pbistream.server.auth import SESSION_COOKIE, is_authorized, session_cookie_value
+from pbistream.server.settings import Settings
+
+__all__ = ["CONTENT_SECURITY_POLICY", "PUBLIC_PATHS", "STATIC_DIR", "routes"]
+
+STATIC_DIR = Path(str(resources.files("pbistream") / "static"))
+
+#: Scripts and data only from this server. ``style-src 'unsafe-inline'`` is needed by
+#: ECharts, which positions its tooltip and canvas with inline style attributes;
+#: styles cannot run code, and data still only ever lands in textContent.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'; form-action 'self'"
+)
+_PAGE_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    # The login URL carries the token; never pass any URL on to another site.
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+#: Paths the auth middleware must let through: these handlers answer a friendly
+#: page themselves instead of a bare 401. (Not "/": a prefix ending in "/" is matched
+#: as a prefix, and "/" would open every path.)
+PUBLIC_PATHS = ("/ui", "/ui/")
+_NEXT = re.compile(r"^/ui/(?:#/[A-Za-z0-9/_-]*)?$")
+
+_SIGN_IN_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>pbistream: sign in</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="/static/css/app.css"></head>
+<body class="signin"><main class="signin-card">
+<h1><span class="brand-mark" aria-hidden="true"></span> pbistream</h1>
+<p class="lead">{lead}</p>
+<p>When <code>pbistream serve</code> or <code>pbistream demo</code> starts, it prints a link like
+<code>http://127.0.0.1:8765/login?token=&hellip;</code>. Open that link in this browser to sign in;
+the session then lasts until the browser closes.</p>
+<p class="muted">Lost the link? The token is kept in the server's data directory; restart
+the server with <code>--token YOUR-TOKEN</code> to choose one.</p>
+</main></body></html>
+"""
+
+
+def _sign_in(lead: str, status: int) -> HTMLResponse:
+    # `lead` is one of our own fixed sentences, never request data.
+    return HTMLResponse(_SIGN_IN_PAGE.format(lead=lead), status_code=status, headers=_PAGE_HEADERS)
+
+
+async def login(request: Request) -> Response:
+    """``GET /login?token=T[&next=/ui/#/dashboards/ID]``: check the token, set the cookie."""
+    settings: Settings = request.app.state.settings
+    token = request.query_params.get("token", "")
+    if not token or not constant_time_equal(token, settings.token):
+        return _sign_in("That login link does not carry this server's token.", 403)
+    # `next` may only name a page of this UI (no open redirect to another site).
+    target = request.query_params.get("next", "/ui/")
+    if not _NEXT.match(target):
+        target = "/ui/"
+    response = RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
+    response.set_cookie(
+        SESSION_COOKIE,
+        session_cookie_value(settings),
+        httponly=True,
+        samesite="lax",
+        path="/",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+async def root(request: Request) -> Response:
+    """``GET /``: the dashboards live under ``/ui/``."""
+    return RedirectResponse("/ui/", status_code=307)
+
+
+async def shell(request: Request) -> Response:
+    """Every ``/ui/`` page: the HTML shell, or a sign-in hint without a session."""
+    if not is_authorized(request):
+        return _sign_in("Sign in to see your datasets and dashboards.", 401)
+    html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+    return HTMLResponse(html, headers=_PAGE_HEADERS)
+
+
+routes: list[BaseRoute] = [
+    Route("/", root, methods=["GET"]),
+    Route("/login", login, methods=["GET"]),
+    Route("/ui", root, methods=["GET"]),
+    Route("/ui/", shell, methods=["GET"]),
+    Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
+]

@@ -1,0 +1,197 @@
+"""Line-chart data, downsampled on the server: ``GET /api/datasets/{id}/series``.
+
+A line chart cannot show more points than it has pixels, so when a time window holds
+more rows than the chart asked for, each field is reduced per time bucket to the
+bucket's minimum and maximum (in time order). Unlike averaging, min/max keeps every
+spike visible, and the browser never downloads or draws rows it could not show.
+
+The x value is the row's arrival time (``received_at``, epoch seconds), the same
+clock the live feed carries, so history and live points join without a seam.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from pbistream.server.api import streaming_floor
+from pbistream.server.errors import BadRequest, EntityNotFound
+from pbistream.server.ui_http import api_endpoint, json_response
+from pbistream.storage.base import Storage
+from pbistream.values import DataType
+
+__all__ = ["MAX_POINTS", "MAX_SCAN_ROWS", "downsample_minmax", "routes"]
+
+#: Most points a caller may ask for per field (a 4K-wide chart at 2 points per pixel).
+MAX_POINTS = 8_000
+#: Default window when ``since`` is not given.
+DEFAULT_WINDOW_SECONDS = 300.0
+#: Most rows one request scans; beyond it the newest rows win and ``truncated`` is true.
+MAX_SCAN_ROWS = 1_000_000
+#: Most fields one chart may plot.
+MAX_FIELDS = 10
+_PAGE = 5_000
+_PLOTTABLE = {DataType.INT64, DataType.DOUBLE, DataType.DECIMAL, DataType.BOOLEAN}
+
+Point = tuple[float, float]
+
+
+def downsample_minmax(points: Sequence[Point], max_points: int) -> list[Point]:
+    """Reduce time-ordered points to at most ``max_points``, keeping each bucket's extremes.
+
+    The time span is cut into ``max_points // 2`` equal buckets; each bucket contributes
+    its minimum and its maximum point, in time order (one point when they coincide).
+
+    Args:
+        points: ``(t, value)`` pairs in ascending ``t``.
+        max_points: The most points to return (at least 2).
+
+    Returns:
+        The points unchanged when they already fit, else the reduced list.
+    """
+    if len(points) <= max_points:
+        return list(points)
+    buckets = max(1, max_points // 2)
+    start, end = points[0][0], points[-1][0]
+    span = (end - start) or 1.0
+    chosen: list[Point] = []
+    current = -1
+    low: Point = points[0]
+    high: Point = points[0]
+    for point in points:
+        index = min(buckets - 1, int((point[0] - start) / span * buckets))
+        if index != current:
+            if current >= 0:
+                chosen.extend(_bucket_extremes(low, high))
+            current, low, high = index, point, point
+        elif point[1] < low[1]:
+            low = point
+        elif point[1] > high[1]:
+            high = point
+    chosen.extend(_bucket_extremes(low, high))
+    return chosen
+
+
+def _bucket_extremes(low: Point, high: Point) -> list[Point]:
+    if low is high:
+        return [low]
+    return [low, high] if low[0] <= high[0] else [high, low]
+
+
+def _number(value: Any) -> float | None:
+    """A plottable number, or None (nulls and text leave a gap rather than a fake zero)."""
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, int | float) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _float_param(request: Request, name: str) -> float | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadRequest(f"'{name}' must be epoch seconds, got {raw!r}.") from None
+    if not math.isfinite(value):
+        raise BadRequest(f"'{name}' must be a finite number.")
+    return value
+
+
+def _points_param(request: Request) -> int:
+    raw = request.query_params.get("points", "1000")
+    if not raw.isdigit() or not 2 <= int(raw) <= MAX_POINTS:
+        raise BadRequest(f"'points' must be a whole number from 2 to {MAX_POINTS}.")
+    return int(raw)
+
+
+def _read_series(
+    storage: Storage,
+    dataset_id: str,
+    table: str,
+    fields: list[str],
+    since: float,
+    until: float,
+    points: int,
+) -> dict[str, Any]:
+    raw: dict[str, list[Point]] = {f: [] for f in fields}
+    after: int | None = None
+    scanned = 0
+    last_id: int | None = None
+    while scanned < MAX_SCAN_ROWS:
+        page = storage.read_rows(
+            dataset_id, table, after_id=after, since=since, until=until, limit=_PAGE
+        )
+        for row in page:
+            for name in fields:
+                value = _number(row.data.get(name))
+                if value is not None:
+                    raw[name].append((row.received_at, value))
+        scanned += len(page)
+        if page:
+            after = last_id = page[-1].id
+        if len(page) < _PAGE:
+            break
+    series = {name: downsample_minmax(pts, points) for name, pts in raw.items()}
+    return {
+        "table": table,
+        "since": since,
+        "until": until,
+        "rawCount": {name: len(pts) for name, pts in raw.items()},
+        "downsampled": any(len(series[n]) < len(raw[n]) for n in fields),
+        "truncated": scanned >= MAX_SCAN_ROWS,
+        "lastId": last_id,
+        "series": {name: [list(p) for p in pts] for name, pts in series.items()},
+    }
+
+
+@api_endpoint
+async def series(request: Request) -> Response:
+    """``GET /api/datasets/{id}/series?table=&field=&since=&until=&points=``."""
+    storage: Storage = request.app.state.storage
+    dataset_id = request.path_params["dataset_id"]
+    dataset = await run_in_threadpool(storage.get_dataset, dataset_id)
+    if dataset is None:
+        raise EntityNotFound(f"No dataset with id {dataset_id!r}.")
+    table_name = request.query_params.get("table") or (
+        dataset.tables[0].name if len(dataset.tables) == 1 else ""
+    )
+    table = dataset.table(table_name)
+    if table is None:
+        raise BadRequest(f"'table': the dataset has no table {table_name!r}.")
+    fields = list(dict.fromkeys(request.query_params.getlist("field")))
+    if not 1 <= len(fields) <= MAX_FIELDS:
+        raise BadRequest(f"Give 1 to {MAX_FIELDS} 'field' parameters.")
+    for name in fields:
+        column = table.column(name)
+        if column is None or column.data_type not in _PLOTTABLE:
+            raise BadRequest(
+                f"'field': {name!r} is not a number or boolean column of table {table.name!r}."
+            )
+    until = _float_param(request, "until")
+    until = time.time() if until is None else until
+    since = _float_param(request, "since")
+    since = until - DEFAULT_WINDOW_SECONDS if since is None else since
+    if since > until:
+        raise BadRequest("'since' must not be after 'until'.")
+    # A Streaming-only dataset shows its 60-minute cache, never rows awaiting clean-up.
+    floor = streaming_floor(dataset, request.app.state.settings.time_scale)
+    if floor is not None:
+        since = max(since, floor)
+    points = _points_param(request)
+    body = await run_in_threadpool(
+        _read_series, storage, dataset_id, table.name, fields, since, until, points
+    )
+    return json_response(body)
+
+
+routes: list[BaseRoute] = [Route("/api/datasets/{dataset_id}/series", series, methods=["GET"])]

@@ -1,0 +1,40 @@
+// The single-page app's router: the URL fragment picks the view.
+//   #/datasets  #/datasets/new  #/datasets/<id>  #/dashboards  #/dashboards/<id>
+
+import { h, mount } from "./dom.js";
+import { showDatasetInfo, showDatasets, showNewDataset } from "./datasets.js";
+import { leaveDashboard, renderSidebar, showDashboard, showDashboardIndex } from "./dashboards.js";
+
+const view = document.getElementById("view");
+const sidebar = document.getElementById("sidebar");
+
+function markNav(section) {
+  for (const a of document.querySelectorAll("[data-nav]")) a.classList.toggle("active", a.dataset.nav === section);
+}
+
+async function route() {
+  const parts = window.location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  const [section, id] = parts;
+  try {
+    if (section === "datasets") {
+      leaveDashboard();
+      markNav("datasets");
+      renderSidebar(sidebar, "#datasets");
+      if (id === "new") showNewDataset(view);
+      else if (id) await showDatasetInfo(view, id);
+      else await showDatasets(view);
+    } else {
+      markNav("dashboards");
+      const dashboards = await renderSidebar(sidebar, id);
+      if (id) await showDashboard(view, id);
+      else if (!section && !dashboards.length) { window.location.replace("#/datasets"); }
+      else await showDashboardIndex(view);
+    }
+  } catch (err) {
+    mount(view, h("div", { class: "panel empty-state" }, h("h3", { text: "Something went wrong" }), h("p", { text: err.message }),
+      h("a", { class: "button", href: "#/datasets", text: "Back to datasets" })));
+  }
+}
+
+window.addEventListener("hashchange", route);
+route();
