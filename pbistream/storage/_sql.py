@@ -102,8 +102,11 @@ def read_rows_query(
     until: float | None,
     limit: int,
     newest_first: bool,
+    source: str = "rows",
 ) -> tuple[str, list[Any]]:
     """The SELECT behind ``read_rows`` and its parameters.
+
+    ``source`` is the FROM clause: SQLite passes an ``INDEXED BY`` hint there.
 
     The time window is half-open, ``since <= received_at < until``, so consecutive
     windows never return a row twice. Order is by ``id`` (insert order), not by
@@ -128,7 +131,7 @@ def read_rows_query(
     params.append(max(0, limit))
     # Only fixed SQL fragments are joined here; every value is a bound parameter.
     sql = (
-        "SELECT id, received_at, table_name, data FROM rows WHERE "  # noqa: S608
+        f"SELECT id, received_at, table_name, data FROM {source} WHERE "  # noqa: S608
         + " AND ".join(where)
         + f" ORDER BY id {order} LIMIT {p}"
     )

@@ -77,6 +77,7 @@ CREATE TABLE IF NOT EXISTS rows (
     data TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS rows_by_table ON rows (dataset_id, table_name, id);
+CREATE INDEX IF NOT EXISTS rows_by_dataset ON rows (dataset_id, id);
 CREATE INDEX IF NOT EXISTS rows_by_time ON rows (dataset_id, received_at);
 CREATE TABLE IF NOT EXISTS row_counts (
     dataset_id TEXT NOT NULL,

@@ -154,6 +154,10 @@ def test_read_by_cursor_window_order_and_limit(storage: Storage, dataset: Datase
     assert temps(storage.read_rows(dataset.id, since=102.5)) == [6, 7, 8, 9, 50]
     assert temps(storage.read_rows(dataset.id, TABLE, newest_first=True, limit=3)) == [9, 8, 7]
     assert temps(storage.read_rows(dataset.id, TABLE, limit=2)) == [0, 1]
+    # Across tables, by cursor: merged in id order.
+    assert temps(storage.read_rows(dataset.id, newest_first=True, limit=3)) == [50, 9, 8]
+    assert temps(storage.read_rows(dataset.id, after_id=everything[8].id)) == [9, 50]
+    assert temps(storage.read_rows(dataset.id, limit=2)) == [0, 1]
     assert temps(storage.read_rows(dataset.id, TABLE, after_id=mid, limit=2, newest_first=True))
     assert storage.read_rows(dataset.id, TABLE, limit=0) == []
     assert [r.table for r in storage.read_rows(dataset.id, "Other")] == ["Other"]
@@ -323,3 +327,45 @@ def test_concurrent_inserts_lose_nothing(storage: Storage, dataset: Dataset) -> 
     spans = sorted((r.first_id, r.last_id) for r in results)
     for (_, prev_last), (next_first, _) in itertools.pairwise(spans):
         assert prev_last is not None and next_first is not None and next_first > prev_last
+
+
+def test_a_cursor_follower_sees_every_row(storage: Storage, dataset: Dataset) -> None:
+    """The live feed's pattern: read every table after the last id seen, while writes land."""
+    writers, batches, per_batch = 3, 15, 10
+    total = writers * batches * per_batch
+    errors: list[BaseException] = []
+    seen: dict[int, float] = {}
+    done = threading.Event()
+
+    def write(worker: int) -> None:
+        try:
+            for b in range(batches):
+                start = (worker * batches + b) * per_batch
+                table = ("A", "B", "C")[(worker + b) % 3]
+                storage.insert_rows(dataset.id, table, rows(per_batch, start), received_at=1.0)
+        except BaseException as exc:
+            errors.append(exc)
+
+    def follow() -> None:
+        cursor = 0
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            finished = done.is_set()
+            batch = storage.read_rows(dataset.id, after_id=cursor, limit=40)
+            for row in batch:
+                seen[row.id] = row.data["temp"]
+                cursor = row.id
+            if finished and not batch:
+                return
+
+    reader = threading.Thread(target=follow)
+    reader.start()
+    pool = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(timeout=60)
+    done.set()
+    reader.join(timeout=60)
+    assert not errors
+    assert sorted(seen.values()) == [float(i) for i in range(total)]
