@@ -16,15 +16,22 @@ from typing import Any
 from urllib.parse import quote
 
 import anyio.to_thread
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from pbistream import limits
 from pbistream.redact import new_secret
 from pbistream.schema import Dataset, Mode
+from pbistream.server.auth import is_authorized
+from pbistream.server.errors import (
+    EntityNotFound,
+    InvalidRequest,
+    ItemNotFound,
+    NotAuthorized,
+    PbiJSONResponse,
+)
 from pbistream.server.live import LiveHub, event_stream
+from pbistream.server.settings import Settings
 from pbistream.storage.base import Storage, StoredRow
 
 __all__ = ["DEFAULT_PAGE_ROWS", "MAX_PAGE_ROWS", "dataset_summary", "push_url", "routes"]
@@ -34,50 +41,21 @@ MAX_PAGE_ROWS = 10_000
 # A live feed sends ": keepalive" after this much silence (divided by --time-scale),
 # so proxies keep the connection open and the browser notices a dead server.
 KEEPALIVE_SECONDS = 15.0
-JSON_TYPE = "application/json"
 TENANT_META_KEY = "tenant_id"
 
 
-class ApiError(Exception):
-    """A request the endpoint refuses; rendered as a Power BI-shaped error body."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
 def _json(payload: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(payload), status_code=status, media_type=JSON_TYPE)
+    return PbiJSONResponse(payload, status_code=status)
 
 
-def _error(exc: ApiError) -> Response:
-    return _json({"error": {"code": exc.code, "message": exc.message}}, exc.status)
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
 
 
-def unauthorized_response() -> Response:
-    # Power BI's 401 body (reference §1.8 c).
-    code = "PowerBINotAuthorizedException"
-    body = {
-        "error": {
-            "code": code,
-            "pbi.error": {"code": code, "parameters": {}, "details": [], "exceptionCulprit": 1},
-        }
-    }
-    return _json(body, 401)
-
-
-def is_authorized(request: Request) -> bool:
-    """True when the request carries the server's token or session cookie."""
-    from pbistream.server import auth
-
-    return auth.is_authorized(request)
-
-
-def _time_scale(request: Request) -> float:
-    scale = getattr(request.app.state.settings, "time_scale", 1.0)
-    return float(scale) if isinstance(scale, int | float) and scale > 0 else 1.0
+def _base_url(request: Request) -> str:
+    """Where clients reach this server: ``--public-url``, else the URL they used."""
+    return _settings(request).public_url or str(request.base_url)
 
 
 def _storage(request: Request) -> Storage:
@@ -85,10 +63,13 @@ def _storage(request: Request) -> Storage:
     return storage
 
 
-def streaming_floor(dataset: Dataset, time_scale: float) -> float | None:
-    """The earliest arrival time still readable: Streaming-only rows live 60 minutes."""
+def streaming_floor(dataset: Dataset, settings: Settings) -> float | None:
+    """The earliest arrival time still readable: Streaming-only rows live 60 minutes.
+
+    The housekeeping task deletes them a little later; this makes the cut exact.
+    """
     if dataset.mode is Mode.STREAMING:
-        return time.time() - limits.STREAMING_CACHE_SECONDS.value / time_scale
+        return time.time() - settings.scaled(settings.streaming_cache_seconds)
     return None
 
 
@@ -172,22 +153,19 @@ async def _load_dataset(request: Request) -> Dataset:
     storage = _storage(request)
     dataset: Dataset | None = await _run(lambda: storage.get_dataset(dataset_id))
     if dataset is None:
-        raise ApiError(404, "PowerBIEntityNotFound", f"Dataset {dataset_id} was not found.")
+        raise EntityNotFound(f"Dataset {dataset_id} was not found.")
     return dataset
 
 
 def _endpoint(
     handler: Callable[[Request], Any],
 ) -> Callable[[Request], Any]:
-    """Wrap a handler: check auth first, turn ApiError into a Power BI-shaped body."""
+    """Wrap a handler so it checks the token itself too (defence in depth behind AuthMiddleware)."""
 
     async def endpoint(request: Request) -> Response:
         if not is_authorized(request):
-            return unauthorized_response()
-        try:
-            response: Response = await handler(request)
-        except ApiError as exc:
-            return _error(exc)
+            raise NotAuthorized("Send 'Authorization: Bearer <token>'.")
+        response: Response = await handler(request)
         return response
 
     endpoint.__name__ = handler.__name__
@@ -198,11 +176,11 @@ def _endpoint(
 async def list_datasets(request: Request) -> Response:
     """``GET /api/datasets``: every dataset in every workspace, with row counts."""
     storage = _storage(request)
-    scale = _time_scale(request)
+    settings = _settings(request)
 
     def build() -> list[dict[str, Any]]:
         return [
-            dataset_summary(storage, d, streaming_floor(d, scale))
+            dataset_summary(storage, d, streaming_floor(d, settings))
             for d in storage.list_datasets(all_groups=True)
         ]
 
@@ -213,8 +191,8 @@ async def get_dataset(request: Request) -> Response:
     """``GET /api/datasets/{id}``: details, tables with row counts, and the Push URL."""
     dataset = await _load_dataset(request)
     storage = _storage(request)
-    floor = streaming_floor(dataset, _time_scale(request))
-    base = str(request.base_url)
+    floor = streaming_floor(dataset, _settings(request))
+    base = _base_url(request)
     return _json(await _run(lambda: _dataset_detail(storage, dataset, base, floor)))
 
 
@@ -222,9 +200,7 @@ async def rotate_key(request: Request) -> Response:
     """``POST /api/datasets/{id}/rotate-key``: a new Push URL key; the old one stops at once."""
     dataset = await _load_dataset(request)
     if not dataset.mode.has_push_url:
-        raise ApiError(
-            400,
-            "InvalidRequest",
+        raise InvalidRequest(
             f"Dataset {dataset.id} is a Push dataset: it has no Push URL key to rotate.",
         )
     storage = _storage(request)
@@ -232,7 +208,7 @@ async def rotate_key(request: Request) -> Response:
     await _run(lambda: storage.set_push_key(dataset.id, key))
     dataset.push_key = key
     tenant = await _run(lambda: tenant_id(storage))
-    return _json({"id": dataset.id, "pushUrl": push_url(str(request.base_url), tenant, dataset)})
+    return _json({"id": dataset.id, "pushUrl": push_url(_base_url(request), tenant, dataset)})
 
 
 def _int_param(request: Request, name: str, *, minimum: int, maximum: int) -> int | None:
@@ -242,13 +218,11 @@ def _int_param(request: Request, name: str, *, minimum: int, maximum: int) -> in
     try:
         value = int(text)
     except ValueError:
-        raise ApiError(
-            400, "InvalidRequest", f"Query parameter '{name}' must be an integer, not {text!r}."
+        raise InvalidRequest(
+            f"Query parameter '{name}' must be an integer, not {text!r}."
         ) from None
     if not minimum <= value <= maximum:
-        raise ApiError(
-            400,
-            "InvalidRequest",
+        raise InvalidRequest(
             f"Query parameter '{name}' must be between {minimum} and {maximum}, not {value}.",
         )
     return value
@@ -263,9 +237,7 @@ def _time_param(request: Request, name: str) -> float | None:
     except ValueError:
         value = math.nan
     if not math.isfinite(value) or value < 0:
-        raise ApiError(
-            400,
-            "InvalidRequest",
+        raise InvalidRequest(
             f"Query parameter '{name}' must be epoch seconds (a finite number >= 0), not {text!r}.",
         )
     return value
@@ -283,19 +255,15 @@ async def read_rows(request: Request) -> Response:
     dataset = await _load_dataset(request)
     table = request.query_params.get("table") or None
     if table is not None and dataset.table(table) is None:
-        raise ApiError(
-            404, "ItemNotFound", f"Table '{table}' was not found in dataset {dataset.id}."
-        )
+        raise ItemNotFound(f"Table '{table}' was not found in dataset {dataset.id}.")
     after = _int_param(request, "after", minimum=0, maximum=MAX_ROW_ID)
     limit = _int_param(request, "limit", minimum=1, maximum=MAX_PAGE_ROWS) or DEFAULT_PAGE_ROWS
     since = _time_param(request, "since")
     until = _time_param(request, "until")
     order = request.query_params.get("order", "asc")
     if order not in ("asc", "desc"):
-        raise ApiError(
-            400, "InvalidRequest", f"Query parameter 'order' must be asc or desc, not {order!r}."
-        )
-    floor = streaming_floor(dataset, _time_scale(request))
+        raise InvalidRequest(f"Query parameter 'order' must be asc or desc, not {order!r}.")
+    floor = streaming_floor(dataset, _settings(request))
     if floor is not None:
         since = floor if since is None else max(since, floor)
     storage = _storage(request)
@@ -324,21 +292,19 @@ async def live_feed(request: Request) -> Response:
         try:
             resume = int(last_event)
         except ValueError:
-            raise ApiError(
-                400, "InvalidRequest", f"Last-Event-ID must be a row id, not {last_event!r}."
-            ) from None
+            raise InvalidRequest(f"Last-Event-ID must be a row id, not {last_event!r}.") from None
         if not 0 <= resume <= MAX_ROW_ID:
-            raise ApiError(400, "InvalidRequest", "Last-Event-ID is out of range.")
+            raise InvalidRequest("Last-Event-ID is out of range.")
         after = resume if after is None else max(after, resume)
     hub: LiveHub = request.app.state.hub
-    scale = _time_scale(request)
+    settings = _settings(request)
     stream = event_stream(
         hub,
         _storage(request),
         dataset.id,
         after=after,
-        keepalive=KEEPALIVE_SECONDS / scale,
-        oldest=lambda: streaming_floor(dataset, scale),
+        keepalive=settings.scaled(KEEPALIVE_SECONDS),
+        oldest=lambda: streaming_floor(dataset, settings),
     )
     return StreamingResponse(
         stream,

@@ -260,8 +260,8 @@ async def event_stream(
     Yields:
         Encoded SSE messages.
     """
-    yield b"retry: %d\n: connected\n\n" % RETRY_MILLISECONDS
     last = after
+    greeted = False
     while True:
         async with hub.subscribe(dataset_id) as sub:
             if last is None:
@@ -269,6 +269,10 @@ async def event_stream(
                     lambda: storage.read_rows(dataset_id, limit=1, newest_first=True)
                 )
                 last = newest[0].id if newest else 0
+            if not greeted:
+                # Sent once subscribed: from here on no new row can be missed.
+                yield b"retry: %d\n: connected\n\n" % RETRY_MILLISECONDS
+                greeted = True
             while True:
                 page = await anyio.to_thread.run_sync(
                     functools.partial(

@@ -18,7 +18,7 @@ from typing import Any
 import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["DURATION_BUCKETS", "Metrics", "MetricsMiddleware", "render", "routes"]
@@ -188,15 +188,32 @@ def render(metrics: Metrics, *, storage_bytes: int | None, live_subscribers: int
     return "\n".join(lines) + "\n"
 
 
-def route_template(scope: Scope) -> str:
-    """The matched route's path template (``/api/datasets/{dataset_id}``), never the raw path."""
-    route: BaseRoute | None = scope.get("route")
-    if isinstance(route, Route):
-        return route.path
+def _template_of(route: object) -> str | None:
     if isinstance(route, Mount):
         return route.path + "/{path}"
     path = getattr(route, "path", None)
-    return path if isinstance(path, str) else UNMATCHED_ROUTE
+    return path if isinstance(path, str) else None
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template (``/api/datasets/{dataset_id}``), never the raw path.
+
+    The router records the route it picked in ``scope["route"]``; a request refused
+    before routing (401 by the auth middleware) is matched here against the app's
+    routes, so its label is the template too. Anything else is ``<unmatched>``.
+    """
+    found = _template_of(scope.get("route"))
+    if found is not None:
+        return found
+    routes: list[BaseRoute] = getattr(scope.get("app"), "routes", None) or []
+    partial: str | None = None
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return _template_of(route) or UNMATCHED_ROUTE
+        if match is Match.PARTIAL and partial is None:
+            partial = _template_of(route)
+    return partial or UNMATCHED_ROUTE
 
 
 class MetricsMiddleware:
@@ -253,10 +270,12 @@ class MetricsMiddleware:
 
 async def metrics_endpoint(request: Request) -> Response:
     """``GET /metrics``: the Prometheus exposition (Bearer token or session cookie)."""
-    from pbistream.server import api
+    # Imported here: the server modules import this one to build the app.
+    from pbistream.server.auth import is_authorized
+    from pbistream.server.errors import NotAuthorized
 
-    if not api.is_authorized(request):
-        return api.unauthorized_response()
+    if not is_authorized(request):
+        raise NotAuthorized("Send 'Authorization: Bearer <token>'.")
     state = request.app.state
     metrics: Metrics = state.metrics
     storage = state.storage

@@ -1,0 +1,324 @@
+"""The live feed: the hub's fan-out, and the SSE stream over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from pbistream.server.live import LiveHub, event_stream, format_event, group_by_table
+from pbistream.storage.base import StoredRow
+from pbistream.testing import RunningServer
+
+Json = dict[str, Any]
+
+
+def _rows(first: int, n: int, table: str = "RealTimeData") -> list[StoredRow]:
+    return [StoredRow(first + i, 1000.0 + i, table, {"v": first + i}) for i in range(n)]
+
+
+# --- the hub (no server needed) ------------------------------------------------------
+
+
+def test_publish_reaches_every_subscriber_of_that_dataset_only() -> None:
+    async def scenario() -> None:
+        hub = LiveHub()
+        async with (
+            hub.subscribe("a") as one,
+            hub.subscribe("a") as two,
+            hub.subscribe("b") as other,
+        ):
+            assert hub.subscriber_count == 3
+            hub.publish("a", "T", _rows(1, 2))
+            got_one = await one.get(timeout=1)
+            got_two = await two.get(timeout=1)
+            assert got_one is not None and got_two is not None
+            assert [r.id for b in got_one for r in b.rows] == [1, 2]
+            assert [r.id for b in got_two for r in b.rows] == [1, 2]
+            assert await other.get(timeout=0.01) == []  # timeout: nothing for dataset b
+        assert hub.subscriber_count == 0
+
+    asyncio.run(scenario())
+
+
+def test_batches_that_arrive_together_are_returned_together() -> None:
+    async def scenario() -> None:
+        hub = LiveHub()
+        async with hub.subscribe("a") as sub:
+            hub.publish("a", "T", _rows(1, 1))
+            hub.publish("a", "T", _rows(2, 1))
+            hub.publish("a", "U", _rows(3, 1, "U"))
+            got = await sub.get(timeout=1)
+            assert got is not None
+            assert [(b.table, [r.id for r in b.rows]) for b in got] == [
+                ("T", [1]),
+                ("T", [2]),
+                ("U", [3]),
+            ]
+
+    asyncio.run(scenario())
+
+
+def test_a_slow_subscriber_is_dropped_not_buffered_without_bound() -> None:
+    async def scenario() -> None:
+        hub = LiveHub(queue_size=4)
+        async with hub.subscribe("a") as slow, hub.subscribe("a") as fast:
+            for i in range(4):
+                hub.publish("a", "T", _rows(i + 1, 1))
+                assert await fast.get(timeout=1)
+            hub.publish("a", "T", _rows(5, 1))  # the slow one's fifth: over its bound
+            assert slow.lagged
+            assert not fast.lagged
+            assert hub.subscriber_count == 1
+            # It still reads what it had, then learns it must resync (None).
+            got = await slow.get(timeout=1)
+            assert got is None
+            hub.publish("a", "T", _rows(6, 1))
+            assert await fast.get(timeout=1)
+
+    asyncio.run(scenario())
+
+
+def test_publish_from_a_worker_thread_is_handed_to_the_loop() -> None:
+    async def scenario() -> None:
+        hub = LiveHub()
+        async with hub.subscribe("a") as sub:
+            await asyncio.to_thread(hub.publish, "a", "T", _rows(7, 3))
+            got = await sub.get(timeout=1)
+            assert got is not None
+            assert [r.id for b in got for r in b.rows] == [7, 8, 9]
+
+    asyncio.run(scenario())
+
+
+def test_close_ends_every_subscription() -> None:
+    async def scenario() -> None:
+        hub = LiveHub()
+        async with hub.subscribe("a") as sub:
+            waiter = asyncio.create_task(sub.get(timeout=5))
+            await asyncio.sleep(0)
+            hub.close()
+            assert await asyncio.wait_for(waiter, 1) is None
+            assert sub.closed
+
+    asyncio.run(scenario())
+
+
+def test_event_format_is_one_sse_message_with_the_last_id() -> None:
+    event = format_event("RealTimeData", _rows(41, 2))
+    assert event.endswith(b"\n\n")
+    lines = event.decode().splitlines()
+    assert lines[0] == "id: 42"
+    assert lines[1] == "event: rows"
+    assert lines[2].startswith('data: {"table":"RealTimeData","rows":[{"id":41,')
+    assert len([x for x in lines if x]) == 3
+
+
+def test_group_by_table_keeps_order_and_splits_runs() -> None:
+    rows = _rows(1, 2, "A") + _rows(3, 1, "B") + _rows(4, 1, "A")
+    assert [(t, [r.id for r in run]) for t, run in group_by_table(rows)] == [
+        ("A", [1, 2]),
+        ("B", [3]),
+        ("A", [4]),
+    ]
+
+
+# --- the stream's catch-up path, on a real SQLite store -----------------------------------
+
+
+def test_a_dropped_subscriber_catches_up_from_storage_without_gaps_or_repeats(
+    tmp_path: Path,
+) -> None:
+    from pbistream.schema import Column, Dataset, Mode, Retention, Table
+    from pbistream.storage import open_storage
+    from pbistream.values import DataType
+
+    storage = open_storage(str(tmp_path))
+    table = Table("RealTimeData", (Column("v", DataType.INT64),))
+    storage.create_dataset(Dataset("d1", "d", Mode.PUSH_STREAMING, Retention.NONE, [table]))
+
+    def insert(values: range) -> list[StoredRow]:
+        now = time.time()
+        rows = [{"v": v} for v in values]
+        result = storage.insert_rows("d1", "RealTimeData", rows, received_at=now)
+        assert result.first_id is not None
+        return [StoredRow(result.first_id + i, now, "RealTimeData", r) for i, r in enumerate(rows)]
+
+    async def scenario() -> list[int]:
+        hub = LiveHub(queue_size=2)
+        stream = event_stream(hub, storage, "d1", after=None, keepalive=5)
+        assert b": connected" in await anext(stream)
+        # Ten posts while the reader is busy elsewhere: its queue (2) overflows.
+        for start in range(0, 100, 10):
+            hub.publish("d1", "RealTimeData", insert(range(start, start + 10)))
+        assert hub.subscriber_count == 0  # dropped, not buffered
+        got: list[int] = []
+        while len(got) < 100:
+            event = await asyncio.wait_for(anext(stream), 5)
+            got += [row["data"]["v"] for row in _data(event)["rows"]]
+        hub.publish("d1", "RealTimeData", insert(range(100, 101)))
+        got += [row["data"]["v"] for row in _data(await asyncio.wait_for(anext(stream), 5))["rows"]]
+        await stream.aclose()
+        return got
+
+    try:
+        assert asyncio.run(scenario()) == list(range(101))
+    finally:
+        storage.close()
+
+
+def _data(event: bytes) -> Json:
+    line = next(x for x in event.decode().splitlines() if x.startswith("data: "))
+    return json.loads(line[len("data: ") :])  # type: ignore[no-any-return]
+
+
+# --- the SSE endpoint over real HTTP -------------------------------------------------------
+
+
+class SSEReader:
+    """Reads Server-Sent Events from an httpx streaming response, one message at a time."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        self._lines = response.iter_lines()
+
+    def next_message(self) -> Json:
+        """The next message: its fields (id, event, data) and its comment lines."""
+        message: Json = {"comments": []}
+        for line in self._lines:
+            if line == "":
+                if message.keys() - {"comments"} or message["comments"]:
+                    return message
+                continue
+            if line.startswith(":"):
+                message["comments"].append(line[1:].strip())
+                continue
+            name, _, value = line.partition(":")
+            message[name] = value[1:] if value.startswith(" ") else value
+        raise AssertionError("the stream ended")
+
+    def next_event(self) -> Json:
+        """The next ``rows`` event (skipping comments), with ``data`` decoded."""
+        while True:
+            message = self.next_message()
+            if message.get("event") == "rows":
+                message["data"] = json.loads(message["data"])
+                return message
+
+    def wait_connected(self) -> None:
+        """Read until the ``: connected`` greeting (the subscription is live)."""
+        while "connected" not in self.next_message()["comments"]:
+            pass
+
+
+@contextmanager
+def live(server: RunningServer, dataset_id: str, **kwargs: Any) -> Iterator[SSEReader]:
+    """Open the live feed; the read timeout keeps a broken test from hanging."""
+    timeout = httpx.Timeout(10.0)
+    with (
+        httpx.Client(base_url=server.url, headers=server.headers, timeout=timeout) as client,
+        client.stream("GET", f"/api/datasets/{dataset_id}/live", **kwargs) as response,
+    ):
+        yield SSEReader(response)
+
+
+def _push(url: str, rows: list[Json]) -> None:
+    response = httpx.post(url, json=rows, timeout=10)
+    assert response.status_code == 200, response.text
+
+
+def test_pushed_rows_arrive_live_in_one_event_per_post(pbistream_server: RunningServer) -> None:
+    created = pbistream_server.create_dataset({"temp": "Number", "room": "Text"})
+    _push(created["push_url"], [{"temp": 1.0, "room": "before"}])  # not replayed: no `after`
+    with live(pbistream_server, created["id"]) as feed:
+        feed.wait_connected()
+        _push(created["push_url"], [{"temp": 20.5, "room": "<a>"}, {"temp": 21.5, "room": "b"}])
+        event = feed.next_event()
+        data = event["data"]
+        assert data["table"] == "RealTimeData"
+        assert [r["data"] for r in data["rows"]] == [
+            {"temp": 20.5, "room": "<a>"},
+            {"temp": 21.5, "room": "b"},
+        ]
+        assert int(event["id"]) == data["rows"][-1]["id"]
+        assert data["rows"][0]["id"] + 1 == data["rows"][1]["id"]
+        assert data["rows"][0]["received_at"] == pytest.approx(time.time(), abs=30)
+
+
+def test_reconnecting_with_last_event_id_replays_only_newer_rows(
+    pbistream_server: RunningServer,
+) -> None:
+    created = pbistream_server.create_dataset({"n": "Int64"}, mode="PushStreaming")
+    url = created["push_url"]
+    with live(pbistream_server, created["id"]) as feed:
+        feed.wait_connected()
+        _push(url, [{"n": 1}, {"n": 2}])
+        last_id = feed.next_event()["id"]
+    # Rows pushed while no one listens...
+    _push(url, [{"n": 3}])
+    _push(url, [{"n": 4}, {"n": 5}])
+    with live(pbistream_server, created["id"], headers={"Last-Event-ID": last_id}) as feed:
+        replayed: list[int] = []
+        while len(replayed) < 3:
+            replayed += [r["data"]["n"] for r in feed.next_event()["data"]["rows"]]
+        assert replayed == [3, 4, 5]
+        # ...then the feed goes on live.
+        _push(url, [{"n": 6}])
+        assert [r["data"]["n"] for r in feed.next_event()["data"]["rows"]] == [6]
+
+
+def test_after_zero_replays_everything_stored(pbistream_server: RunningServer) -> None:
+    created = pbistream_server.create_dataset({"n": "Int64"}, mode="PushStreaming")
+    for i in range(3):
+        _push(created["push_url"], [{"n": i}])
+    with live(pbistream_server, created["id"], params={"after": 0}) as feed:
+        got: list[int] = []
+        while len(got) < 3:
+            got += [r["data"]["n"] for r in feed.next_event()["data"]["rows"]]
+        assert got == [0, 1, 2]
+
+
+def test_bad_last_event_id_is_a_400(pbistream_server: RunningServer) -> None:
+    created = pbistream_server.create_dataset({"n": "Int64"})
+    with pbistream_server.client(timeout=10) as api:
+        response = api.get(f"/api/datasets/{created['id']}/live", headers={"Last-Event-ID": "abc"})
+    assert response.status_code == 400
+    assert "Last-Event-ID" in response.json()["error"]["message"]
+
+
+def test_keepalive_comments_and_subscriber_gauge(
+    server_factory: Callable[..., RunningServer],
+) -> None:
+    # time_scale 60: the 15-second keepalive comes every 0.25 s.
+    server = server_factory(time_scale=60)
+    created = server.create_dataset({"n": "Int64"})
+    with server.client(timeout=10) as api:
+        with live(server, created["id"]) as feed:
+            feed.wait_connected()
+            assert feed.next_message()["comments"] == ["keepalive"]
+            assert _gauge(api, "pbistream_live_subscribers") == 1
+        # The server notices the closed connection and unsubscribes.
+        deadline = time.monotonic() + 10
+        while _gauge(api, "pbistream_live_subscribers") != 0:
+            assert time.monotonic() < deadline, "the subscriber was never removed"
+            time.sleep(0.05)
+
+
+def _gauge(api: httpx.Client, name: str) -> float:
+    response = api.get("/metrics")
+    assert response.status_code == 200
+    for line in response.text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} missing from /metrics")
+
+
+pytestmark = pytest.mark.timeout(60)
