@@ -54,9 +54,10 @@ _SIGN_IN_PAGE = """<!doctype html>
 <body class="signin"><main class="signin-card">
 <h1><span class="brand-mark" aria-hidden="true"></span> pbistream</h1>
 <p class="lead">{lead}</p>
-<p>When <code>pbistream serve</code> or <code>pbistream demo</code> starts, it prints a link like
-<code>http://127.0.0.1:8765/login?token=&hellip;</code>. Open that link in this browser to sign in;
-the session then lasts until the browser closes.</p>
+<p>Open the login link the server printed. When <code>pbistream serve</code> or
+<code>pbistream demo</code> starts, it prints a link like
+<code>http://127.0.0.1:8765/login?token=&hellip;</code>; open it in this browser and
+the session lasts until the browser closes.</p>
 <p class="muted">Lost the link? The token is kept in the server's data directory; restart
 the server with <code>--token YOUR-TOKEN</code> to choose one.</p>
 </main></body></html>
