@@ -159,9 +159,9 @@ class SQLiteStorage:
         return conn
 
     def _reader(self) -> sqlite3.Connection:
+        self._check_open()
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            self._check_open()
             conn = self._connect(read_only=True)
             self._local.conn = conn
             with self._readers_lock:

@@ -85,7 +85,9 @@ def test_reopen_keeps_data_and_ids_keep_growing(tmp_path: Path) -> None:
     first = store.insert_rows("ds", "T", [{"a": 1}], received_at=1.0)
     store.delete_rows("ds", "T")
     store.set_meta("token", "t")
+    assert store.get_meta("token") == "t"  # this thread now has a reader connection
     store.close()
+    store.close()  # closing twice is harmless
     with pytest.raises(RuntimeError, match="closed"):
         store.get_meta("token")
     again = SQLiteStorage(tmp_path / "a.db")
