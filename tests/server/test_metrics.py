@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pbistream.server.metrics import Metrics, escape_label, render
+from pbistream.testing import RunningServer
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -88,3 +92,64 @@ def test_counters_are_thread_safe() -> None:
     snap = metrics.snapshot()
     assert snap["rows_ingested"] == 8000
     assert snap["requests"][("GET", "/x", "200")] == 8000
+
+
+# --- /metrics on a live server ------------------------------------------------------------
+
+
+def test_metrics_over_http_use_route_templates_and_count_rows(
+    server_factory: Callable[..., RunningServer],
+) -> None:
+    server = server_factory(posts_per_minute=3)
+    created = server.create_dataset({"v": "Number"})
+    push_url = created["push_url"]
+    key = push_url.split("key=")[1]
+    statuses = [
+        httpx.post(push_url, json=[{"v": i}, {"v": i}], timeout=10).status_code for i in range(4)
+    ]
+    assert statuses == [200, 200, 200, 429]  # the fourth post in the minute is throttled
+    with server.client(timeout=10) as api:
+        assert api.get(f"/api/datasets/{created['id']}").status_code == 200
+        assert api.get("/no/such/path/" + created["id"]).status_code == 404
+        anonymous = httpx.get(f"{server.url}/api/datasets/{created['id']}", timeout=10)
+        assert anonymous.status_code == 401
+        response = api.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    text = response.text
+    # No id, key or token anywhere in the exposition.
+    for secret in (created["id"], key, server.token):
+        assert secret not in text
+
+    s = _samples(text)
+    requests = {
+        labels: value
+        for (name, labels), value in s.items()
+        if name == "pbistream_http_requests_total"
+    }
+    by_route = {
+        (dict(k)["method"], dict(k)["route"], dict(k)["status"]): v for k, v in requests.items()
+    }
+    push_routes = sorted({r for (m, r, _) in by_route if m == "POST" and r.startswith("/beta/")})
+    assert len(push_routes) == 1 and "{" in push_routes[0]
+    push_route = push_routes[0]
+    assert by_route[("POST", push_route, "200")] == 3
+    assert by_route[("POST", push_route, "429")] == 1
+    assert by_route[("GET", "/api/datasets/{dataset_id}", "200")] == 1
+    assert by_route[("GET", "/api/datasets/{dataset_id}", "401")] == 1
+    assert by_route[("GET", "<unmatched>", "404")] == 1
+    assert s[("pbistream_rows_ingested_total", ())] == 6
+    throttled = {
+        dict(k)["reason"]: v for (n, k), v in s.items() if n == "pbistream_throttled_total"
+    }
+    assert sum(throttled.values()) == 1
+    assert s[("pbistream_storage_bytes", ())] > 0
+    assert s[("pbistream_live_subscribers", ())] == 0
+    count = ("pbistream_http_request_duration_seconds_count", (("route", push_route),))
+    assert s[count] == 4
+
+
+def test_metrics_need_the_token(pbistream_server: RunningServer) -> None:
+    response = httpx.get(f"{pbistream_server.url}/metrics", timeout=10)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "PowerBINotAuthorizedException"
