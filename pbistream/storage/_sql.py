@@ -21,7 +21,7 @@ __all__ = [
     "dashboard_from_record",
     "dataset_from_record",
     "dataset_record",
-    "encode_row",
+    "encode_rows",
     "read_rows_query",
     "stored_rows",
     "with_table",
@@ -33,7 +33,26 @@ DatasetRecord = tuple[str, str | None, str, str, str, str | None, float, str]
 # orjson turns a normalised row into compact UTF-8 JSON in C. It escapes U+0000 as
 # the six characters ``\u0000``, which is why the column is TEXT (PostgreSQL's TEXT
 # and JSONB both reject a raw NUL; the escaped form is plain text).
-encode_row = orjson.dumps
+_encode_row = orjson.dumps
+
+
+def encode_rows(rows: list[dict[str, Any]]) -> list[bytes]:
+    """Each row as compact UTF-8 JSON (the only per-row work of an insert, done in C).
+
+    Raises:
+        ValueError: A row holds something JSON cannot carry (a lone surrogate, an
+            object orjson does not know); the message names the row's index.
+    """
+    try:
+        return list(map(_encode_row, rows))
+    except orjson.JSONEncodeError:
+        pass
+    for index, row in enumerate(rows):  # the slow path, only to name the culprit
+        try:
+            _encode_row(row)
+        except orjson.JSONEncodeError as exc:
+            raise ValueError(f"row {index} cannot be stored as JSON: {exc}") from None
+    raise AssertionError("unreachable: a row failed to encode only once")
 
 
 def dataset_record(dataset: Dataset) -> DatasetRecord:

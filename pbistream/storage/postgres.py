@@ -33,7 +33,7 @@ from pbistream.storage._sql import (
     dashboard_from_record,
     dataset_from_record,
     dataset_record,
-    encode_row,
+    encode_rows,
     read_rows_query,
     stored_rows,
     with_table,
@@ -284,9 +284,10 @@ class PostgresStorage:
 
         Raises:
             KeyError: No such dataset (nothing is stored).
+            ValueError: A row cannot be encoded as JSON (nothing is stored).
         """
         # Encode outside the transaction, so the dataset lock is held only for SQL.
-        encoded = [encode_row(r).decode() for r in rows]
+        encoded = [data.decode() for data in encode_rows(rows)]
         with self._pool.connection() as conn:
             if conn.execute(_LOCK_DATASET, (dataset_id,)).fetchone() is None:
                 raise KeyError(dataset_id)

@@ -29,7 +29,7 @@ from pbistream.storage._sql import (
     dashboard_from_record,
     dataset_from_record,
     dataset_record,
-    encode_row,
+    encode_rows,
     read_rows_query,
     stored_rows,
     with_table,
@@ -294,9 +294,10 @@ class SQLiteStorage:
 
         Raises:
             KeyError: No such dataset (nothing is stored).
+            ValueError: A row cannot be encoded as JSON (nothing is stored).
         """
         # Encode before taking the lock: the only per-row Python work, done in C.
-        encoded = list(map(encode_row, rows))
+        encoded = encode_rows(rows)
         with self._write() as conn:
             if (
                 conn.execute("SELECT 1 FROM datasets WHERE id = ?", (dataset_id,)).fetchone()

@@ -9,6 +9,8 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pbistream.schema import Column, Dataset, Mode, Retention, Table
 from pbistream.storage.base import Dashboard, InsertResult, Storage
@@ -369,3 +371,42 @@ def test_a_cursor_follower_sees_every_row(storage: Storage, dataset: Dataset) ->
     reader.join(timeout=60)
     assert not errors
     assert sorted(seen.values()) == [float(i) for i in range(total)]
+
+
+def test_a_row_json_cannot_carry_is_refused_by_index(storage: Storage, dataset: Dataset) -> None:
+    bad = [{"label": "fine"}, {"label": "lone surrogate \ud800"}]
+    with pytest.raises(ValueError, match="row 1 cannot be stored as JSON"):
+        storage.insert_rows(dataset.id, TABLE, bad, received_at=1.0, sequence_number=1)
+    assert storage.count_rows(dataset.id, TABLE) == 0
+    assert storage.last_sequence_number(dataset.id, TABLE) is None
+
+
+# Values as pbistream.values normalises them: text (any Unicode JSON can carry,
+# NUL included), Int64, finite doubles, booleans, nulls.
+_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63) + 1, max_value=2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(st.characters(blacklist_categories=["Cs"]), max_size=40),
+)
+_rows = st.lists(
+    st.dictionaries(st.text(min_size=1, max_size=10), _values, max_size=6),
+    min_size=1,
+    max_size=5,
+)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(batch=_rows)
+def test_any_normalised_row_round_trips(
+    storage: Storage, dataset: Dataset, batch: list[dict[str, Any]]
+) -> None:
+    result = storage.insert_rows(dataset.id, TABLE, batch, received_at=1.0)
+    assert result.first_id is not None
+    back = storage.read_rows(dataset.id, TABLE, after_id=result.first_id - 1, limit=len(batch))
+    assert [r.data for r in back] == batch
