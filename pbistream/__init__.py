@@ -8,6 +8,14 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from pbistream.client import (
+    AsyncClient,
+    BatchOptions,
+    BufferOptions,
+    Client,
+    PacingOptions,
+    RetryOptions,
+)
 from pbistream.exceptions import (
     AuthError,
     BufferFullError,
@@ -31,19 +39,25 @@ except PackageNotFoundError:  # running from a source tree without an install
     __version__ = "0.0.0"
 
 __all__ = [
+    "AsyncClient",
     "AuthError",
+    "BatchOptions",
     "BufferFullError",
+    "BufferOptions",
+    "Client",
     "ClientClosedError",
     "Column",
     "ConfigError",
     "DataType",
     "Dataset",
     "Mode",
+    "PacingOptions",
     "PbiStreamError",
     "PushError",
     "PushHTTPStatusError",
     "RateLimitedError",
     "Retention",
+    "RetryOptions",
     "RowError",
     "Schema",
     "SchemaError",

@@ -565,3 +565,13 @@ class BaseClient:
                 ]
             )
         return left
+
+    def _resync_spool(self) -> None:
+        """The spool had fewer rows than we counted (purged meanwhile): believe the spool."""
+        assert self.spool is not None
+        stats = self.spool.stats()
+        with self._lock:
+            self._unsettled = stats.pending  # READY + LOCKED, the current batch included
+            if not self._unsettled:
+                self._oldest_at = None
+        self._notify_settled()
