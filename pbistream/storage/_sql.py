@@ -21,6 +21,7 @@ __all__ = [
     "dashboard_from_record",
     "dataset_from_record",
     "dataset_record",
+    "encode_batch",
     "encode_rows",
     "read_rows_query",
     "stored_rows",
@@ -46,13 +47,30 @@ def encode_rows(rows: list[dict[str, Any]]) -> list[bytes]:
     try:
         return list(map(_encode_row, rows))
     except orjson.JSONEncodeError:
-        pass
-    for index, row in enumerate(rows):  # the slow path, only to name the culprit
+        _raise_for_bad_row(rows)
+        raise
+
+
+def encode_batch(rows: list[dict[str, Any]]) -> str:
+    """The rows as one JSON array (SQLite splits it with ``json_each``).
+
+    Raises:
+        ValueError: As :func:`encode_rows`.
+    """
+    try:
+        return _encode_row(rows).decode()
+    except orjson.JSONEncodeError:
+        _raise_for_bad_row(rows)
+        raise
+
+
+def _raise_for_bad_row(rows: list[dict[str, Any]]) -> None:
+    """Raise ValueError naming the first row orjson refuses (the slow path, errors only)."""
+    for index, row in enumerate(rows):
         try:
             _encode_row(row)
         except orjson.JSONEncodeError as exc:
             raise ValueError(f"row {index} cannot be stored as JSON: {exc}") from None
-    raise AssertionError("unreachable: a row failed to encode only once")
 
 
 def dataset_record(dataset: Dataset) -> DatasetRecord:

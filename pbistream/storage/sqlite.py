@@ -24,11 +24,13 @@ from typing import Any
 
 import orjson
 
+from pbistream.exceptions import ConfigError
 from pbistream.schema import Dataset, Table
 from pbistream.storage._sql import (
     dashboard_from_record,
     dataset_from_record,
     dataset_record,
+    encode_batch,
     encode_rows,
     read_rows_query,
     stored_rows,
@@ -92,15 +94,25 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 """
 
-# CAST(? AS TEXT): orjson hands us UTF-8 bytes; SQLite turns them into TEXT in C,
-# which spares a Python-level .decode() per row and keeps json_extract() usable.
+# A batch goes in as ONE JSON array that SQLite splits with json_each, in C: binding
+# 10,000 rows one at a time through executemany costs ~2.5x as much (measured ~180k
+# vs ~480k rows/s). json_each hands back each object's JSON text byte for byte as
+# orjson wrote it; ORDER BY key keeps the ids in the batch's order.
+_INSERT_BATCH = (
+    "INSERT INTO rows (dataset_id, table_name, received_at, data) "
+    "SELECT ?, ?, ?, value FROM json_each(?) ORDER BY key"
+)
+# The fallback for SQLite builds without JSON functions. CAST(? AS TEXT): orjson
+# hands us UTF-8 bytes and SQLite makes them TEXT in C, sparing a .decode() per row.
 _INSERT_ROW = (
     "INSERT INTO rows (dataset_id, table_name, received_at, data) VALUES (?, ?, ?, CAST(? AS TEXT))"
 )
 _ADD_COUNT = (
     "INSERT INTO row_counts (dataset_id, table_name, n) VALUES (?, ?, ?) "
-    "ON CONFLICT (dataset_id, table_name) DO UPDATE SET n = n + excluded.n RETURNING n"
+    "ON CONFLICT (dataset_id, table_name) DO UPDATE SET n = n + excluded.n"
 )
+# UPSERT (ON CONFLICT ... DO UPDATE) arrived in SQLite 3.24 (2018).
+_MIN_SQLITE = (3, 24, 0)
 _DATASET_COLUMNS = "id, group_id, name, mode, retention, push_key, created_at, definition"
 
 
@@ -120,8 +132,14 @@ class SQLiteStorage:
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._closed = False
+        if sqlite3.sqlite_version_info < _MIN_SQLITE:
+            raise ConfigError(
+                f"SQLite {sqlite3.sqlite_version} is too old for pbistream; it needs 3.24 or "
+                "newer (use a Python built with a recent SQLite, or PostgreSQL)"
+            )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = self._connect(read_only=False)
+        self._json_batches = _has_json_each(self._writer)
         self._migrate()
 
     # --- connections --------------------------------------------------------------
@@ -296,8 +314,9 @@ class SQLiteStorage:
             KeyError: No such dataset (nothing is stored).
             ValueError: A row cannot be encoded as JSON (nothing is stored).
         """
-        # Encode before taking the lock: the only per-row Python work, done in C.
-        encoded = encode_rows(rows)
+        # Encode before taking the lock: the only per-row work, done in C by orjson.
+        n = len(rows)
+        payload: str | list[bytes] = encode_batch(rows) if self._json_batches else encode_rows(rows)
         with self._write() as conn:
             if (
                 conn.execute("SELECT 1 FROM datasets WHERE id = ?", (dataset_id,)).fetchone()
@@ -317,18 +336,32 @@ class SQLiteStorage:
                     "DO UPDATE SET last_seq = excluded.last_seq",
                     (dataset_id, table, sequence_number),
                 )
-            if not encoded:
+            if not n:
                 return InsertResult(0, False, _count(conn, dataset_id, table))
-            conn.executemany(
-                _INSERT_ROW,
-                zip(repeat(dataset_id), repeat(table), repeat(received_at), encoded, strict=False),
-            )
+            if isinstance(payload, str):
+                stored = conn.execute(
+                    _INSERT_BATCH, (dataset_id, table, received_at, payload)
+                ).rowcount
+            else:
+                stored = conn.executemany(
+                    _INSERT_ROW,
+                    zip(
+                        repeat(dataset_id),
+                        repeat(table),
+                        repeat(received_at),
+                        payload,
+                        strict=False,
+                    ),
+                ).rowcount
+            if stored != n:  # would make the ids below wrong; the transaction rolls back
+                raise RuntimeError(f"stored {stored} of {n} rows; nothing was committed")
             # One writer and AUTOINCREMENT: this batch's ids are consecutive.
             last_id = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
-            count = int(conn.execute(_ADD_COUNT, (dataset_id, table, len(encoded))).fetchone()[0])
+            conn.execute(_ADD_COUNT, (dataset_id, table, n))
+            count = _count(conn, dataset_id, table)
             if fifo is not None and count > fifo[1]:
                 count = _trim_oldest(conn, dataset_id, table, count, keep=fifo[0])
-        return InsertResult(len(encoded), False, count, last_id - len(encoded) + 1, last_id)
+        return InsertResult(n, False, count, last_id - n + 1, last_id)
 
     def count_rows(self, dataset_id: str, table: str) -> int:
         """Rows currently stored in one table (kept in ``row_counts``: O(1))."""
@@ -514,6 +547,15 @@ class SQLiteStorage:
 
     def __repr__(self) -> str:
         return f"SQLiteStorage({str(self.path)!r})"
+
+
+def _has_json_each(conn: sqlite3.Connection) -> bool:
+    """True when this SQLite has the JSON functions (built in since 3.38, usual before)."""
+    try:
+        conn.execute("SELECT count(*) FROM json_each('[1]')").fetchone()
+    except sqlite3.OperationalError:
+        return False
+    return True
 
 
 def _rows_source(*, timed: bool) -> str:

@@ -124,3 +124,22 @@ def test_open_storage_rejects_bad_targets(tmp_path: Path) -> None:
         open_storage("mysql://user:secret@host/db?key=hidden")
     with pytest.raises(ConfigError, match="no file path"):
         open_storage("sqlite://")
+
+
+def test_row_by_row_fallback_without_json_functions(tmp_path: Path) -> None:
+    """SQLite builds without json_each insert row by row, with the same results."""
+    store = SQLiteStorage(tmp_path / "a.db")
+    try:
+        assert store._json_batches  # this build has JSON functions: the fast path
+        store._json_batches = False
+        store.create_dataset(Dataset("ds", "d", Mode.PUSH, Retention.NONE, []))
+        odd = [{"s": "nul\u0000 🚀", "n": 2**63 - 1}, {"s": None, "f": 1e300}]
+        first = store.insert_rows("ds", "T", odd, received_at=1.0, fifo=(1, 2))
+        assert (first.stored, first.row_count, first.last_id) == (2, 2, 2)
+        second = store.insert_rows("ds", "T", odd, received_at=2.0, fifo=(1, 2))
+        assert (second.first_id, second.last_id, second.row_count) == (3, 4, 1)
+        assert [r.data for r in store.read_rows("ds", "T")] == odd[1:]
+        with pytest.raises(ValueError, match="row 0 cannot be stored"):
+            store.insert_rows("ds", "T", [{"s": "\udc00"}], received_at=3.0)
+    finally:
+        store.close()
