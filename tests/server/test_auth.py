@@ -1,0 +1,185 @@
+"""Auth: the API token (Bearer or session cookie), push keys, and secrets kept out of logs."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from pbistream.server import Settings, create_app
+from pbistream.server.auth import SESSION_COOKIE, session_cookie_value
+from pbistream.storage import open_storage
+from pbistream.testing import RunningServer, ServerProcess
+
+PBI = "/v1.0/myorg"
+
+
+def _is_power_bi_401(response: httpx.Response) -> None:
+    assert response.status_code == 401
+    error = response.json()["error"]
+    assert error["code"] == "PowerBINotAuthorizedException"
+    assert error["pbi.error"] == {
+        "code": "PowerBINotAuthorizedException",
+        "parameters": {},
+        "details": [],
+        "exceptionCulprit": 1,
+    }
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", f"{PBI}/datasets"),
+        ("POST", f"{PBI}/datasets"),
+        ("GET", f"{PBI}/groups/g/datasets/x/tables"),
+        ("POST", f"{PBI}/datasets/x/tables/T/rows"),
+        ("DELETE", f"{PBI}/datasets/x"),
+        ("GET", "/beta/myorg/datasets"),
+        ("GET", "/api/datasets"),
+        ("GET", "/metrics"),
+        ("GET", "/no/such/page"),
+    ],
+)
+def test_15_no_token_is_401(pbistream_server: RunningServer, method: str, path: str) -> None:
+    _is_power_bi_401(httpx.request(method, pbistream_server.url + path))
+
+
+@pytest.mark.parametrize(
+    "header", ["Bearer wrong", "Bearer", "Basic dXNlcjpwYXNz", "bearer  x", "Token abc"]
+)
+def test_wrong_token_or_scheme_is_401(pbistream_server: RunningServer, header: str) -> None:
+    response = httpx.get(f"{pbistream_server.url}{PBI}/datasets", headers={"Authorization": header})
+    _is_power_bi_401(response)
+
+
+def test_bearer_scheme_is_case_insensitive(pbistream_server: RunningServer) -> None:
+    headers = {"Authorization": f"bearer {pbistream_server.token}"}
+    assert httpx.get(f"{pbistream_server.url}{PBI}/datasets", headers=headers).status_code == 200
+
+
+def test_session_cookie_is_an_hmac_of_the_token(pbistream_server: RunningServer) -> None:
+    url = f"{pbistream_server.url}{PBI}/datasets"
+    good = session_cookie_value(pbistream_server.settings)
+    assert pbistream_server.token not in good
+    assert httpx.get(url, cookies={SESSION_COOKIE: good}).status_code == 200
+    # The token itself, or another server's cookie, is not a session.
+    assert httpx.get(url, cookies={SESSION_COOKIE: pbistream_server.token}).status_code == 401
+    other = session_cookie_value(pbistream_server.settings.replace(token="another"))
+    assert httpx.get(url, cookies={SESSION_COOKIE: other}).status_code == 401
+
+
+def test_healthz_needs_no_token(pbistream_server: RunningServer) -> None:
+    assert httpx.get(f"{pbistream_server.url}/healthz").json() == {"status": "ok"}
+
+
+def test_token_is_generated_once_and_kept_in_storage(tmp_path: Path) -> None:
+    storage = open_storage(str(tmp_path))
+    try:
+        first = create_app(Settings(data_dir=str(tmp_path)), storage)
+        assert first.state.token_generated
+        token = first.state.settings.token
+        assert token and len(token) >= 32
+        second = create_app(Settings(data_dir=str(tmp_path)), storage)
+        assert not second.state.token_generated
+        assert second.state.settings.token == token
+        given = create_app(Settings(data_dir=str(tmp_path), token="mine"), storage)
+        assert given.state.settings.token == "mine"
+    finally:
+        storage.close()
+    assert "mine" not in repr(given.state.settings)
+
+
+def test_serve_prints_a_generated_token_once(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "data", env={"PBISTREAM_TOKEN": ""})
+    server.start()
+    try:
+        first_log = server.log_text()
+        lines = [line for line in first_log.splitlines() if line.startswith("API token")]
+        assert len(lines) == 1
+        token = lines[0].rsplit(" ", 1)[1]
+        headers = {"Authorization": f"Bearer {token}"}
+        assert httpx.get(f"{server.url}{PBI}/datasets", headers=headers).status_code == 200
+        server.restart()
+        assert httpx.get(f"{server.url}{PBI}/datasets", headers=headers).status_code == 200
+    finally:
+        server.stop()
+    assert server.log_text().count(token) == 1  # printed at first start, never again
+
+
+def test_rotated_key_replaces_the_old_one(pbistream_server: RunningServer) -> None:
+    created = pbistream_server.create_dataset({"v": "Number"})
+    old_url = created["push_url"]
+    assert httpx.post(old_url, json=[{"v": 1}]).status_code == 200
+    rotated = httpx.post(
+        f"{pbistream_server.url}/api/datasets/{created['id']}/rotate-key",
+        headers=pbistream_server.headers,
+    )
+    assert rotated.status_code == 200
+    new_url = rotated.json()["pushUrl"]
+    assert new_url != old_url
+    assert httpx.post(old_url, json=[{"v": 2}]).status_code == 403
+    assert httpx.post(new_url, json=[{"v": 3}]).status_code == 200
+    assert pbistream_server.count_rows() == 2
+
+
+def test_keys_are_random_per_dataset(pbistream_server: RunningServer) -> None:
+    keys = {
+        pbistream_server.create_streaming_dataset({"v": "Number"}).split("key=")[1]
+        for _ in range(3)
+    }
+    assert len(keys) == 3
+    assert all(len(k) >= 32 for k in keys)
+
+
+def test_keys_and_tokens_never_reach_the_logs(
+    pbistream_server: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    url = pbistream_server.create_streaming_dataset({"v": "Number"})
+    key = url.split("key=")[1]
+    token = pbistream_server.token
+    bare = url.split("?")[0]
+    assert httpx.post(url, json=[{"v": 1}]).status_code == 200
+    assert httpx.post(f"{bare}?key={key}x", json=[{"v": 1}]).status_code == 403
+    assert httpx.post(f"{bare}?ctid=1&key={key}&x=1", json=[{"v": 1}]).status_code == 200
+    assert httpx.post(url, json=[{"nope": 1}]).status_code == 404
+    assert httpx.post(bare, json=[{"v": 1}], headers=pbistream_server.headers).status_code == 200
+    httpx.get(f"{pbistream_server.url}/login?token={token}")
+    httpx.get(f"{pbistream_server.url}/login?token={token}x")
+    httpx.get(
+        f"{pbistream_server.url}{PBI}/datasets?token={token}", headers={"Authorization": "Bearer x"}
+    )
+    access = [r for r in caplog.records if r.name == "pbistream.access"]
+    assert len(access) >= 8  # the access log is on, and it is ours
+    text = caplog.text
+    assert key not in text
+    assert token not in text
+    assert "REDACTED" in text
+
+
+def test_keys_and_tokens_never_reach_a_real_servers_output(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "data", args=["--log-level", "debug"]).start()
+    try:
+        body: dict[str, Any] = {
+            "name": "s",
+            "defaultMode": "Streaming",
+            "tables": [{"name": "RealTimeData", "columns": [{"name": "v", "dataType": "Double"}]}],
+        }
+        created = httpx.post(f"{server.url}{PBI}/datasets", json=body, headers=server.headers)
+        dataset_id = created.json()["id"]
+        push_url = httpx.get(
+            f"{server.url}/api/datasets/{dataset_id}", headers=server.headers
+        ).json()["pushUrl"]
+        key = push_url.split("key=")[1]
+        assert httpx.post(push_url, json=[{"v": 1}]).status_code == 200
+        assert httpx.post(push_url + "x", json=[{"v": 1}]).status_code == 403
+        assert httpx.post(push_url, content=b"{oops").status_code == 400
+    finally:
+        server.stop()
+    log = server.log_text()
+    assert "pbistream.access" in log
+    assert key not in log
+    assert server.token not in log
