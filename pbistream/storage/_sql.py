@@ -139,11 +139,13 @@ def read_rows_query(
     until: float | None,
     limit: int,
     newest_first: bool,
+    through_id: int | None = None,
     source: str = "rows",
 ) -> tuple[str, list[Any]]:
     """The SELECT behind ``read_rows`` and its parameters.
 
-    ``source`` is the FROM clause: SQLite passes an ``INDEXED BY`` hint there.
+    ``through_id`` is an inclusive upper id bound and ``source`` the FROM clause;
+    SQLite uses both to steer its planner (see ``SQLiteStorage.read_rows``).
 
     The time window is half-open, ``since <= received_at < until``, so consecutive
     windows never return a row twice. Order is by ``id`` (insert order), not by
@@ -158,6 +160,9 @@ def read_rows_query(
     if after_id is not None:
         where.append(f"id > {p}")
         params.append(after_id)
+    if through_id is not None:
+        where.append(f"id <= {p}")
+        params.append(through_id)
     if since is not None:
         where.append(f"received_at >= {p}")
         params.append(since)

@@ -410,47 +410,59 @@ class SQLiteStorage:
         limit: int = 1000,
         newest_first: bool = False,
     ) -> list[StoredRow]:
-        """Read rows by cursor and/or arrival-time window (``since <= t < until``)."""
+        """Read rows by cursor and/or arrival-time window (``since <= t < until``).
+
+        Every read walks a table's rows in id order (``rows_by_table``), so it stops
+        as soon as it has ``limit`` rows. A time window without a cursor is first
+        turned into the ids it spans, by one scan of the time index that reads no
+        rows, so the walk neither starts at the table's oldest row nor sorts the
+        window. (Ids are not assumed to follow ``received_at``; the window is
+        still checked on every row.) A read across a dataset's tables merges the
+        best ``limit`` rows of each. Everything runs in one read transaction, so a
+        row committed midway can neither be skipped nor read twice.
+        """
+        if limit <= 0:
+            return []
         conn = self._reader()
-        if table is not None or since is not None or until is not None:
-            sql, params = read_rows_query(
-                "?",
-                dataset_id,
-                table,
-                after_id=after_id,
-                since=since,
-                until=until,
-                limit=limit,
-                newest_first=newest_first,
-                source=_rows_source(timed=since is not None or until is not None),
-            )
-            return stored_rows(conn.execute(sql, params))
-        # Every table of a dataset by cursor (the live feed's replay): the best ``limit``
-        # rows of each table, merged. One read transaction, so all the tables are read
-        # at the same snapshot: a row committed in between cannot be skipped.
         found: list[Any] = []
         conn.execute("BEGIN")
         try:
-            tables = conn.execute(
-                "SELECT table_name FROM row_counts WHERE dataset_id = ? AND n > 0", (dataset_id,)
-            ).fetchall()
-            for (name,) in tables:
+            first, last = after_id, None
+            if after_id is None and (since is not None or until is not None):
+                span = _window_ids(conn, dataset_id, since, until)
+                if span is None:
+                    return []
+                first, last = span[0] - 1, span[1]
+            if table is not None:
+                tables = [table]
+            else:
+                tables = [
+                    name
+                    for (name,) in conn.execute(
+                        "SELECT table_name FROM row_counts WHERE dataset_id = ? AND n > 0",
+                        (dataset_id,),
+                    )
+                ]
+            for name in tables:
                 sql, params = read_rows_query(
                     "?",
                     dataset_id,
                     name,
-                    after_id=after_id,
-                    since=None,
-                    until=None,
+                    after_id=first,
+                    through_id=last,
+                    since=since,
+                    until=until,
                     limit=limit,
                     newest_first=newest_first,
-                    source=_rows_source(timed=False),
+                    source="rows INDEXED BY rows_by_table",
                 )
                 found.extend(conn.execute(sql, params).fetchall())
         finally:
             conn.execute("COMMIT")
-        found.sort(key=itemgetter(0), reverse=newest_first)
-        return stored_rows(found[: max(0, limit)])
+        if len(tables) > 1:
+            found.sort(key=itemgetter(0), reverse=newest_first)
+            del found[limit:]
+        return stored_rows(found)
 
     def last_sequence_number(self, dataset_id: str, table: str) -> int | None:
         """The last accepted sequence number for a table, if any."""
@@ -558,16 +570,29 @@ def _has_json_each(conn: sqlite3.Connection) -> bool:
     return True
 
 
-def _rows_source(*, timed: bool) -> str:
-    """The ``rows`` FROM clause with the index a read should use.
+def _window_ids(
+    conn: sqlite3.Connection, dataset_id: str, since: float | None, until: float | None
+) -> tuple[int, int] | None:
+    """The lowest and highest id of a dataset's rows in a time window, or None if empty.
 
-    Without statistics SQLite's planner may pick the index on ``(dataset_id,
-    table_name)`` for a time window and then filter every row of the table, or
-    the time index for a cursor read and then sort the whole table. A window's
-    cost must stay proportional to the rows in the window, and a cursor read's
-    to the rows it returns, so the choice is made here.
+    The time index holds each row's id, so this reads index entries only, never rows.
     """
-    return "rows INDEXED BY rows_by_time" if timed else "rows INDEXED BY rows_by_table"
+    where = ["dataset_id = ?"]
+    params: list[Any] = [dataset_id]
+    if since is not None:
+        where.append("received_at >= ?")
+        params.append(since)
+    if until is not None:
+        where.append("received_at < ?")
+        params.append(until)
+    found = conn.execute(
+        "SELECT min(id), max(id) FROM rows INDEXED BY rows_by_time WHERE "  # noqa: S608
+        + " AND ".join(where),
+        params,
+    ).fetchone()
+    if found is None or found[0] is None:
+        return None
+    return int(found[0]), int(found[1])
 
 
 def _count(conn: sqlite3.Connection, dataset_id: str, table: str) -> int:
