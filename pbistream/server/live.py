@@ -201,6 +201,8 @@ class LiveHub:
 REPLAY_PAGE_ROWS = 500
 # Tell EventSource to reconnect quickly after a dropped connection (milliseconds).
 RETRY_MILLISECONDS = 1000
+# Sent (then the stream ends) when the dataset is deleted while someone watches it.
+DELETED_EVENT = b"event: deleted\ndata: {}\n\n"
 
 
 def format_event(table: str, rows: list[StoredRow]) -> bytes:
@@ -247,6 +249,8 @@ async def event_stream(
     The subscription starts *before* the replay, so a row committed meanwhile is
     either replayed or delivered live (live rows at or below the replayed cursor
     are skipped). A subscriber the hub drops for being slow catches up the same way.
+    The stream opens with ``retry:`` and a ``: connected`` comment once subscribed,
+    and ends with an ``event: deleted`` if the dataset goes away.
 
     Args:
         hub: The live hub.
@@ -296,6 +300,12 @@ async def event_stream(
                         return
                     break  # dropped for being slow: catch up from storage
                 if not batches:
+                    # A quiet moment: check the dataset still exists, else end the
+                    # stream (EventSource then reconnects, gets a 404 and stops).
+                    exists = await anyio.to_thread.run_sync(storage.get_dataset, dataset_id)
+                    if exists is None:
+                        yield DELETED_EVENT
+                        return
                     yield b": keepalive\n\n"
                     continue
                 fresh = [row for batch in batches for row in batch.rows if row.id > last]

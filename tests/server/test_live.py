@@ -312,6 +312,23 @@ def test_keepalive_comments_and_subscriber_gauge(
             time.sleep(0.05)
 
 
+def test_the_feed_ends_when_its_dataset_is_deleted(
+    server_factory: Callable[..., RunningServer],
+) -> None:
+    server = server_factory(time_scale=60)
+    created = server.create_dataset({"n": "Int64"})
+    with live(server, created["id"]) as feed:
+        feed.wait_connected()
+        with server.client(timeout=10) as api:
+            assert api.delete(f"/v1.0/myorg/datasets/{created['id']}").status_code == 200
+        message = feed.next_message()
+        while message.get("event") != "deleted":
+            assert message["comments"] == ["keepalive"]
+            message = feed.next_message()
+        with pytest.raises(AssertionError, match="the stream ended"):
+            feed.next_message()
+
+
 def _gauge(api: httpx.Client, name: str) -> float:
     response = api.get("/metrics")
     assert response.status_code == 200
