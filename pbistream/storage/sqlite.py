@@ -197,10 +197,13 @@ class SQLiteStorage:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                # Also when COMMIT itself failed (disk full, I/O error): leave no open
+                # transaction behind, or every later BEGIN would fail too.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
 
     def _check_open(self) -> None:
         if self._closed:

@@ -139,9 +139,13 @@ def test_insert_nothing(storage: Storage, dataset: Dataset) -> None:
     assert storage.insert_rows(dataset.id, TABLE, [], received_at=1.0) == InsertResult(0, False, 0)
 
 
-def test_insert_into_missing_dataset_raises(storage: Storage) -> None:
+def test_insert_into_missing_dataset_raises(storage: Storage, dataset: Dataset) -> None:
     with pytest.raises(KeyError):
-        storage.insert_rows("missing", TABLE, rows(1), received_at=1.0)
+        storage.insert_rows("missing", TABLE, rows(1), received_at=1.0, sequence_number=3)
+    assert storage.count_rows("missing", TABLE) == 0
+    assert storage.last_sequence_number("missing", TABLE) is None
+    # The failed transaction was rolled back: the next write works.
+    assert storage.insert_rows(dataset.id, TABLE, rows(1), received_at=1.0).stored == 1
 
 
 def test_read_by_cursor_window_order_and_limit(storage: Storage, dataset: Dataset) -> None:
