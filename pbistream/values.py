@@ -250,19 +250,60 @@ _US_DATE = re.compile(
 _TICKS_PER_SECOND = 300  # Power BI stores DateTime in multiples of 1/300 s.
 
 
+# Formatting by table lookups and one concatenation is several times faster than
+# strftime, isoformat on a replaced copy or an f-string with format specs.
+_TWO_DIGITS = tuple(f"{i:02d}" for i in range(100))
+_THREE_DIGITS = tuple(f"{i:03d}" for i in range(1000))
+# Milliseconds that quantisation maps to themselves: a canonical string is kept as is.
+_STABLE_MILLIS = frozenset(t * 1000 // _TICKS_PER_SECOND for t in range(_TICKS_PER_SECOND))
+
+
 def _quantised_text(moment: datetime) -> str:
     micro = moment.microsecond
-    ticks = round(micro * _TICKS_PER_SECOND / 1_000_000)
-    if ticks == _TICKS_PER_SECOND:
-        if moment.year == 9999 and moment.month == 12 and moment.day == 31 and moment.hour == 23:
-            ticks -= 1  # stay inside year 9999 rather than overflow
-        else:
-            moment = moment.replace(microsecond=0) + timedelta(seconds=1)
-            ticks = 0
-    millis = ticks * 1000 // _TICKS_PER_SECOND
+    millis = 0
+    if micro:
+        ticks = round(micro * _TICKS_PER_SECOND / 1_000_000)
+        if ticks == _TICKS_PER_SECOND:
+            if (
+                moment.year == 9999
+                and moment.month == 12
+                and moment.day == 31
+                and moment.hour == 23
+            ):
+                ticks -= 1  # stay inside year 9999 rather than overflow
+            else:
+                moment = moment.replace(microsecond=0) + timedelta(seconds=1)
+                ticks = 0
+        millis = ticks * 1000 // _TICKS_PER_SECOND
+    year = moment.year
+    two = _TWO_DIGITS
     return (
-        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T"
-        f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}.{millis:03d}Z"
+        (str(year) if year >= 1000 else f"{year:04d}")
+        + "-"
+        + two[moment.month]
+        + "-"
+        + two[moment.day]
+        + "T"
+        + two[moment.hour]
+        + ":"
+        + two[moment.minute]
+        + ":"
+        + two[moment.second]
+        + "."
+        + _THREE_DIGITS[millis]
+        + "Z"
+    )
+
+
+def _canonical(text: str) -> bool:
+    """True when ``text`` is already ``YYYY-MM-DDTHH:MM:SS.fffZ`` on the 1/300 s grid."""
+    return (
+        len(text) == 24
+        and text[23] == "Z"
+        and text[19] == "."
+        and text[10] == "T"
+        and text[20:23].isdigit()
+        and int(text[20:23]) in _STABLE_MILLIS
     )
 
 
@@ -299,16 +340,19 @@ def datetime_converter(naive: Literal["utc", "local"] = "utc") -> Converter:
     """Return the DateTime converter; ``naive`` says how tz-less Python datetimes are read."""
 
     def convert(value: Any) -> str | None:
-        if value is None or _is_nan_like(value):
-            return None
+        # The common types first: each test costs time on every value.
         if isinstance(value, str):
             moment = _parse_datetime_text(value)
+            if _canonical(value) and moment.tzinfo is UTC:
+                return value  # parsed, so valid; already normalised
             local_naive = False
         elif isinstance(value, datetime):
             if value != value:  # pandas.NaT compares unequal to itself
                 return None
             moment = value
             local_naive = naive == "local"
+        elif value is None or _is_nan_like(value):
+            return None
         elif isinstance(value, date):
             moment = datetime(value.year, value.month, value.day)
             local_naive = False
@@ -321,7 +365,7 @@ def datetime_converter(naive: Literal["utc", "local"] = "utc") -> Converter:
             )
         if moment.tzinfo is None:
             moment = moment.astimezone(UTC) if local_naive else moment.replace(tzinfo=UTC)
-        else:
+        elif moment.tzinfo is not UTC:
             try:
                 moment = moment.astimezone(UTC)
             except OverflowError:
