@@ -10,6 +10,7 @@ URL, exactly as a user's script would. It needs no network beyond 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import socket
@@ -108,9 +109,9 @@ def demo_tiles(dataset_id: str) -> list[dict[str, Any]]:
         {
             "id": "trend",
             "type": "line",
-            "title": "Temperature and humidity, last 5 minutes",
+            "title": "Temperature and humidity, last minute",
             "fields": ["temperature", "humidity"],
-            "windowSeconds": 300,
+            "windowSeconds": 60,
             "x": 0,
             "y": 2,
             "w": 8,
@@ -158,7 +159,7 @@ def demo_tiles(dataset_id: str) -> list[dict[str, Any]]:
             "id": "latest",
             "type": "table",
             "title": "Latest readings",
-            "fields": ["string_value", "temperature", "humidity", "pressure", "online"],
+            "fields": ["string_value", "temperature", "humidity", "online"],
             "rows": 12,
             "x": 8,
             "y": 6,
@@ -197,6 +198,31 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _demo_server(config: Any, stop: threading.Event, fed: threading.Event) -> Any:
+    """A uvicorn server whose Ctrl-C first stops the feed, then the server.
+
+    The feed pushes to this very server: stopping the server first would leave the
+    client retrying its last rows against a closed port until its close timeout.
+    """
+    import uvicorn
+
+    class DemoServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if stop.is_set():  # a second Ctrl-C: let uvicorn force its way out
+                super().handle_exit(sig, frame)
+                return
+            stop.set()
+
+            def after_feed() -> None:
+                fed.wait(timeout=10)
+                uvicorn.Server.handle_exit(self, sig, frame)
+
+            # Signal handlers run on the event loop, which the feed's last push needs.
+            threading.Thread(target=after_feed, name="pbistream-demo-exit", daemon=True).start()
+
+    return DemoServer(config)
+
+
 def _find_or_create(http: httpx.Client) -> tuple[str, str, str]:
     """The demo dataset's id and Push URL, and the demo dashboard's id (reused on rerun)."""
     datasets = http.get("/api/datasets").raise_for_status().json()["value"]
@@ -225,7 +251,8 @@ def _feed(base: str, token: str, push_url: str, rate: float, stop: threading.Eve
 
     rng = random.Random()  # noqa: S311 (simulated readings, not secrets)
     step = 0
-    with Client(push_url) as client:
+    # The server outlives the feed (see _DemoServer), so closing delivers what is queued.
+    with Client(push_url, close_timeout=5.0) as client:
         next_at = time.monotonic()
         while not stop.is_set():
             client.push(reading(step, time.time(), rng))
@@ -293,21 +320,25 @@ def demo(host: str, port: int, data_dir: str | None, token: str | None, rate: fl
     )
     storage = open_storage(settings.storage_url)
     stop = threading.Event()
+    fed = threading.Event()
     try:
         app = create_app(settings, storage)
-        server = uvicorn.Server(
-            uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2)
+        config = uvicorn.Config(
+            app, log_level="warning", access_log=False, timeout_graceful_shutdown=2
         )
+        server = _demo_server(config, stop, fed)
         shown_host = f"[{host}]" if ":" in host else host
         base = f"http://{shown_host}:{port}"
         starter = threading.Thread(
             target=_start_feeding,
-            args=(server, base, token, rate, stop, directory, temp is not None),
+            args=(server, base, token, rate, stop, fed, directory, temp is not None),
             name="pbistream-demo-feeder",
             daemon=True,
         )
         starter.start()
-        server.run(sockets=[sock])  # returns after Ctrl-C (uvicorn handles the signal)
+        # uvicorn re-raises the Ctrl-C it handled once it has shut down: expected here.
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run(sockets=[sock])
         stop.set()
         starter.join(timeout=10)
         click.echo("pbistream demo stopped.")
@@ -325,10 +356,26 @@ def _start_feeding(
     token: str,
     rate: float,
     stop: threading.Event,
+    fed: threading.Event,
     directory: Path,
     temporary: bool,
 ) -> None:
     """Wait for the server, set the demo up, print the link, then feed it."""
+    try:
+        _set_up_and_feed(server, base, token, rate, stop, directory, temporary)
+    finally:
+        fed.set()
+
+
+def _set_up_and_feed(
+    server: Any,
+    base: str,
+    token: str,
+    rate: float,
+    stop: threading.Event,
+    directory: Path,
+    temporary: bool,
+) -> None:
     deadline = time.monotonic() + 30
     while not server.started and time.monotonic() < deadline and not stop.is_set():
         stop.wait(0.05)
