@@ -34,7 +34,15 @@ from pbistream.server.live import LiveHub, event_stream
 from pbistream.server.settings import Settings
 from pbistream.storage.base import Storage, StoredRow
 
-__all__ = ["DEFAULT_PAGE_ROWS", "MAX_PAGE_ROWS", "dataset_summary", "push_url", "routes"]
+__all__ = [
+    "DEFAULT_PAGE_ROWS",
+    "MAX_PAGE_ROWS",
+    "dataset_summary",
+    "push_url",
+    "routes",
+    "streaming_floor",
+    "tenant_id",
+]
 
 DEFAULT_PAGE_ROWS = 1000
 MAX_PAGE_ROWS = 10_000
@@ -42,6 +50,8 @@ MAX_PAGE_ROWS = 10_000
 # so proxies keep the connection open and the browser notices a dead server.
 KEEPALIVE_SECONDS = 15.0
 TENANT_META_KEY = "tenant_id"
+# Row ids are 64-bit integers in both backends; a larger cursor is a mistake, not a query.
+MAX_ROW_ID = 2**63 - 1
 
 
 def _json(payload: Any, status: int = 200) -> Response:
@@ -245,9 +255,6 @@ def _time_param(request: Request, name: str) -> float | None:
 
 def _row_json(row: StoredRow) -> dict[str, Any]:
     return {"id": row.id, "received_at": row.received_at, "table": row.table, "data": row.data}
-
-
-MAX_ROW_ID = 2**63 - 1
 
 
 async def read_rows(request: Request) -> Response:

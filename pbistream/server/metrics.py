@@ -240,31 +240,36 @@ class MetricsMiddleware:
 
         started = time.perf_counter()
         method = str(scope.get("method", "GET"))
-        state = {"started": False, "streaming": False, "done": False}
+        # The template is looked up once, when the response starts (routing is done).
+        route = ""
+        streaming = False
+        done = False
 
         async def counting_send(message: Message) -> None:
+            nonlocal route, streaming, done
             if message["type"] == "http.response.start":
-                state["started"] = True
-                metrics.request(method, route_template(scope), int(message["status"]))
+                route = route_template(scope)
+                metrics.request(method, route, int(message["status"]))
                 for name, value in message.get("headers", ()):
                     if name.lower() == b"content-type" and value.startswith(b"text/event-stream"):
-                        state["streaming"] = True
+                        streaming = True
             elif (
                 message["type"] == "http.response.body"
                 and not message.get("more_body")
-                and not state["streaming"]
-                and not state["done"]
+                and not streaming
+                and not done
             ):
-                state["done"] = True
-                metrics.observe_duration(route_template(scope), time.perf_counter() - started)
+                done = True
+                metrics.observe_duration(route, time.perf_counter() - started)
             await send(message)
 
         try:
             await self.app(scope, receive, counting_send)
-        except BaseException:
-            if not state["started"]:
-                metrics.request(method, route_template(scope), 500)
-                metrics.observe_duration(route_template(scope), time.perf_counter() - started)
+        except Exception:  # not cancellation: a client that went away is no server error
+            if not route:  # failed before answering: the error handler outside says 500
+                route = route_template(scope)
+                metrics.request(method, route, 500)
+                metrics.observe_duration(route, time.perf_counter() - started)
             raise
 
 

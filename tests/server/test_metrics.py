@@ -153,3 +153,37 @@ def test_metrics_need_the_token(pbistream_server: RunningServer) -> None:
     response = httpx.get(f"{pbistream_server.url}/metrics", timeout=10)
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "PowerBINotAuthorizedException"
+
+
+def test_middleware_counts_a_crash_as_500_under_its_route_template() -> None:
+    import asyncio
+
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from pbistream.server.metrics import MetricsMiddleware
+
+    async def boom(request: object) -> PlainTextResponse:
+        raise RuntimeError("a bug")
+
+    async def fine(request: object) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    app = Starlette(
+        routes=[Route("/items/{item_id}", boom), Route("/ok/{n}", fine)],
+        middleware=[Middleware(MetricsMiddleware)],
+    )
+    app.state.metrics = Metrics()
+
+    async def scenario() -> None:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            assert (await client.get("/items/secret-id")).status_code == 500
+            assert (await client.get("/ok/1")).status_code == 200
+
+    asyncio.run(scenario())
+    snap = app.state.metrics.snapshot()
+    assert snap["requests"] == {("GET", "/items/{item_id}", "500"): 1, ("GET", "/ok/{n}", "200"): 1}
+    assert snap["durations"]["/items/{item_id}"][2] == 1
