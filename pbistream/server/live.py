@@ -235,6 +235,27 @@ def group_by_table(rows: list[StoredRow]) -> list[tuple[str, list[StoredRow]]]:
     return runs
 
 
+async def _stored_after(
+    storage: Storage, dataset_id: str, after: int, oldest: Callable[[], float | None]
+) -> AsyncIterator[list[StoredRow]]:
+    """Pages of stored rows with ``id > after``, oldest first, until there are no more."""
+    while True:
+        page = await anyio.to_thread.run_sync(
+            functools.partial(
+                storage.read_rows,
+                dataset_id,
+                after_id=after,
+                since=oldest(),
+                limit=REPLAY_PAGE_ROWS,
+            )
+        )
+        if page:
+            yield page
+            after = page[-1].id
+        if len(page) < REPLAY_PAGE_ROWS:
+            return
+
+
 async def event_stream(
     hub: LiveHub,
     storage: Storage,
@@ -248,9 +269,12 @@ async def event_stream(
 
     The subscription starts *before* the replay, so a row committed meanwhile is
     either replayed or delivered live (live rows at or below the replayed cursor
-    are skipped). A subscriber the hub drops for being slow catches up the same way.
-    The stream opens with ``retry:`` and a ``: connected`` comment once subscribed,
-    and ends with an ``event: deleted`` if the dataset goes away.
+    are skipped). A subscriber the hub drops for being slow catches up the same way,
+    and so does every quiet moment (each keepalive tick): rows stored by another
+    server replica on the same database, which this process's hub never sees, still
+    arrive, within one keepalive interval. The stream opens with ``retry:`` and a
+    ``: connected`` comment once subscribed, and ends with an ``event: deleted`` if
+    the dataset goes away.
 
     Args:
         hub: The live hub.
@@ -277,22 +301,10 @@ async def event_stream(
                 # Sent once subscribed: from here on no new row can be missed.
                 yield b"retry: %d\n: connected\n\n" % RETRY_MILLISECONDS
                 greeted = True
-            while True:
-                page = await anyio.to_thread.run_sync(
-                    functools.partial(
-                        storage.read_rows,
-                        dataset_id,
-                        after_id=last,
-                        since=oldest(),
-                        limit=REPLAY_PAGE_ROWS,
-                    )
-                )
+            async for page in _stored_after(storage, dataset_id, last, oldest):
                 for table, run in group_by_table(page):
                     yield format_event(table, run)
-                if page:
-                    last = page[-1].id
-                if len(page) < REPLAY_PAGE_ROWS:
-                    break
+                last = page[-1].id
             while True:
                 batches = await sub.get(timeout=keepalive)
                 if batches is None:
@@ -300,12 +312,16 @@ async def event_stream(
                         return
                     break  # dropped for being slow: catch up from storage
                 if not batches:
-                    # A quiet moment: check the dataset still exists, else end the
-                    # stream (EventSource then reconnects, gets a 404 and stops).
+                    # A quiet moment: end the stream if the dataset is gone (EventSource
+                    # then reconnects, gets a 404 and stops), else catch up and keep alive.
                     exists = await anyio.to_thread.run_sync(storage.get_dataset, dataset_id)
                     if exists is None:
                         yield DELETED_EVENT
                         return
+                    async for page in _stored_after(storage, dataset_id, last, oldest):
+                        for table, run in group_by_table(page):
+                            yield format_event(table, run)
+                        last = page[-1].id
                     yield b": keepalive\n\n"
                     continue
                 fresh = [row for batch in batches for row in batch.rows if row.id > last]

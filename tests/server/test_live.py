@@ -312,6 +312,23 @@ def test_keepalive_comments_and_subscriber_gauge(
             time.sleep(0.05)
 
 
+def test_rows_stored_by_another_replica_arrive_within_a_keepalive(
+    server_factory: Callable[..., RunningServer],
+) -> None:
+    # Another replica on the same database writes straight to storage: this server's
+    # hub never hears of it, so the feed must find the rows on its quiet ticks.
+    server = server_factory(time_scale=60)
+    created = server.create_dataset({"n": "Int64"}, mode="PushStreaming")
+    with live(server, created["id"]) as feed:
+        feed.wait_connected()
+        server.storage.insert_rows(
+            created["id"], "RealTimeData", [{"n": 7}, {"n": 8}], received_at=time.time()
+        )
+        assert [r["data"]["n"] for r in feed.next_event()["data"]["rows"]] == [7, 8]
+        _push(created["push_url"], [{"n": 9}])  # and the hub still works alongside
+        assert [r["data"]["n"] for r in feed.next_event()["data"]["rows"]] == [9]
+
+
 def test_the_feed_ends_when_its_dataset_is_deleted(
     server_factory: Callable[..., RunningServer],
 ) -> None:
