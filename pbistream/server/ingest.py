@@ -26,6 +26,7 @@ from pbistream.schema import Dataset, Mode, Retention, Table
 from pbistream.server.errors import (
     ApiError,
     BadRequest,
+    EntityNotFound,
     InvalidRequest,
     ItemNotFound,
     PayloadTooLarge,
@@ -146,14 +147,17 @@ def _normalize_and_store(
     if errors:
         raise _row_error_response(errors, unknown)
     received_at = time.time()
-    result = storage.insert_rows(
-        dataset.id,
-        table.name,
-        good,
-        received_at=received_at,
-        sequence_number=sequence_number,
-        fifo=fifo,
-    )
+    try:
+        result = storage.insert_rows(
+            dataset.id,
+            table.name,
+            good,
+            received_at=received_at,
+            sequence_number=sequence_number,
+            fifo=fifo,
+        )
+    except KeyError:  # the dataset was deleted while this request was being read
+        raise EntityNotFound(f"Dataset {dataset.id} was not found.") from None
     return result, good, received_at
 
 
@@ -269,7 +273,9 @@ async def _publish(
     if metrics is not None:
         await _maybe_await(metrics.rows_ingested(result.stored))
     hub = getattr(state, "hub", None)
-    if hub is None or result.first_id is None:
+    # Building 10,000 StoredRows costs more than parsing them: skip it when nobody
+    # listens. A feed that subscribes later replays these committed rows from storage.
+    if hub is None or result.first_id is None or not getattr(hub, "subscriber_count", 1):
         return
     # Ids are consecutive within one insert; the stored rows are the last `stored` ones.
     stored_rows = good[len(good) - result.stored :]
