@@ -166,6 +166,8 @@ class Spool:
         """
         import fcntl
 
+        if self._lock_fd is not None:  # already ours
+            return self.requeue_stale(older_than=-1.0)
         fd = os.open(f"{self.path}.lock", os.O_CREAT | os.O_RDWR, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -330,7 +332,11 @@ class Spool:
             self._held_bytes -= nbytes
 
     def release(self, ids: Sequence[int]) -> None:
-        """Return claimed rows that did not fit the batch to READY, unchanged."""
+        """Return claimed rows to READY, keeping their sequence number.
+
+        Used for rows that did not fit a batch, and by a closing client for the batch
+        it could not finish.
+        """
         if not ids:
             return
         with self._lock, self._transaction():

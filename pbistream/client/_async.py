@@ -177,5 +177,7 @@ class AsyncClient(BaseClient):
             assert isinstance(action, Send)
             batch = action.batch
             outcome = await sink.send(batch.body, self._send_seq(batch))
+            if self._stop:
+                return  # aclose() handed the batch back to the spool (or reported it)
             verdict, delay = self._engine.on_response(self._clock(), outcome)
             self._settle(batch, outcome, verdict, delay)

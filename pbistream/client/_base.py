@@ -538,6 +538,11 @@ class BaseClient:
         if not left:
             return 0
         if self.spool is not None:
+            batch = self._engine.abandon()
+            if batch is not None:
+                # Back to READY with its sequence number: a replay re-sends the same
+                # request, which the server drops if this one did arrive.
+                self.spool.release([ref for ref, _, _ in batch.items if ref is not None])
             logger.warning(
                 "%s: %d rows stay in the spool %s; the next client on it (or "
                 "`pbistream spool replay`) sends them",

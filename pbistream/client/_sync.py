@@ -227,5 +227,9 @@ class Client(BaseClient):
             assert isinstance(action, Send)
             batch = action.batch
             outcome = sink.send(batch.body, self._send_seq(batch))
+            if self._stop:
+                # close() gave up waiting and handed the batch back to the spool (or
+                # reported it); its rows are no longer ours to settle.
+                return
             verdict, delay = self._engine.on_response(self._clock(), outcome)
             self._settle(batch, outcome, verdict, delay)

@@ -1,0 +1,115 @@
+"""`pbistream push` and `pbistream spool` against the real server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+from client_helpers import FIELDS, rows_of
+
+from pbistream.cli import main
+from pbistream.testing import RunningServer, free_port
+
+
+def run(*args: str, input: str | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args), input=input)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_one_row_is_coerced_by_the_schema_and_delivered(fast_server: RunningServer) -> None:
+    dataset = fast_server.create_dataset(FIELDS, mode="PushStreaming")
+    code, out, err = run(
+        "push",
+        dataset["push_url"],
+        "n=5",
+        "value=21.5",
+        "label=007",
+        "ts=2024-05-01T12:00:00Z",
+        "--token",
+        fast_server.token,
+    )
+    assert (code, err) == (0, ""), err
+    assert out.strip() == "1 row delivered."
+    assert rows_of(fast_server, dataset["id"]) == [
+        {"n": 5, "value": 21.5, "label": "007", "ts": "2024-05-01T12:00:00.000Z"}
+    ]
+
+
+def test_without_a_schema_values_are_json_ish(fast_server: RunningServer) -> None:
+    dataset = fast_server.create_dataset({"value": "Number", "label": "Text"}, mode="PushStreaming")
+    code, out, err = run("push", dataset["push_url"], "value=2e3", "label=abc", "--json")
+    assert code == 0, err
+    assert json.loads(out)["sent"] == 1
+    assert rows_of(fast_server, dataset["id"]) == [{"value": 2000.0, "label": "abc"}]
+
+
+def test_a_bad_value_is_one_line_naming_row_field_and_rule(fast_server: RunningServer) -> None:
+    dataset = fast_server.create_dataset(FIELDS, mode="PushStreaming")
+    code, _, err = run("push", dataset["push_url"], "n=abc", "--token", fast_server.token)
+    assert code == 1
+    assert err.count("\n") == 1
+    assert "row 0, column 'n': expected a number" in err
+    assert "key=" not in err or "key=REDACTED" in err
+
+
+def test_unreachable_server_fails_fast_or_spools(
+    tmp_path: Path, fast_server: RunningServer
+) -> None:
+    dead_url = f"http://127.0.0.1:{free_port()}/beta/t/datasets/d/rows?key=SECRETKEY"
+    code, _, err = run("push", dead_url, "value=1", "--timeout", "0.5")
+    assert code == 1 and "not delivered" in err and "SECRETKEY" not in err
+
+    spool = tmp_path / "cron.spool"
+    code, out, err = run("push", dead_url, "value=1", "--spool", str(spool), "--timeout", "0.2")
+    assert code == 0, err
+    assert "kept in the spool" in out
+    code, out, _ = run("spool", "status", str(spool), "--json")
+    status = json.loads(out)
+    assert code == 0 and status["ready"] == 1 and "SECRETKEY" not in out
+
+    dataset = fast_server.create_dataset({"value": "Number"}, mode="PushStreaming")
+    code, out, err = run("spool", "replay", str(spool), dataset["push_url"], "--json")
+    assert code == 0, err
+    assert json.loads(out)["replayed"] == 1
+    assert rows_of(fast_server, dataset["id"]) == [{"value": 1}]
+    code, out, _ = run("spool", "status", str(spool))
+    assert code == 0 and out.startswith(f"{spool}: 0 ready")
+
+
+def test_files_jsonl_csv_and_stdin(fast_server: RunningServer, tmp_path: Path) -> None:
+    dataset = fast_server.create_dataset(FIELDS, mode="PushStreaming")
+    jsonl = tmp_path / "rows.jsonl"
+    jsonl.write_text("".join(json.dumps({"n": i, "value": i / 2}) + "\n" for i in range(2500)))
+    code, out, err = run("push", dataset["push_url"], "--file", str(jsonl), "--json")
+    assert code == 0, err
+    assert json.loads(out)["sent"] == 2500
+
+    csv_file = tmp_path / "rows.csv"
+    csv_file.write_text("n,value,label\n1,1.5,007\n2,,x\n")
+    args = ("push", dataset["push_url"], "--file", str(csv_file), "--token", fast_server.token)
+    code, out, err = run(*args)
+    assert code == 0, err
+    code, out, err = run("push", dataset["push_url"], "--file", "-", input='{"n": 9}\n[1]\n')
+    assert code == 1 and "line 2: a row must be a JSON object" in err
+    stored = rows_of(fast_server, dataset["id"])
+    assert len(stored) == 2500 + 2 + 1
+    assert {"n": 1, "value": 1.5, "label": "007"} in stored
+    assert {"n": 2, "value": None, "label": "x"} in stored
+
+
+def test_usage_mistakes_are_one_line_errors(fast_server: RunningServer) -> None:
+    code, _, err = run("push", "http://127.0.0.1:1/beta/x/datasets/y/rows?key=k")
+    assert code == 1 and "FIELD=VALUE" in err
+    code, _, err = run("push", "http://127.0.0.1:1/beta/x/datasets/y/rows?key=k", "novalue")
+    assert code == 1 and "'novalue' is not FIELD=VALUE" in err
+    code, _, err = run("spool", "status", "/nonexistent/spool")
+    assert code == 1 and "no spool at" in err
+
+
+def test_purge(tmp_path: Path) -> None:
+    dead_url = f"http://127.0.0.1:{free_port()}/beta/t/datasets/d/rows?key=k"
+    spool = tmp_path / "p.spool"
+    run("push", dead_url, "a=1", "--spool", str(spool), "--timeout", "0.1")
+    code, out, _ = run("spool", "purge", str(spool), "--yes", "--json")
+    assert code == 0 and json.loads(out) == {"deleted": 1}
