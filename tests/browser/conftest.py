@@ -54,7 +54,11 @@ class PageErrors(list[str]):
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    """A fresh browser context and page; fails the test on any script error or CSP report."""
+    """A fresh browser context and page; fails the test on any script error or CSP report.
+
+    List a server fixture before ``page`` in a test's arguments, so the page closes (and
+    its live feed with it) before the server stops.
+    """
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     context.set_default_timeout(10_000)
     page = context.new_page()

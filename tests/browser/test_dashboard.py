@@ -61,7 +61,7 @@ def wait_tiles_ready(page: Any, count: int) -> None:
 
 
 def test_create_dataset_in_the_ui_then_a_pushed_row_shows_within_a_second(
-    page: Any, pbistream_server: RunningServer
+    pbistream_server: RunningServer, page: Any
 ) -> None:
     login(page, pbistream_server, "#/datasets/new")
     page.fill("#dataset-name", "Boiler room")
@@ -163,7 +163,7 @@ def test_reload_restart_and_reconnect_fill_tiles_from_history(
 
 
 def test_strings_from_data_render_as_text_and_run_no_script(
-    page: Any, pbistream_server: RunningServer
+    pbistream_server: RunningServer, page: Any
 ) -> None:
     fields = {"label": "Text", "value": "Number"}
     dataset = pbistream_server.create_dataset(fields, mode="PushStreaming", name=XSS)
@@ -202,3 +202,75 @@ def test_strings_from_data_render_as_text_and_run_no_script(
     assert XSS in page.locator('[data-testid="datasets"]').inner_text()
     assert page.locator("img").count() == 0
     assert page.evaluate("() => window.__xss") is None
+
+
+def test_tiles_can_be_added_edited_moved_resized_and_removed(
+    pbistream_server: RunningServer, page: Any
+) -> None:
+    fields = {"temperature": "Number", "humidity": "Number", "site": "Text"}
+    dataset = pbistream_server.create_dataset(fields, mode="PushStreaming", name="plant")
+    with pbistream_server.client() as api:
+        board = make_dashboard(
+            api, dataset["id"], [{"id": "c", "type": "card", "fields": ["temperature"], "w": 3}]
+        )
+        login(page, pbistream_server, f"#/dashboards/{board}")
+        wait_tiles_ready(page, 1)
+
+        # Add a line chart of two values through the dialog.
+        page.click('[data-testid="add-tile"]')
+        page.select_option("#tile-type", "line")
+        page.check("#tile-fields input[value=humidity]")
+        page.select_option("#tile-window", "60")
+        page.fill("#tile-title", "Trend")
+        page.click("dialog button:has-text('Add tile')")
+        wait_tiles_ready(page, 2)
+        saved = api.get(f"/api/dashboards/{board}").json()["tiles"]
+        line = saved[1]
+        assert (line["type"], line["fields"], line["windowSeconds"]) == (
+            "line",
+            ["temperature", "humidity"],
+            60,
+        )
+        assert line["y"] == 3  # placed below the card
+
+        # Move the card three columns right and resize it, by dragging in edit mode.
+        page.click("button:has-text('Edit')")
+        board_box = page.locator('[data-testid="board"]').bounding_box()
+        column = (board_box["width"] + 12) / 12
+        head = page.locator('[data-tile-id="c"] .tile-head').bounding_box()
+        x, y = head["x"] + 40, head["y"] + head["height"] / 2
+        page.mouse.move(x, y)
+        page.mouse.down()
+        page.mouse.move(x + column * 1.5, y, steps=5)
+        page.mouse.move(x + column * 3, y, steps=5)
+        page.mouse.up()
+        page.wait_for_function(
+            "id => fetch('/api/dashboards/' + id).then(r => r.json())"
+            ".then(d => d.tiles[0].x === 3)",
+            arg=board,
+        )
+        grip = page.locator('[data-tile-id="c"] .tile-resize').bounding_box()
+        gx, gy = grip["x"] + grip["width"] / 2, grip["y"] + grip["height"] / 2
+        page.mouse.move(gx, gy)
+        page.mouse.down()
+        page.mouse.move(gx + column * 2, gy + 96, steps=8)
+        page.mouse.up()
+        page.wait_for_function(
+            "id => fetch('/api/dashboards/' + id).then(r => r.json())"
+            ".then(d => d.tiles[0].w === 5 && d.tiles[0].h === 4)",
+            arg=board,
+        )
+
+        # Edit the card: a title and a threshold; then remove the line chart.
+        page.locator('[data-tile-id="c"] button:has-text("Edit")').click()
+        page.fill("#tile-title", "Boiler")
+        page.click("dialog button:has-text('+ Add threshold')")
+        page.click("dialog button:has-text('Save tile')")
+        page.wait_for_function(
+            "() => document.querySelector('[data-tile-id=c] .tile-title').textContent === 'Boiler'"
+        )
+        card = api.get(f"/api/dashboards/{board}").json()["tiles"][0]
+        assert (card["title"], card["x"], card["w"], len(card["thresholds"])) == ("Boiler", 3, 5, 1)
+        page.locator(f'[data-tile-id="{line["id"]}"] button[title="Remove tile"]').click()
+        wait_tiles_ready(page, 1)
+        assert [t["id"] for t in api.get(f"/api/dashboards/{board}").json()["tiles"]] == ["c"]

@@ -32,7 +32,7 @@ export async function showDatasets(view) {
       h("button", { class: "danger", text: "Delete", on: { click: () => confirmDelete(d, () => showDatasets(view)) } }))));
   mount(view, head, h("div", { class: "panel", style: { padding: "0" } },
     h("table", { class: "grid", "data-testid": "datasets" },
-      h("thead", {}, h("tr", {}, ["Name", "Mode", "Retention", "Rows", "Last row", ""].map((t) => h("th", { text: t })))),
+      h("thead", {}, h("tr", {}, ["Name", "Mode", "Retention", "Rows", "Last row", ""].map((t) => h("th", { text: t, class: t === "Rows" ? "num" : "" })))),
       h("tbody", {}, rows))));
 }
 

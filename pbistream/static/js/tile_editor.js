@@ -127,6 +127,11 @@ function typeOptions(draft, columns) {
     out.push(h("div", { class: "two-col" }, numberInput(draft, "rows", "Rows to show"), h("div")));
   }
   if (draft.type === "card" || draft.type === "gauge") {
+    const unit = h("input", { id: "tile-unit", value: draft.unit || "", maxlength: "20", placeholder: "e.g. °C" });
+    unit.addEventListener("input", () => { draft.unit = unit.value; });
+    out.push(h("div", { class: "two-col" },
+      h("div", {}, h("label", { for: "tile-unit", text: "Unit" }), unit),
+      numberInput(draft, "decimals", "Decimal places", "2")));
     draft.thresholds ??= [];
     const list = h("div");
     const redraw = () => list.replaceChildren(...draft.thresholds.map((t, i) => {
@@ -161,7 +166,7 @@ function finish(draft) {
   if (draft.type === "table") tile.rows = draft.rows ?? 10;
   if (draft.type === "card" || draft.type === "gauge") {
     tile.thresholds = (draft.thresholds || []).filter((t) => Number.isFinite(t.value));
-    if (draft.decimals !== undefined) tile.decimals = draft.decimals;
+    if (Number.isInteger(draft.decimals) && draft.decimals >= 0 && draft.decimals <= 10) tile.decimals = draft.decimals;
     if (draft.unit) tile.unit = draft.unit;
   }
   return tile;
