@@ -522,6 +522,15 @@ def _api_paths() -> dict[str, Schema]:
             "delete": _op("Api_DeleteDashboard", d, ("200", _OK_EMPTY), params=board, errors=e404),
         },
         "/metrics": {"get": _op("Metrics", p, ("200", text))},
+        "/healthz": {
+            "get": _op(
+                "Healthz",
+                p,
+                ("200", _json_body(_ANY_OBJECT, "The server answers.")),
+                errors=(),
+                security=[],
+            )
+        },
         "/openapi.json": {"get": _op("OpenAPI", p, ("200", obj))},
     }
 
