@@ -14,29 +14,23 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from pbistream.exceptions import ConfigError
-from pbistream.schema import Dataset, Table
 from pbistream.storage._sql import (
-    dashboard_from_record,
-    dataset_from_record,
-    dataset_record,
+    SQLStorage,
     encode_batch,
     encode_rows,
     read_rows_query,
+    schema_sql,
     stored_rows,
-    with_table,
 )
-from pbistream.storage.base import Dashboard, InsertResult, StoredRow
+from pbistream.storage.base import StoredRow
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStorage"]
 
@@ -44,55 +38,15 @@ __all__ = ["SCHEMA_VERSION", "SQLiteStorage"]
 #: ``_SCHEMA`` is ``IF NOT EXISTS``, so an older file is migrated by running it again.
 SCHEMA_VERSION = 1
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS datasets (
-    id TEXT PRIMARY KEY,
-    group_id TEXT,
-    name TEXT NOT NULL,
-    mode TEXT NOT NULL,
-    retention TEXT NOT NULL,
-    push_key TEXT,
-    created_at REAL NOT NULL,
-    definition TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS datasets_group ON datasets (group_id);
-CREATE TABLE IF NOT EXISTS rows (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    dataset_id TEXT NOT NULL,
-    table_name TEXT NOT NULL,
-    received_at REAL NOT NULL,
-    data TEXT NOT NULL
-);
--- A table's rows in id order: cursor reads (per table, or merged over a dataset's
--- tables, see read_rows) and the FIFO trim. Each index costs about a quarter of the
--- insert speed, so there is no third one on (dataset_id, id).
-CREATE INDEX IF NOT EXISTS rows_by_table ON rows (dataset_id, table_name, id);
--- Time windows, and the streaming cache's delete_rows_before.
-CREATE INDEX IF NOT EXISTS rows_by_time ON rows (dataset_id, received_at);
-CREATE TABLE IF NOT EXISTS row_counts (
-    dataset_id TEXT NOT NULL,
-    table_name TEXT NOT NULL,
-    n INTEGER NOT NULL,
-    PRIMARY KEY (dataset_id, table_name)
-);
-CREATE TABLE IF NOT EXISTS sequence_numbers (
-    dataset_id TEXT NOT NULL,
-    table_name TEXT NOT NULL,
-    last_seq INTEGER NOT NULL,
-    PRIMARY KEY (dataset_id, table_name)
-);
-CREATE TABLE IF NOT EXISTS dashboards (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    tiles TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-"""
+_SCHEMA = schema_sql(
+    # AUTOINCREMENT: an id is never handed out again, even after the newest rows
+    # are deleted, so it is a safe cursor (plain INTEGER PRIMARY KEY may reuse them).
+    row_id="INTEGER PRIMARY KEY AUTOINCREMENT",
+    real="REAL",
+    integer="INTEGER",
+    # No index on (dataset_id, id): each index costs about a quarter of the insert
+    # speed, and read_rows merges per-table reads instead (see there).
+)
 
 # A batch goes in as ONE JSON array that SQLite splits with json_each, in C: binding
 # 10,000 rows one at a time through executemany costs ~2.5x as much (measured ~180k
@@ -107,16 +61,11 @@ _INSERT_BATCH = (
 _INSERT_ROW = (
     "INSERT INTO rows (dataset_id, table_name, received_at, data) VALUES (?, ?, ?, CAST(? AS TEXT))"
 )
-_ADD_COUNT = (
-    "INSERT INTO row_counts (dataset_id, table_name, n) VALUES (?, ?, ?) "
-    "ON CONFLICT (dataset_id, table_name) DO UPDATE SET n = n + excluded.n"
-)
 # UPSERT (ON CONFLICT ... DO UPDATE) arrived in SQLite 3.24 (2018).
 _MIN_SQLITE = (3, 24, 0)
-_DATASET_COLUMNS = "id, group_id, name, mode, retention, push_key, created_at, definition"
 
 
-class SQLiteStorage:
+class SQLiteStorage(SQLStorage):
     """A :class:`~pbistream.storage.base.Storage` in one SQLite file (WAL mode).
 
     Args:
@@ -226,182 +175,40 @@ class SQLiteStorage:
                     + "COMMIT;"
                 )
 
-    # --- datasets -----------------------------------------------------------------
-    def create_dataset(self, dataset: Dataset) -> None:
-        """Store a new dataset (its id is new)."""
-        with self._write() as conn:
-            conn.execute(
-                f"INSERT INTO datasets ({_DATASET_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
-                dataset_record(dataset),
-            )
+    # --- what SQLStorage needs ---------------------------------------------------------
+    def _writing(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._write()
 
-    def get_dataset(self, dataset_id: str) -> Dataset | None:
-        """The dataset with this id, or None."""
-        record = (
-            self._reader()
-            .execute(
-                f"SELECT {_DATASET_COLUMNS} FROM datasets WHERE id = ?",  # noqa: S608
-                (dataset_id,),
-            )
-            .fetchone()
-        )
-        return dataset_from_record(record) if record else None
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        yield self._reader()
 
-    def list_datasets(
-        self, group_id: str | None = None, *, all_groups: bool = False
-    ) -> list[Dataset]:
-        """Datasets in one workspace (``None`` = My workspace), or in every one."""
-        sql = f"SELECT {_DATASET_COLUMNS} FROM datasets"  # noqa: S608
-        params: tuple[Any, ...] = ()
-        if not all_groups:
-            # "IS" matches NULL to NULL, so None selects My workspace.
-            sql += " WHERE group_id IS ?"
-            params = (group_id,)
-        sql += " ORDER BY created_at, rowid"
-        return [dataset_from_record(r) for r in self._reader().execute(sql, params)]
+    def _encode(self, rows: list[dict[str, Any]]) -> str | list[bytes]:
+        return encode_batch(rows) if self._json_batches else encode_rows(rows)
 
-    def delete_dataset(self, dataset_id: str) -> bool:
-        """Delete a dataset and all its rows; False if it did not exist."""
-        with self._write() as conn:
-            gone = conn.execute("DELETE FROM datasets WHERE id = ?", (dataset_id,)).rowcount
-            for table in ("rows", "row_counts", "sequence_numbers"):
-                conn.execute(f"DELETE FROM {table} WHERE dataset_id = ?", (dataset_id,))  # noqa: S608
-        return gone > 0
-
-    def replace_table(self, dataset_id: str, table: Table) -> None:
-        """Replace (or add) one table's definition; its rows are kept.
-
-        Raises:
-            KeyError: No such dataset.
-        """
-        with self._write() as conn:
-            found = conn.execute(
-                "SELECT definition FROM datasets WHERE id = ?", (dataset_id,)
-            ).fetchone()
-            if found is None:
-                raise KeyError(dataset_id)
-            conn.execute(
-                "UPDATE datasets SET definition = ? WHERE id = ?",
-                (with_table(found[0], table), dataset_id),
-            )
-
-    def set_push_key(self, dataset_id: str, key: str) -> None:
-        """Store a new push key for the dataset (key rotation).
-
-        Raises:
-            KeyError: No such dataset.
-        """
-        with self._write() as conn:
-            changed = conn.execute(
-                "UPDATE datasets SET push_key = ? WHERE id = ?", (key, dataset_id)
-            ).rowcount
-            if not changed:
-                raise KeyError(dataset_id)
-
-    # --- rows ---------------------------------------------------------------------
-    def insert_rows(
+    def _store(
         self,
+        conn: sqlite3.Connection,
         dataset_id: str,
         table: str,
-        rows: list[dict[str, Any]],
-        *,
         received_at: float,
-        sequence_number: int | None = None,
-        fifo: tuple[int, int] | None = None,
-    ) -> InsertResult:
-        """Append rows in one transaction, committed before returning.
-
-        See :meth:`pbistream.storage.base.Storage.insert_rows`.
-
-        Raises:
-            KeyError: No such dataset (nothing is stored).
-            ValueError: A row cannot be encoded as JSON (nothing is stored).
-        """
-        # Encode before taking the lock: the only per-row work, done in C by orjson.
-        n = len(rows)
-        payload: str | list[bytes] = encode_batch(rows) if self._json_batches else encode_rows(rows)
-        with self._write() as conn:
-            if (
-                conn.execute("SELECT 1 FROM datasets WHERE id = ?", (dataset_id,)).fetchone()
-                is None
-            ):
-                raise KeyError(dataset_id)
-            if sequence_number is not None:
-                last = conn.execute(
-                    "SELECT last_seq FROM sequence_numbers WHERE dataset_id = ? AND table_name = ?",
-                    (dataset_id, table),
-                ).fetchone()
-                if last is not None and sequence_number <= last[0]:
-                    return InsertResult(0, True, _count(conn, dataset_id, table))
-                conn.execute(
-                    "INSERT INTO sequence_numbers (dataset_id, table_name, last_seq) "
-                    "VALUES (?, ?, ?) ON CONFLICT (dataset_id, table_name) "
-                    "DO UPDATE SET last_seq = excluded.last_seq",
-                    (dataset_id, table, sequence_number),
-                )
-            if not n:
-                return InsertResult(0, False, _count(conn, dataset_id, table))
-            if isinstance(payload, str):
-                stored = conn.execute(
-                    _INSERT_BATCH, (dataset_id, table, received_at, payload)
-                ).rowcount
-            else:
-                stored = conn.executemany(
-                    _INSERT_ROW,
-                    zip(
-                        repeat(dataset_id),
-                        repeat(table),
-                        repeat(received_at),
-                        payload,
-                        strict=False,
-                    ),
-                ).rowcount
-            if stored != n:  # would make the ids below wrong; the transaction rolls back
-                raise RuntimeError(f"stored {stored} of {n} rows; nothing was committed")
-            # One writer and AUTOINCREMENT: this batch's ids are consecutive.
-            last_id = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
-            conn.execute(_ADD_COUNT, (dataset_id, table, n))
-            count = _count(conn, dataset_id, table)
-            if fifo is not None and count > fifo[1]:
-                count = _trim_oldest(conn, dataset_id, table, count, keep=fifo[0])
-        return InsertResult(n, False, count, last_id - n + 1, last_id)
-
-    def count_rows(self, dataset_id: str, table: str) -> int:
-        """Rows currently stored in one table (kept in ``row_counts``: O(1))."""
-        return _count(self._reader(), dataset_id, table)
-
-    def delete_rows(self, dataset_id: str, table: str) -> int:
-        """Delete every row of one table; return how many went."""
-        with self._write() as conn:
-            gone = conn.execute(
-                "DELETE FROM rows WHERE dataset_id = ? AND table_name = ?", (dataset_id, table)
+        payload: str | list[bytes],
+        n: int,
+    ) -> tuple[int, int]:
+        if isinstance(payload, str):
+            stored = conn.execute(_INSERT_BATCH, (dataset_id, table, received_at, payload)).rowcount
+        else:
+            stored = conn.executemany(
+                _INSERT_ROW,
+                zip(repeat(dataset_id), repeat(table), repeat(received_at), payload, strict=False),
             ).rowcount
-            conn.execute(
-                "DELETE FROM row_counts WHERE dataset_id = ? AND table_name = ?",
-                (dataset_id, table),
-            )
-        return int(gone)
+        if stored != n:  # would make the ids below wrong; the transaction rolls back
+            raise RuntimeError(f"stored {stored} of {n} rows; nothing was committed")
+        # One writer and AUTOINCREMENT: this batch's ids are consecutive.
+        last_id = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+        return last_id - n + 1, last_id
 
-    def delete_rows_before(self, dataset_id: str, received_before: float) -> int:
-        """Delete a dataset's rows that arrived before a time (the streaming cache)."""
-        with self._write() as conn:
-            per_table = conn.execute(
-                "SELECT table_name, count(*) FROM rows "
-                "WHERE dataset_id = ? AND received_at < ? GROUP BY table_name",
-                (dataset_id, received_before),
-            ).fetchall()
-            if not per_table:
-                return 0
-            conn.execute(
-                "DELETE FROM rows WHERE dataset_id = ? AND received_at < ?",
-                (dataset_id, received_before),
-            )
-            conn.executemany(
-                "UPDATE row_counts SET n = n - ? WHERE dataset_id = ? AND table_name = ?",
-                [(n, dataset_id, name) for name, n in per_table],
-            )
-        return sum(n for _, n in per_table)
-
+    # --- rows ---------------------------------------------------------------------------
     def read_rows(
         self,
         dataset_id: str,
@@ -467,78 +274,6 @@ class SQLiteStorage:
             del found[limit:]
         return stored_rows(found)
 
-    def last_sequence_number(self, dataset_id: str, table: str) -> int | None:
-        """The last accepted sequence number for a table, if any."""
-        found = (
-            self._reader()
-            .execute(
-                "SELECT last_seq FROM sequence_numbers WHERE dataset_id = ? AND table_name = ?",
-                (dataset_id, table),
-            )
-            .fetchone()
-        )
-        return int(found[0]) if found else None
-
-    # --- dashboards ---------------------------------------------------------------
-    def save_dashboard(self, dashboard: Dashboard) -> None:
-        """Create or replace a dashboard (a replace keeps the original ``created_at``)."""
-        now = time.time()
-        with self._write() as conn:
-            conn.execute(
-                "INSERT INTO dashboards (id, name, tiles, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
-                "name = excluded.name, tiles = excluded.tiles, updated_at = excluded.updated_at",
-                (
-                    dashboard.id,
-                    dashboard.name,
-                    orjson.dumps(dashboard.tiles).decode(),
-                    dashboard.created_at or now,
-                    dashboard.updated_at or now,
-                ),
-            )
-
-    def get_dashboard(self, dashboard_id: str) -> Dashboard | None:
-        """The dashboard with this id, or None."""
-        found = (
-            self._reader()
-            .execute(
-                "SELECT id, name, tiles, created_at, updated_at FROM dashboards WHERE id = ?",
-                (dashboard_id,),
-            )
-            .fetchone()
-        )
-        return dashboard_from_record(found) if found else None
-
-    def list_dashboards(self) -> list[Dashboard]:
-        """Every dashboard, oldest first."""
-        return [
-            dashboard_from_record(r)
-            for r in self._reader().execute(
-                "SELECT id, name, tiles, created_at, updated_at FROM dashboards "
-                "ORDER BY created_at, rowid"
-            )
-        ]
-
-    def delete_dashboard(self, dashboard_id: str) -> bool:
-        """Delete a dashboard; False if it did not exist."""
-        with self._write() as conn:
-            return conn.execute("DELETE FROM dashboards WHERE id = ?", (dashboard_id,)).rowcount > 0
-
-    # --- server metadata ----------------------------------------------------------
-    def get_meta(self, key: str) -> str | None:
-        """A server setting kept with the data (e.g. the generated API token)."""
-        found = self._reader().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return str(found[0]) if found else None
-
-    def set_meta(self, key: str, value: str) -> None:
-        """Keep a server setting with the data."""
-        with self._write() as conn:
-            conn.execute(
-                "INSERT INTO meta (key, value) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
-
     def size_bytes(self) -> int:
         """Bytes of the database file plus its write-ahead log."""
         total = 0
@@ -596,27 +331,3 @@ def _window_ids(
     if found is None or found[0] is None:
         return None
     return int(found[0]), int(found[1])
-
-
-def _count(conn: sqlite3.Connection, dataset_id: str, table: str) -> int:
-    found = conn.execute(
-        "SELECT n FROM row_counts WHERE dataset_id = ? AND table_name = ?", (dataset_id, table)
-    ).fetchone()
-    return int(found[0]) if found else 0
-
-
-def _trim_oldest(
-    conn: sqlite3.Connection, dataset_id: str, table: str, count: int, *, keep: int
-) -> int:
-    """Delete a table's oldest rows down to ``keep`` (FIFO retention); return the new count."""
-    excess = count - max(0, keep)
-    conn.execute(
-        "DELETE FROM rows WHERE id IN (SELECT id FROM rows WHERE dataset_id = ? "
-        "AND table_name = ? ORDER BY id LIMIT ?)",
-        (dataset_id, table, excess),
-    )
-    conn.execute(
-        "UPDATE row_counts SET n = ? WHERE dataset_id = ? AND table_name = ?",
-        (count - excess, dataset_id, table),
-    )
-    return count - excess
