@@ -89,186 +89,133 @@ _SEQUENCE = {
 }
 
 
+_STR: Schema = {"type": "string"}
+_BOOL: Schema = {"type": "boolean"}
+_COUNT: Schema = {"type": "integer", "minimum": 0}
+_EPOCH: Schema = {"type": "number", "description": "Epoch seconds."}
+_UUID: Schema = {"type": "string", "format": "uuid"}
+_MODES: Schema = {"type": "string", "enum": ["Push", "Streaming", "PushStreaming"]}
+_RETENTIONS: Schema = {"type": "string", "enum": ["None", "basicFIFO"]}
+
+
+def _obj(properties: Schema, *required: str, strict: bool = False) -> Schema:
+    """An object schema; ``strict`` refuses unknown properties, as Power BI does (C3)."""
+    out: Schema = {"type": "object", "properties": properties}
+    if required:
+        out["required"] = list(required)
+    if strict:
+        out["additionalProperties"] = False
+    return out
+
+
+def _array(items: Schema, max_items: int | None = None) -> Schema:
+    out: Schema = {"type": "array", "items": items}
+    if max_items is not None:
+        out["maxItems"] = max_items
+    return out
+
+
 def _components() -> Schema:
     data_types = ["Int64", "Double", "Boolean", "bool", "DateTime", "String", "Decimal"]
-    column: Schema = {
-        "type": "object",
-        "required": ["name", "dataType"],
-        "additionalProperties": False,
-        "properties": {
+    summarize = ["default", "none", "sum", "min", "max", "count", "average", "distinctCount"]
+    column = _obj(
+        {
             "name": {"type": "string", "minLength": 1, "maxLength": 100},
             "dataType": {"type": "string", "enum": data_types},
-            "formatString": {"type": "string"},
-            "sortByColumn": {"type": "string"},
-            "dataCategory": {"type": "string"},
-            "isHidden": {"type": "boolean"},
-            "summarizeBy": {
-                "type": "string",
-                "enum": [
-                    "default",
-                    "none",
-                    "sum",
-                    "min",
-                    "max",
-                    "count",
-                    "average",
-                    "distinctCount",
-                ],
-            },
+            "formatString": _STR,
+            "sortByColumn": _STR,
+            "dataCategory": _STR,
+            "isHidden": _BOOL,
+            "summarizeBy": {"type": "string", "enum": summarize},
         },
-    }
-    measure: Schema = {
-        "type": "object",
-        "required": ["name", "expression"],
-        "additionalProperties": False,
-        "properties": {
+        "name",
+        "dataType",
+        strict=True,
+    )
+    measure_props = {"name": {"type": "string", "minLength": 1}, "expression": _STR}
+    measure_props |= {"formatString": _STR, "description": _STR, "isHidden": _BOOL}
+    measure = _obj(measure_props, "name", "expression", strict=True)
+    # Power BI's table-name pattern (swagger, reference §1.3).
+    table_name = {"type": "string", "pattern": r"^[\t\n\r #\-0-9@A-Z^_a-z~\u007f-\uffff]{1,100}$"}
+    table = _obj(
+        {
+            "name": table_name,
+            "columns": _array(_ref("Column"), limits.MAX_COLUMNS.value),
+            "measures": _array(_ref("Measure")),
+            "isHidden": _BOOL,
+            "description": _STR,
+        },
+        "name",
+        "columns",
+        strict=True,
+    )
+    ends = ("name", "fromTable", "fromColumn", "toTable", "toColumn")
+    crossing = {"type": "string", "enum": ["OneDirection", "BothDirections", "Automatic"]}
+    relationship = _obj(
+        {k: _STR for k in ends} | {"crossFilteringBehavior": crossing}, *ends, strict=True
+    )
+    create = _obj(
+        {
             "name": {"type": "string", "minLength": 1},
-            "expression": {"type": "string"},
-            "formatString": {"type": "string"},
-            "description": {"type": "string"},
-            "isHidden": {"type": "boolean"},
+            "defaultMode": _MODES,
+            "tables": _array(_ref("Table"), limits.MAX_TABLES.value),
+            "relationships": _array(_ref("Relationship")),
         },
-    }
-    table: Schema = {
-        "type": "object",
-        "required": ["name", "columns"],
-        "additionalProperties": False,
-        "properties": {
-            "name": {
-                "type": "string",
-                "pattern": r"^[\t\n\r #\-0-9@A-Z^_a-z~\u007f-\uffff]{1,100}$",
-            },
-            "columns": {
-                "type": "array",
-                "items": _ref("Column"),
-                "maxItems": limits.MAX_COLUMNS.value,
-            },
-            "measures": {"type": "array", "items": _ref("Measure")},
-            "isHidden": {"type": "boolean"},
-            "description": {"type": "string"},
+        "name",
+        "tables",
+        strict=True,
+    )
+    dataset = _obj(
+        {
+            "@odata.context": _STR,
+            "id": _UUID,
+            "name": _STR,
+            "defaultRetentionPolicy": _RETENTIONS,
+            "addRowsAPIEnabled": _BOOL,
         },
-    }
-    relationship: Schema = {
-        "type": "object",
-        "required": ["name", "fromTable", "fromColumn", "toTable", "toColumn"],
-        "additionalProperties": False,
-        "properties": {
-            k: {"type": "string"}
-            for k in ("name", "fromTable", "fromColumn", "toTable", "toColumn")
-        }
-        | {
-            "crossFilteringBehavior": {
-                "type": "string",
-                "enum": ["OneDirection", "BothDirections", "Automatic"],
-            }
-        },
-    }
-    create: Schema = {
-        "type": "object",
-        "required": ["name", "tables"],
-        "additionalProperties": False,
-        "properties": {
-            "name": {"type": "string", "minLength": 1},
-            "defaultMode": {"type": "string", "enum": ["Push", "Streaming", "PushStreaming"]},
-            "tables": {
-                "type": "array",
-                "items": _ref("Table"),
-                "maxItems": limits.MAX_TABLES.value,
-            },
-            "relationships": {"type": "array", "items": _ref("Relationship")},
-        },
-    }
-    dataset: Schema = {
-        "type": "object",
-        "required": ["id", "name"],
-        "properties": {
-            "@odata.context": {"type": "string"},
-            "id": {"type": "string", "format": "uuid"},
-            "name": {"type": "string"},
-            "defaultRetentionPolicy": {"type": "string", "enum": ["None", "basicFIFO"]},
-            "addRowsAPIEnabled": {"type": "boolean"},
-        },
-    }
+        "id",
+        "name",
+    )
     # A cell: any JSON scalar; the column's dataType decides what is accepted.
-    row: Schema = {
-        "type": "object",
-        "additionalProperties": {
-            "nullable": True,
-            "oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}],
-        },
-    }
-    error: Schema = {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code"],
-                "properties": {
-                    "code": {"type": "string"},
-                    "message": {"type": "string"},
-                    "details": {"type": "array", "items": {"type": "object"}},
-                    "pbi.error": {"type": "object"},
-                },
-            }
-        },
-    }
-    stored_row: Schema = {
-        "type": "object",
-        "required": ["id", "received_at", "table", "data"],
-        "properties": {
-            "id": {"type": "integer"},
-            "received_at": {"type": "number", "description": "Epoch seconds."},
-            "table": {"type": "string"},
-            "data": {"type": "object"},
-        },
-    }
+    cell = {"nullable": True, "oneOf": [_STR, {"type": "number"}, _BOOL]}
+    row = {"type": "object", "additionalProperties": cell}
+    error_props = {"code": _STR, "message": _STR, "details": _array(_ANY_OBJECT)}
+    error = _obj({"error": _obj(error_props | {"pbi.error": _ANY_OBJECT}, "code")}, "error")
+    stored_row = _obj(
+        {"id": {"type": "integer"}, "received_at": _EPOCH, "table": _STR, "data": _ANY_OBJECT},
+        "id",
+        "received_at",
+        "table",
+        "data",
+    )
     summary_props: Schema = {
-        "id": {"type": "string", "format": "uuid"},
-        "name": {"type": "string"},
-        "groupId": {"type": "string", "format": "uuid", "nullable": True},
-        "defaultMode": {"type": "string", "enum": ["Push", "Streaming", "PushStreaming"]},
-        "defaultRetentionPolicy": {"type": "string", "enum": ["None", "basicFIFO"]},
-        "rowCount": {"type": "integer", "minimum": 0},
-        "lastRowAt": {"type": "number", "nullable": True, "description": "Epoch seconds."},
+        "id": _UUID,
+        "name": _STR,
+        "groupId": _UUID | {"nullable": True},
+        "defaultMode": _MODES,
+        "defaultRetentionPolicy": _RETENTIONS,
+        "rowCount": _COUNT,
+        "lastRowAt": _EPOCH | {"nullable": True},
     }
+    table_detail = _obj(
+        {"name": _STR, "columns": _array(_ANY_OBJECT), "rowCount": _COUNT},
+        "name",
+        "columns",
+        "rowCount",
+    )
     detail_props = summary_props | {
-        "pushUrl": {"type": "string", "nullable": True},
-        "tables": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["name", "columns", "rowCount"],
-                "properties": {
-                    "name": {"type": "string"},
-                    "columns": {"type": "array", "items": {"type": "object"}},
-                    "rowCount": {"type": "integer", "minimum": 0},
-                },
-            },
-        },
+        "pushUrl": _STR | {"nullable": True},
+        "tables": _array(table_detail),
     }
-    dashboard: Schema = {
-        "type": "object",
-        "required": ["name"],
-        "properties": {
-            "name": {"type": "string", "minLength": 1},
-            "tiles": {"type": "array", "items": {"type": "object"}},
-        },
-    }
+    dashboard = _obj(
+        {"name": {"type": "string", "minLength": 1}, "tiles": _array(_ANY_OBJECT)}, "name"
+    )
+    bearer = {"type": "http", "scheme": "bearer"}
+    bearer["description"] = "The token `pbistream serve` printed at first start."
+    key = {"type": "apiKey", "in": "query", "name": "key"}
+    key["description"] = "The dataset's Push URL key (rotatable)."
     return {
-        "securitySchemes": {
-            "bearerAuth": {
-                "type": "http",
-                "scheme": "bearer",
-                "description": "The token `pbistream serve` printed at first start.",
-            },
-            "pushKey": {
-                "type": "apiKey",
-                "in": "query",
-                "name": "key",
-                "description": "The dataset's Push URL key (rotatable).",
-            },
-        },
+        "securitySchemes": {"bearerAuth": bearer, "pushKey": key},
         "schemas": {
             "Column": column,
             "Measure": measure,
@@ -279,8 +226,8 @@ def _components() -> Schema:
             "Row": row,
             "Error": error,
             "StoredRow": stored_row,
-            "DatasetSummary": {"type": "object", "properties": summary_props},
-            "DatasetDetail": {"type": "object", "properties": detail_props},
+            "DatasetSummary": _obj(summary_props),
+            "DatasetDetail": _obj(detail_props),
             "Dashboard": dashboard,
         },
     }
