@@ -58,7 +58,7 @@ async def read_json_body(request: Request, max_bytes: int) -> Any:
     """
     too_large = f"The body is larger than {max_bytes:,} bytes."
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
+    if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
         raise PayloadTooLarge(too_large)
     chunks: list[bytes] = []
     size = 0

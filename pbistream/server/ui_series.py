@@ -109,7 +109,8 @@ def _float_param(request: Request, name: str) -> float | None:
 
 def _points_param(request: Request) -> int:
     raw = request.query_params.get("points", "1000")
-    if not raw.isdigit() or not 2 <= int(raw) <= MAX_POINTS:
+    # isascii(): str.isdigit() also accepts digits such as "²" that int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or not 2 <= int(raw) <= MAX_POINTS:
         raise BadRequest(f"'points' must be a whole number from 2 to {MAX_POINTS}.")
     return int(raw)
 

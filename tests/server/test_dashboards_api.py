@@ -262,6 +262,7 @@ def test_series_downsamples_on_the_server_keeping_extremes(
         ({"field": "name"}, 400, "not a number or boolean column"),
         ({}, 400, "'field'"),
         ({"field": "temperature", "points": "1"}, 400, "'points'"),
+        ({"field": "temperature", "points": "\u00b2"}, 400, "'points'"),
         ({"field": "temperature", "since": "soon"}, 400, "'since'"),
         ({"field": "temperature", "since": "10", "until": "5"}, 400, "'since' must not"),
         ({"field": "temperature", "table": "Nope"}, 400, "no table 'Nope'"),
