@@ -303,6 +303,9 @@ async def live_feed(request: Request) -> Response:
         if not 0 <= resume <= MAX_ROW_ID:
             raise InvalidRequest("Last-Event-ID is out of range.")
         after = resume if after is None else max(after, resume)
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    if request.method == "HEAD":  # no body: do not subscribe at all
+        return Response(media_type="text/event-stream", headers=headers)
     hub: LiveHub = request.app.state.hub
     settings = _settings(request)
     stream = event_stream(
@@ -313,11 +316,8 @@ async def live_feed(request: Request) -> Response:
         keepalive=settings.scaled(KEEPALIVE_SECONDS),
         oldest=lambda: streaming_floor(dataset, settings),
     )
-    return StreamingResponse(
-        stream,
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    # X-Accel-Buffering: a reverse proxy (nginx) must pass each event on at once.
+    return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
 
 
 routes: list[BaseRoute] = [

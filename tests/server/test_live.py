@@ -294,6 +294,15 @@ def test_bad_last_event_id_is_a_400(pbistream_server: RunningServer) -> None:
     assert "Last-Event-ID" in response.json()["error"]["message"]
 
 
+def test_head_answers_at_once_without_subscribing(pbistream_server: RunningServer) -> None:
+    created = pbistream_server.create_dataset({"n": "Int64"})
+    with pbistream_server.client(timeout=5) as api:
+        response = api.head(f"/api/datasets/{created['id']}/live")
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert _gauge(api, "pbistream_live_subscribers") == 0
+
+
 def test_keepalive_comments_and_subscriber_gauge(
     server_factory: Callable[..., RunningServer],
 ) -> None:
