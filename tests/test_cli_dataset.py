@@ -212,3 +212,15 @@ def test_flags_override_the_environment(pbistream_server: RunningServer) -> None
         env={"PBISTREAM_SERVER": "http://127.0.0.1:9", "PBISTREAM_TOKEN": "wrong"},
     )
     assert json.loads(ok(result)) == []
+
+
+@pytest.mark.parametrize("server", ["notaurl", "http://[::1", "ftp://127.0.0.1:8765"])
+def test_a_bad_server_url_is_one_line(server: str) -> None:
+    result = CliRunner().invoke(main, ["dataset", "list", "--server", server], env={})
+    assert "--server" in one_line_error(result)
+
+
+def test_an_id_cannot_reach_another_endpoint(pbistream_server: RunningServer) -> None:
+    # "../../metrics" would be GET /metrics if the id were pasted into the path as is.
+    line = one_line_error(run(pbistream_server, "show", "../../metrics"))
+    assert "404" in line

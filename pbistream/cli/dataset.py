@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import click
 import httpx
@@ -57,6 +58,14 @@ class ServerClient:
 
     def __init__(self, server: str, token: str | None) -> None:
         self.server = server.rstrip("/")
+        try:
+            url = httpx.URL(self.server)
+        except httpx.InvalidURL as exc:
+            raise CommandError(f"--server {server!r} is not a valid URL: {exc}") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise CommandError(
+                f"--server {server!r} is not an http(s) URL, e.g. http://127.0.0.1:8765"
+            )
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=self.server, headers=headers, timeout=TIMEOUT_SECONDS)
 
@@ -163,6 +172,11 @@ def describe(detail: dict[str, Any]) -> str:
         lines.append("Push URL:")
         lines.append(str(detail["pushUrl"]))
     return "\n".join(lines)
+
+
+def _segment(text: str) -> str:
+    """One URL path segment: an id like ``../x`` must not reach another endpoint."""
+    return quote(text, safe="")
 
 
 def _dataset_path(detail: dict[str, Any]) -> str:
@@ -305,7 +319,7 @@ def show(dataset_id: str, server: str, token: str | None, as_json: bool) -> None
     Example: pbistream dataset show 6f1c...
     """
     with ServerClient(server, token) as client:
-        detail = client.call("GET", f"/api/datasets/{dataset_id}")
+        detail = client.call("GET", f"/api/datasets/{_segment(dataset_id)}")
     emit(as_json, detail, describe(detail))
 
 
@@ -318,7 +332,7 @@ def delete(dataset_id: str, server: str, token: str | None, as_json: bool) -> No
     Example: pbistream dataset delete 6f1c...
     """
     with ServerClient(server, token) as client:
-        detail = client.call("GET", f"/api/datasets/{dataset_id}")
+        detail = client.call("GET", f"/api/datasets/{_segment(dataset_id)}")
         client.call("DELETE", _dataset_path(detail))
     emit(
         as_json,
@@ -336,5 +350,5 @@ def rotate_key(dataset_id: str, server: str, token: str | None, as_json: bool) -
     Example: pbistream dataset rotate-key 6f1c...
     """
     with ServerClient(server, token) as client:
-        rotated = client.call("POST", f"/api/datasets/{dataset_id}/rotate-key")
+        rotated = client.call("POST", f"/api/datasets/{_segment(dataset_id)}/rotate-key")
     emit(as_json, rotated, f"New Push URL (the old one no longer works):\n{rotated['pushUrl']}")
