@@ -78,3 +78,13 @@ def test_serve_with_a_bad_environment_value_is_one_red_line() -> None:
     assert result.output.strip().splitlines() == [
         "Error: PBISTREAM_TIME_SCALE='fast' is not valid: could not convert string to float: 'fast'"
     ]
+
+
+def test_every_setting_is_documented() -> None:
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    server_md = (docs / "server.md").read_text(encoding="utf-8")
+    limits_md = (docs / "limits.md").read_text(encoding="utf-8")
+    for setting in SETTINGS:
+        assert f"`{setting.name}`" in server_md or f"`{setting.name}`" in limits_md, setting.name
