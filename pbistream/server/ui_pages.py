@@ -9,6 +9,7 @@ a value such as ``<img src=x onerror=...>`` can only ever show as text.
 
 from __future__ import annotations
 
+import mimetypes
 import re
 from importlib import resources
 from pathlib import Path
@@ -25,6 +26,9 @@ from pbistream.server.settings import Settings
 __all__ = ["CONTENT_SECURITY_POLICY", "PUBLIC_PATHS", "STATIC_DIR", "routes"]
 
 STATIC_DIR = Path(str(resources.files("pbistream") / "static"))
+# Module scripts load only with a JavaScript MIME type; some systems' tables (the Windows
+# registry, old /etc/mime.types) map .js to text/plain, which would blank the UI.
+mimetypes.add_type("text/javascript", ".js")
 
 #: Scripts and data only from this server. ``style-src 'unsafe-inline'`` is needed by
 #: ECharts, which positions its tooltip and canvas with inline style attributes;

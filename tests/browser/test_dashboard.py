@@ -113,6 +113,24 @@ def test_create_dataset_in_the_ui_then_a_pushed_row_shows_within_a_second(
     cells = [c.strip() for c in row.inner_text().split("\t")]
     assert cells[:5] == ["Boiler room", "Streaming + historic", "None", "2", "just now"]
 
+    # Rotate the key: the old Push URL stops working, the new one works.
+    row.locator("text=API info").click()
+    page.click("button:has-text('Rotate key')")
+    page.click("dialog button:has-text('Rotate key')")
+    page.wait_for_function(
+        "old => document.querySelector('[data-testid=push-url]')?.value !== old", arg=push_url
+    )
+    new_url = page.locator('[data-testid="push-url"]').input_value()
+    assert httpx.post(push_url, json=[{"temperature": 1}]).status_code == 403
+    assert httpx.post(new_url, json=[{"temperature": 1}]).status_code == 200
+
+    # Delete it: the list is empty again and the dashboard's tile says so.
+    page.click("button:has-text('Delete dataset')")
+    page.click("dialog button:has-text('Delete')")
+    page.locator("text=No datasets yet").wait_for()
+    page.click("text=Boiler")
+    page.locator("text=This tile's dataset was deleted").wait_for()
+
 
 def test_reload_restart_and_reconnect_fill_tiles_from_history(
     page: Any, tmp_path: Path, artifacts: Path, serve_on_port: Any

@@ -36,13 +36,16 @@ export class LiveFeeds {
     const q = after !== null && after !== undefined ? `?after=${encodeURIComponent(after)}` : "";
     const source = new EventSource(`/api/datasets/${encodeURIComponent(datasetId)}/live${q}`);
     feed.source = source;
-    source.addEventListener("open", () => this.#refreshStatus());
+    source.addEventListener("open", () => { feed.delay = 0; this.#refreshStatus(); });
     source.addEventListener("error", () => {
       // EventSource reconnects by itself (sending Last-Event-ID) unless it gave up.
+      // It gives up on an HTTP error (a 404 once the dataset is deleted, a 502 from a
+      // proxy): retry ourselves, backing off to one attempt every 30 s.
       if (source.readyState === EventSource.CLOSED) {
+        feed.delay = Math.min(30000, (feed.delay || 1000) * 2);
         setTimeout(() => {
           if (this.feeds.get(datasetId) === feed) this.#open(datasetId, feed, feed.lastId ?? after);
-        }, 2000);
+        }, feed.delay);
       }
       this.#refreshStatus();
     });
