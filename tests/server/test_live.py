@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -336,6 +338,52 @@ def test_rows_stored_by_another_replica_arrive_within_a_keepalive(
         assert [r["data"]["n"] for r in feed.next_event()["data"]["rows"]] == [7, 8]
         _push(created["push_url"], [{"n": 9}])  # and the hub still works alongside
         assert [r["data"]["n"] for r in feed.next_event()["data"]["rows"]] == [9]
+
+
+POSTGRES_URL = os.environ.get(
+    "PBISTREAM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture
+def shared_postgres() -> Iterator[str]:
+    """A storage URL on a fresh PostgreSQL schema (dropped afterwards), or skip."""
+    try:
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(POSTGRES_URL, connect_timeout=3):
+            pass
+    except Exception as exc:  # ImportError or any connection failure
+        reason = f"PostgreSQL not reachable at PBISTREAM_TEST_POSTGRES_URL ({exc!s:.120})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + "; CI=true requires it")
+        pytest.skip(reason)
+    schema = f"pbistream_live_{secrets.token_hex(6)}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    try:
+        yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.mark.postgres
+def test_two_replicas_on_one_postgres_database_share_the_live_feed(
+    server_factory: Callable[..., RunningServer], shared_postgres: str
+) -> None:
+    writer = server_factory(time_scale=60, storage=shared_postgres)
+    reader = server_factory(time_scale=60, storage=shared_postgres, token=writer.token)
+    created = writer.create_dataset({"n": "Int64"}, mode="PushStreaming")
+    with live(reader, created["id"], params={"after": 0}) as feed:
+        feed.wait_connected()
+        _push(created["push_url"], [{"n": 1}, {"n": 2}])  # stored through the other replica
+        got: list[int] = []
+        while len(got) < 2:
+            got += [r["data"]["n"] for r in feed.next_event()["data"]["rows"]]
+        assert got == [1, 2]
 
 
 def test_the_feed_ends_when_its_dataset_is_deleted(
