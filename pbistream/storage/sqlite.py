@@ -50,8 +50,9 @@ _SCHEMA = schema_sql(
 
 # A batch goes in as ONE JSON array that SQLite splits with json_each, in C: binding
 # 10,000 rows one at a time through executemany costs ~3x as much (medians on the
-# shared 2-core machine: ~120k-210k vs ~330k-650k rows/s). json_each hands back each object's JSON text byte for byte as
-# orjson wrote it; ORDER BY key keeps the ids in the batch's order.
+# shared 2-core machine: ~120k-210k vs ~330k-650k rows/s). json_each hands back
+# each object's JSON text byte for byte as orjson wrote it; ORDER BY key keeps the
+# ids in the batch's order.
 _INSERT_BATCH = (
     "INSERT INTO rows (dataset_id, table_name, received_at, data) "
     "SELECT ?, ?, ?, value FROM json_each(?) ORDER BY key"
