@@ -145,19 +145,29 @@ class RunningServer:
 
 
 @contextmanager
-def serve_in_thread(settings: Settings, *, timeout: float = 20.0) -> Iterator[RunningServer]:
+def serve_in_thread(
+    settings: Settings, *, storage: Storage | None = None, timeout: float = 20.0
+) -> Iterator[RunningServer]:
     """Run a server (uvicorn in a daemon thread) on 127.0.0.1, stop it on exit.
 
     The port is taken by binding a socket first and handing it to uvicorn, so
     there is no window in which another process can take it.
+
+    Args:
+        settings: The server's settings.
+        storage: A storage to serve (the caller closes it); by default the one
+            ``settings.storage_url`` names, closed on exit.
+        timeout: Seconds to wait for the server to start and to stop.
     """
     import uvicorn
 
     from pbistream.server import create_app
     from pbistream.storage import open_storage
 
-    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    storage = open_storage(settings.storage_url)
+    owned = storage is None
+    if storage is None:
+        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+        storage = open_storage(settings.storage_url)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.bind(("127.0.0.1", settings.port))
@@ -189,7 +199,8 @@ def serve_in_thread(settings: Settings, *, timeout: float = 20.0) -> Iterator[Ru
             thread.join(timeout)
     finally:
         sock.close()
-        storage.close()
+        if owned:
+            storage.close()
 
 
 def _test_settings(data_dir: Path, **overrides: Any) -> Settings:
@@ -212,12 +223,15 @@ def pbistream_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runni
 def server_factory(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Callable[..., RunningServer]]:
-    """Start servers with custom settings: ``server_factory(time_scale=60, limits=False)``."""
+    """Start servers with custom settings: ``server_factory(time_scale=60, limits=False)``.
+
+    Pass ``storage=`` to serve a storage you opened (and close) yourself.
+    """
     stack: list[Any] = []
 
-    def start(**overrides: Any) -> RunningServer:
+    def start(*, storage: Storage | None = None, **overrides: Any) -> RunningServer:
         data_dir = overrides.pop("data_dir", None) or tmp_path_factory.mktemp("pbistream")
-        manager = serve_in_thread(_test_settings(Path(data_dir), **overrides))
+        manager = serve_in_thread(_test_settings(Path(data_dir), **overrides), storage=storage)
         server = manager.__enter__()
         stack.append(manager)
         return server

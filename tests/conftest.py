@@ -6,11 +6,14 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from pbistream.storage.base import Storage
 from pbistream.testing import RunningServer
 
 
@@ -19,3 +22,37 @@ def api(pbistream_server: RunningServer) -> Iterator[httpx.Client]:
     """An httpx client on the test server, sending the API token."""
     with pbistream_server.client(timeout=30.0) as client:
         yield client
+
+
+POSTGRES_URL = os.environ.get(
+    "PBISTREAM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture
+def postgres_storage() -> Iterator[Storage]:
+    """A PostgreSQL storage in a fresh schema (dropped after); skips if PostgreSQL is absent.
+
+    Under ``CI=true`` an unreachable PostgreSQL fails the test instead of skipping it.
+    """
+    try:
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(POSTGRES_URL, connect_timeout=3):
+            pass
+    except Exception as exc:  # ImportError or any connection failure
+        reason = f"PostgreSQL not reachable at PBISTREAM_TEST_POSTGRES_URL ({exc!s:.120})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + "; CI=true requires it")
+        pytest.skip(reason)
+    from pbistream.storage.postgres import PostgresStorage
+
+    schema = f"pbistream_test_{secrets.token_hex(6)}"
+    store = PostgresStorage(POSTGRES_URL, schema=schema, max_size=8)
+    try:
+        yield store
+    finally:
+        store.close()
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
