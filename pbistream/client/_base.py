@@ -340,8 +340,12 @@ class BaseClient:
             raise ConfigError(f"push_dataframe() needs a pandas DataFrame, got {type(df).__name__}")
         # astype(object) keeps NaT/NA as themselves rather than floats; the value rules
         # turn every missing value into a null.
-        records = df.astype(object).where(df.notna(), None).to_dict("records")
-        self.push(records)
+        # In slices, so a frame larger than the buffer waits for room (the "block"
+        # policy) instead of failing, and memory holds one slice of dicts at a time.
+        step = 50_000
+        for start in range(0, len(df), step):
+            part = df.iloc[start : start + step]
+            self.push(part.astype(object).where(part.notna(), None).to_dict("records"))
 
     # --- worker side: building and settling batches --------------------------------
 

@@ -1,0 +1,155 @@
+"""AsyncClient under Power BI's limits, a 1,000,000-row DataFrame, buffer policies, exit."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from client_helpers import FIELDS, TIME_SCALE, metric, rows_of
+
+from pbistream import AsyncClient, BufferFullError, BufferOptions, Client, PacingOptions
+from pbistream.client import BatchOptions
+from pbistream.testing import RunningServer, free_port
+
+
+def test_async_client_20000_single_pushes_without_a_429(limited_server: RunningServer) -> None:
+    dataset = limited_server.create_dataset(FIELDS, mode="PushStreaming")
+
+    async def main() -> AsyncClient:
+        async with AsyncClient(
+            dataset["push_url"],
+            token=limited_server.token,
+            pacing=PacingOptions(time_scale=TIME_SCALE),
+        ) as client:
+            for n in range(20_000):
+                client.push({"n": n, "value": n / 3, "ts": "2024-05-01T12:00:00Z"})
+                if n % 1000 == 0:
+                    await asyncio.sleep(0)  # a producer that yields now and then
+            assert await client.aflush(timeout=120) == 0
+        return client
+
+    client = asyncio.run(main())
+    assert limited_server.count_rows(dataset["id"]) == 20_000
+    assert client.stats.rate_limited == 0
+    url, token = limited_server.url, limited_server.token
+    assert metric(url, token, "pbistream_http_requests_total", status="429") == 0
+
+
+def test_async_client_with_a_spool(fast_server: RunningServer, tmp_path: Path) -> None:
+    dataset = fast_server.create_dataset(FIELDS, mode="PushStreaming")
+
+    async def main() -> int:
+        async with AsyncClient(
+            dataset["push_url"], spool=tmp_path / "a.spool", schema=None
+        ) as client:
+            client.push([{"n": n} for n in range(500)])
+            assert client.stats.spooled == 500
+        return client.stats.sent
+
+    assert asyncio.run(main()) == 500
+    assert fast_server.count_rows(dataset["id"]) == 500
+
+
+def test_push_dataframe_of_a_million_rows(fast_server: RunningServer) -> None:
+    np = pytest.importorskip("numpy")
+    pd = pytest.importorskip("pandas")
+    dataset = fast_server.create_dataset(FIELDS, mode="Push", table="Big")
+    size = 1_000_000
+    df = pd.DataFrame(
+        {
+            "n": np.arange(size, dtype="int64"),
+            "value": np.linspace(0.0, 1.0, size),
+            "ts": pd.date_range("2024-01-01", periods=size, freq="s", tz="UTC"),
+        }
+    )
+    df.loc[7, "value"] = np.nan  # a missing value becomes a null
+    url = f"{fast_server.url}/v1.0/myorg/datasets/{dataset['id']}/tables/Big/rows"
+    started = time.monotonic()
+    with Client(url, auth=fast_server.token, pacing=PacingOptions(enabled=False)) as client:
+        client.push_dataframe(df)
+        assert client.flush(timeout=240) == 0
+    assert client.stats.sent == size and client.stats.dead_lettered == 0
+    assert fast_server.count_rows(dataset["id"], "Big") == size
+    assert time.monotonic() - started < 240
+    with fast_server.client() as http:
+        first = http.get(
+            f"/api/datasets/{dataset['id']}/rows",
+            params={"table": "Big", "limit": 8, "order": "asc"},
+        ).json()["rows"]
+    assert first[0]["data"] == {"n": 0, "value": 0.0, "ts": "2024-01-01T00:00:00.000Z"}
+    assert first[7]["data"]["value"] is None
+
+
+def test_buffer_full_blocks_then_raises_or_drops_the_oldest(tmp_path: Path) -> None:
+    unreachable = f"http://127.0.0.1:{free_port()}/beta/t/datasets/d/rows?key=k"
+    blocking = Client(
+        unreachable,
+        schema=None,
+        buffer=BufferOptions(max_rows=10, when_full="block", timeout=0.2),
+        batch=BatchOptions(max_delay=60),
+    )
+    blocking.push([{"n": n} for n in range(10)])
+    started = time.monotonic()
+    with pytest.raises(BufferFullError, match=r"held 10 rows for 0\.2 s"):
+        blocking.push({"n": 10})
+    assert time.monotonic() - started >= 0.2
+    assert blocking.close(timeout=0.1) == 10
+
+    dropping = Client(
+        unreachable,
+        schema=None,
+        buffer=BufferOptions(max_rows=10, when_full="drop_oldest"),
+        batch=BatchOptions(max_delay=60),
+    )
+    dropping.push([{"n": n} for n in range(25)])
+    assert dropping.stats.dropped == 15 and dropping.pending == 10
+    assert dropping.close(timeout=0.1) == 10
+
+
+AT_EXIT = textwrap.dedent(
+    """
+    import sys
+    from pbistream import Client
+    from pbistream.client import BatchOptions
+    url, spool = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 else None)
+    client = Client(url, schema=None, spool=spool, batch=BatchOptions(max_delay=30),
+                    close_timeout=3)
+    client.push([{"n": n} for n in range(300)])
+    # no flush, no close: the interpreter exits with rows still buffered
+    """
+)
+
+
+def _run_at_exit(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "exit.py"
+    script.write_text(AT_EXIT)
+    return subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+
+
+def test_interpreter_exit_flushes_pending_rows(fast_server: RunningServer, tmp_path: Path) -> None:
+    dataset = fast_server.create_dataset(FIELDS, mode="PushStreaming")
+    done = _run_at_exit(tmp_path, dataset["push_url"])
+    assert done.returncode == 0, done.stderr
+    assert sorted(r["n"] for r in rows_of(fast_server, dataset["id"])) == list(range(300))
+
+
+def test_interpreter_exit_spools_and_reports_what_it_could_not_send(tmp_path: Path) -> None:
+    unreachable = f"http://127.0.0.1:{free_port()}/beta/t/datasets/d/rows?key=SECRET"
+    done = _run_at_exit(tmp_path, unreachable, str(tmp_path / "exit.spool"))
+    assert done.returncode == 0
+    assert "300 rows stay in the spool" in done.stderr
+    assert "SECRET" not in done.stderr
+    lost = _run_at_exit(tmp_path, unreachable)
+    assert "300 rows were NOT delivered before close" in lost.stderr
