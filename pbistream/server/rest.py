@@ -70,9 +70,9 @@ def _group_id(request: Request) -> str | None:
 
 def _base(request: Request) -> str:
     """The request's API root (``http://host/v1.0/myorg[/groups/G]``) for @odata.context."""
-    path = request.url.path
-    root = path.split("/datasets", 1)[0]
-    return f"{str(request.base_url).rstrip('/')}{root}"
+    root = request.url.path.split("/datasets", 1)[0]
+    base = _settings(request).public_url or str(request.base_url)
+    return f"{base.rstrip('/')}{root}"
 
 
 async def _json_body(request: Request) -> Any:
