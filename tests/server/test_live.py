@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from pbistream.server.live import LiveHub, event_stream, format_event, group_by_table
-from pbistream.storage.base import StoredRow
+from pbistream.storage.base import Storage, StoredRow
 from pbistream.testing import RunningServer
 
 Json = dict[str, Any]
@@ -346,11 +346,13 @@ POSTGRES_URL = os.environ.get(
 
 
 @pytest.fixture
-def shared_postgres() -> Iterator[str]:
-    """A storage URL on a fresh PostgreSQL schema (dropped afterwards), or skip."""
+def postgres_replicas() -> Iterator[tuple[Storage, Storage]]:
+    """Two storages (as two replicas would open) on one fresh PostgreSQL schema, or skip."""
     try:
         import psycopg
         from psycopg import sql
+
+        from pbistream.storage.postgres import PostgresStorage
 
         with psycopg.connect(POSTGRES_URL, connect_timeout=3):
             pass
@@ -360,22 +362,23 @@ def shared_postgres() -> Iterator[str]:
             pytest.fail(reason + "; CI=true requires it")
         pytest.skip(reason)
     schema = f"pbistream_live_{secrets.token_hex(6)}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    separator = "&" if "?" in POSTGRES_URL else "?"
+    first = PostgresStorage(POSTGRES_URL, schema=schema, max_size=4)
+    second = PostgresStorage(POSTGRES_URL, schema=schema, max_size=4)
     try:
-        yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+        yield first, second
     finally:
+        first.close()
+        second.close()
         with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
 @pytest.mark.postgres
 def test_two_replicas_on_one_postgres_database_share_the_live_feed(
-    server_factory: Callable[..., RunningServer], shared_postgres: str
+    server_factory: Callable[..., RunningServer], postgres_replicas: tuple[Storage, Storage]
 ) -> None:
-    writer = server_factory(time_scale=60, storage=shared_postgres)
-    reader = server_factory(time_scale=60, storage=shared_postgres, token=writer.token)
+    writer = server_factory(time_scale=60, storage=postgres_replicas[0])
+    reader = server_factory(time_scale=60, storage=postgres_replicas[1], token=writer.token)
     created = writer.create_dataset({"n": "Int64"}, mode="PushStreaming")
     with live(reader, created["id"], params={"after": 0}) as feed:
         feed.wait_connected()
