@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pbistream.server.ui_series import downsample_minmax
 from pbistream.testing import RunningServer
@@ -298,3 +300,79 @@ def test_downsample_keeps_order_bounds_and_every_bucket_extreme() -> None:
 def test_downsample_leaves_small_series_alone() -> None:
     points = [(1.0, 2.0), (2.0, 3.0)]
     assert downsample_minmax(points, 10) == points
+
+
+# --- fuzz: no body or query makes the dashboard endpoints fail with a 5xx -----------------
+
+_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner),
+    max_leaves=20,
+)
+_tile_keys = st.sampled_from(
+    [
+        "id",
+        "type",
+        "title",
+        "datasetId",
+        "table",
+        "fields",
+        "x",
+        "y",
+        "w",
+        "h",
+        "min",
+        "max",
+        "target",
+        "thresholds",
+        "rows",
+        "axis",
+        "windowSeconds",
+        "unit",
+        "decimals",
+    ]
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    tile=st.dictionaries(_tile_keys, _json, max_size=12),
+    kind=st.sampled_from(["card", "line", "bar", "column", "gauge", "table", "x"]),
+    body=_json,
+)
+def test_fuzzed_dashboards_never_get_a_5xx(
+    api: httpx.Client, dataset_id: str, tile: dict[str, Any], kind: str, body: Any
+) -> None:
+    tile = {
+        "id": "f",
+        "type": kind,
+        "datasetId": dataset_id,
+        "table": "RealTimeData",
+        "fields": ["temperature"],
+    } | tile
+    for payload in ({"name": "fuzz", "tiles": [tile]}, body):
+        response = api.post("/api/dashboards", json=payload)
+        assert response.status_code in (201, 400, 413), response.text
+        if response.status_code == 201:
+            api.delete(f"/api/dashboards/{response.json()['id']}")
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    params=st.dictionaries(
+        st.sampled_from(["table", "field", "since", "until", "points"]), st.text(max_size=12)
+    )
+)
+def test_fuzzed_series_queries_never_get_a_5xx(
+    api: httpx.Client, dataset_id: str, params: dict[str, str]
+) -> None:
+    response = api.get(f"/api/datasets/{dataset_id}/series", params=params)
+    assert response.status_code in (200, 400), response.text
