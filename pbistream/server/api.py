@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from pbistream import limits
 from pbistream.redact import new_secret
 from pbistream.schema import Dataset, Mode
 from pbistream.server.auth import is_authorized
@@ -73,14 +74,23 @@ def _storage(request: Request) -> Storage:
     return storage
 
 
-def streaming_floor(dataset: Dataset, settings: Settings) -> float | None:
+def streaming_floor(dataset: Dataset, settings: Settings | float) -> float | None:
     """The earliest arrival time still readable: Streaming-only rows live 60 minutes.
 
     The housekeeping task deletes them a little later; this makes the cut exact.
+
+    Args:
+        dataset: The dataset; only a Streaming one has a floor.
+        settings: The server's settings (their cache length and time scale), or
+            just a time scale for the documented 60 minutes.
     """
-    if dataset.mode is Mode.STREAMING:
-        return time.time() - settings.scaled(settings.streaming_cache_seconds)
-    return None
+    if dataset.mode is not Mode.STREAMING:
+        return None
+    if isinstance(settings, Settings):
+        window = settings.scaled(settings.streaming_cache_seconds)
+    else:
+        window = limits.STREAMING_CACHE_SECONDS.value / float(settings)
+    return time.time() - window
 
 
 def tenant_id(storage: Storage) -> str:

@@ -63,9 +63,10 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSer
 def _seed(server: RunningServer) -> Json:
     """Fresh real datasets, so generated requests also hit existing ids (some get deleted)."""
     streaming = server.create_dataset(FIELDS, mode="PushStreaming", name="fuzz stream")
+    cache_only = server.create_dataset(FIELDS, mode="Streaming", name="fuzz cache")
     push = server.create_dataset(FIELDS, mode="Push", table="Facts", name="fuzz push")
     grouped = server.create_dataset(FIELDS, mode="Push", table="Facts", group_id=GROUP)
-    return {"streaming": streaming, "push": push, "grouped": grouped}
+    return {"streaming": streaming, "cache": cache_only, "push": push, "grouped": grouped}
 
 
 def _real_parameters(path: str, seeded: Json, server: RunningServer) -> dict[str, str]:
@@ -75,8 +76,8 @@ def _real_parameters(path: str, seeded: Json, server: RunningServer) -> dict[str
         values = {"workspaceId": server.app.state.tenant_id, "datasetId": seeded["streaming"]["id"]}
     elif path.startswith("/v1.0/"):
         values = {"datasetId": seeded["push"]["id"], "tableName": "Facts"}
-    else:
-        values = {"datasetId": seeded["streaming"]["id"]}
+    else:  # /api/...: a Streaming-only dataset takes the cache-window code paths
+        values = {"datasetId": seeded["cache"]["id"]}
     return {k: v for k, v in values.items() if "{" + k + "}" in path}
 
 
