@@ -229,7 +229,7 @@ async def ingest(
         fifo = None
         if dataset.retention is Retention.BASIC_FIFO:
             fifo = (settings.fifo_min_rows, settings.fifo_max_rows)
-        elif streaming_only is False:
+        elif not streaming_only:  # the streaming cache expires instead of filling up
             known = throttle.known_row_count(dataset.id, table.name)
             throttle.check_capacity(table.name, known or 0, len(rows))
         result, good, received_at = await anyio.to_thread.run_sync(

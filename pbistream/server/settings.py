@@ -140,7 +140,7 @@ class Settings:
 
         Args:
             flags: Values given on the command line; ``None`` values mean "not given".
-                Strings are cast like environment values; other values are taken as is.
+                Every value is checked with the same cast as an environment value.
             environ: The environment to read (``os.environ`` when omitted).
 
         Raises:
@@ -156,12 +156,12 @@ class Settings:
                 raw, source = environ[setting.env_var], setting.env_var
             if raw is None:
                 continue
-            if isinstance(raw, str):
-                try:
-                    raw = setting.cast(raw)
-                except ValueError as exc:
-                    raise ConfigError(f"{source}={raw!r} is not valid: {exc}") from None
-            values[setting.name] = raw
+            # Flags arrive typed by click, variables as text: check both with one cast.
+            text = raw if isinstance(raw, str) else str(raw)
+            try:
+                values[setting.name] = setting.cast(text)
+            except ValueError as exc:
+                raise ConfigError(f"{source}={text!r} is not valid: {exc}") from None
         unknown = set(flags) - {s.name for s in SETTINGS}
         if unknown:
             raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")

@@ -88,3 +88,15 @@ def test_every_setting_is_documented() -> None:
     limits_md = (docs / "limits.md").read_text(encoding="utf-8")
     for setting in SETTINGS:
         assert f"`{setting.name}`" in server_md or f"`{setting.name}`" in limits_md, setting.name
+
+
+def test_typed_flags_are_checked_like_environment_values() -> None:
+    with pytest.raises(ConfigError, match="--port='70000' is not valid"):
+        Settings.from_sources({"port": 70000}, {})
+    assert Settings.from_sources({"limits": False, "time_scale": 60.0}, {}).limits is False
+
+
+def test_serve_with_a_bad_port_flag_is_one_red_line() -> None:
+    result = CliRunner().invoke(main, ["serve", "--port", "70000"])
+    assert result.exit_code == 1
+    assert "--port='70000' is not valid" in result.output
