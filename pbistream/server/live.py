@@ -23,6 +23,7 @@ import orjson
 from pbistream.storage.base import Storage, StoredRow
 
 __all__ = [
+    "DEFAULT_QUEUE_ROWS",
     "DEFAULT_QUEUE_SIZE",
     "LiveBatch",
     "LiveHub",
@@ -32,9 +33,11 @@ __all__ = [
     "group_by_table",
 ]
 
-# Batches (one per publish call), not rows: a 10,000-row post is one entry. A
-# subscriber this far behind is better served by reading storage.
+# A subscriber this far behind is better served by reading storage. Counted in
+# batches (one per publish call) and in rows, so a few 10,000-row posts cannot pin
+# much memory either (the rows themselves are shared by every subscriber).
 DEFAULT_QUEUE_SIZE = 256
+DEFAULT_QUEUE_ROWS = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +56,24 @@ class Subscription:
     storage and subscribe again.
     """
 
-    __slots__ = ("_loop", "_queue", "_size", "closed", "dataset_id", "lagged")
+    __slots__ = (
+        "_loop",
+        "_max_rows",
+        "_queue",
+        "_queued_rows",
+        "_size",
+        "closed",
+        "dataset_id",
+        "lagged",
+    )
 
-    def __init__(self, dataset_id: str, loop: asyncio.AbstractEventLoop, size: int) -> None:
+    def __init__(
+        self,
+        dataset_id: str,
+        loop: asyncio.AbstractEventLoop,
+        size: int,
+        max_rows: int = DEFAULT_QUEUE_ROWS,
+    ) -> None:
         self.dataset_id = dataset_id
         self.lagged = False
         self.closed = False
@@ -63,14 +81,21 @@ class Subscription:
         # One extra slot so the "you are dropped" wake-up always fits.
         self._queue: asyncio.Queue[LiveBatch | None] = asyncio.Queue(maxsize=size + 1)
         self._size = size
+        self._max_rows = max_rows
+        self._queued_rows = 0
 
     def _offer(self, batch: LiveBatch) -> bool:
-        """Queue a batch (event-loop thread only); False when the subscriber is too slow."""
-        if self._queue.qsize() >= self._size:
+        """Queue a batch (event-loop thread only); False when the subscriber is too slow.
+
+        One batch always fits an empty queue, however many rows it holds.
+        """
+        too_many_rows = self._queued_rows + len(batch.rows) > self._max_rows
+        if self._queue.qsize() >= self._size or (too_many_rows and not self._queue.empty()):
             self.lagged = True
             self._queue.put_nowait(None)  # the spare slot: wakes the reader
             return False
         self._queue.put_nowait(batch)
+        self._queued_rows += len(batch.rows)
         return True
 
     def _wake(self) -> None:
@@ -101,6 +126,7 @@ class Subscription:
             if item is None:
                 return batches or None
             batches.append(item)
+            self._queued_rows -= len(item.rows)
             if self._queue.empty():
                 return batches
             item = self._queue.get_nowait()
@@ -109,8 +135,11 @@ class Subscription:
 class LiveHub:
     """Per-dataset fan-out of new rows to subscribers (asyncio queues, bounded)."""
 
-    def __init__(self, *, queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
+    def __init__(
+        self, *, queue_size: int = DEFAULT_QUEUE_SIZE, queue_rows: int = DEFAULT_QUEUE_ROWS
+    ) -> None:
         self._queue_size = queue_size
+        self._queue_rows = queue_rows
         self._subscribers: dict[str, set[Subscription]] = {}
         self._closed = False
         # publish() may come from a worker thread; the queues must only be touched
@@ -173,7 +202,9 @@ class LiveHub:
         Yields:
             The subscription; it is removed from the hub when the block exits.
         """
-        sub = Subscription(dataset_id, asyncio.get_running_loop(), self._queue_size)
+        sub = Subscription(
+            dataset_id, asyncio.get_running_loop(), self._queue_size, self._queue_rows
+        )
         if self._closed:
             sub._wake()
         else:

@@ -88,6 +88,21 @@ def test_a_slow_subscriber_is_dropped_not_buffered_without_bound() -> None:
     asyncio.run(scenario())
 
 
+def test_queued_rows_are_bounded_too_but_one_big_batch_always_fits() -> None:
+    async def scenario() -> None:
+        hub = LiveHub(queue_rows=100)
+        async with hub.subscribe("a") as sub:
+            hub.publish("a", "T", _rows(1, 500))  # alone in an empty queue: fits
+            got = await sub.get(timeout=1)
+            assert got is not None and len(got[0].rows) == 500
+            hub.publish("a", "T", _rows(501, 60))
+            hub.publish("a", "T", _rows(561, 60))  # 120 rows queued > 100: dropped
+            assert sub.lagged
+            assert hub.subscriber_count == 0
+
+    asyncio.run(scenario())
+
+
 def test_publish_from_a_worker_thread_is_handed_to_the_loop() -> None:
     async def scenario() -> None:
         hub = LiveHub()
