@@ -3,7 +3,8 @@
 Nothing happens at import time: tests and the pytest plugin build as many isolated
 apps as they like. The middleware, outermost first:
 
-1. :class:`LiberalRequests`: collapses duplicate slashes (Power BI accepts them),
+1. :class:`LiberalRequests`: collapses duplicate slashes and drops a trailing one
+   on API paths (Power BI accepts both),
    stamps a ``RequestId`` header on every response, and writes our own access-log
    line with every URL redacted (uvicorn's access log is off: it would print keys).
 2. ``metrics.MetricsMiddleware``: counts requests per method, route template, status.
@@ -40,10 +41,11 @@ __all__ = ["LiberalRequests", "create_app"]
 access_logger = logging.getLogger("pbistream.access")
 _DUPLICATE_SLASHES = re.compile(r"/{2,}")
 _DUPLICATE_SLASHES_BYTES = re.compile(rb"/{2,}")
+_API_PREFIXES = ("/v1.0/", "/beta/")
 
 
 class LiberalRequests:
-    """Collapse ``//`` in paths, add a ``RequestId`` header, log one redacted line.
+    """Collapse ``//`` (and a trailing ``/`` on API paths), add ``RequestId``, log one line.
 
     Args:
         app: The wrapped ASGI app.
@@ -58,12 +60,17 @@ class LiberalRequests:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        if "//" in path:
+        # A trailing slash on a Power BI API path would otherwise be a 307 redirect,
+        # which most HTTP clients do not follow for POST.
+        trailing = path.endswith("/") and path.startswith(_API_PREFIXES) and len(path) > 1
+        if "//" in path or trailing:
             scope = dict(scope)
-            scope["path"] = _DUPLICATE_SLASHES.sub("/", path)
+            path = _DUPLICATE_SLASHES.sub("/", path)
+            scope["path"] = path.rstrip("/") if trailing else path
             raw = scope.get("raw_path")
             if isinstance(raw, bytes):
-                scope["raw_path"] = _DUPLICATE_SLASHES_BYTES.sub(b"/", raw)
+                raw = _DUPLICATE_SLASHES_BYTES.sub(b"/", raw)
+                scope["raw_path"] = raw.rstrip(b"/") if trailing else raw
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

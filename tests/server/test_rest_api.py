@@ -476,6 +476,14 @@ def test_duplicate_slashes_are_collapsed(
     assert api.get(f"/v1.0/myorg//datasets/{dataset_id}").status_code == 200
 
 
+def test_a_trailing_slash_is_accepted(api: httpx.Client) -> None:
+    dataset_id = created_id(api)
+    response = api.post(f"{PBI}/datasets/{dataset_id}/tables/Product/rows/", json=[ROW])
+    assert response.status_code == 200
+    assert api.get(f"{PBI}/datasets/").status_code == 200
+    assert api.post(f"{PBI}/datasets/", json=SALES).status_code == 201
+
+
 def test_bodies_and_form_content_types_on_get_and_delete_are_ignored(api: httpx.Client) -> None:
     dataset_id = created_id(api)
     form = {"Content-Type": "application/x-www-form-urlencoded"}
