@@ -292,3 +292,27 @@ def test_tiles_can_be_added_edited_moved_resized_and_removed(
         page.locator(f'[data-tile-id="{line["id"]}"] button[title="Remove tile"]').click()
         wait_tiles_ready(page, 1)
         assert [t["id"] for t in api.get(f"/api/dashboards/{board}").json()["tiles"]] == ["c"]
+
+
+def test_many_tabs_share_one_live_connection(pbistream_server: RunningServer, page: Any) -> None:
+    # A browser keeps at most six HTTP/1.1 connections to a host; one EventSource per
+    # tab would hang the seventh tab. The tabs share one feed through a SharedWorker.
+    dataset = pbistream_server.create_dataset({"temperature": "Number"}, name="tabs")
+    with pbistream_server.client() as api:
+        board = make_dashboard(
+            api, dataset["id"], [{"id": "c", "type": "card", "fields": ["temperature"]}]
+        )
+    login(page, pbistream_server, f"#/dashboards/{board}")
+    wait_tiles_ready(page, 1)
+    tabs = [page]
+    for _ in range(8):
+        tab = page.context.new_page()
+        tab.goto(f"{pbistream_server.url}/ui/#/dashboards/{board}", timeout=5_000)
+        tab.wait_for_selector('[data-testid="tile"]', timeout=5_000)
+        tabs.append(tab)
+    for value in (7, 8):  # the second row also reaches tabs that joined a running feed
+        assert httpx.post(dataset["push_url"], json=[{"temperature": value}]).status_code == 200
+        for tab in tabs:
+            tab.wait_for_function(card_shows(str(value)), timeout=5_000)
+    for tab in tabs[1:]:
+        tab.close()

@@ -108,11 +108,16 @@ async function startTiles(state) {
   const cursors = new Map(await Promise.all(ids.map(async (id) => {
     try { const rows = await API.readRows(id, null, { limit: 1 }); return [id, rows.length ? rows[0].id : 0]; } catch { return [id, 0]; }
   })));
-  for (const id of ids) {
-    state.feeds.subscribe(id, cursors.get(id), (table, rows) => {
+  // The feed may already run in another tab, past our cursor: it says from where it
+  // serves us, and history is read up to there.
+  const feeds = state.feeds;
+  await Promise.all(ids.map(async (id) => {
+    const from = await feeds.subscribe(id, cursors.get(id), (table, rows) => {
       for (const tile of state.tiles) if (tile.dataset && tile.dataset.id === id) tile.apply(table, rows);
     });
-  }
+    cursors.set(id, Math.max(cursors.get(id), from));
+  }));
+  if (state.feeds !== feeds) return; // the dashboard was redrawn meanwhile
   await Promise.all(state.tiles.map((t) => t.load(t.dataset ? cursors.get(t.dataset.id) : 0)));
 }
 
