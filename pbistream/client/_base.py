@@ -187,6 +187,7 @@ class BaseClient:
         self.state = ClientState.UNOPENED
         self._lock = threading.Lock()
         self._max_bytes = self.batch_options.max_body_bytes or self.sink.default_max_bytes
+        self._row_bytes = 0.0  # running estimate of one encoded row (sizes the takes)
 
         self._memory = MemoryQueue(self.buffer_options, self._lock)
         self._spool_queue: SpoolQueue | None = None
@@ -354,6 +355,9 @@ class BaseClient:
 
     def _take_locked(self, max_rows: int) -> tuple[list[Item], int | None]:
         """Take rows for a batch; memory rows under the lock, spool rows from disk."""
+        if self._row_bytes:
+            # Take about what fits the byte limit, not 10,000 rows to give most back.
+            max_rows = max(1, min(max_rows, int(self._max_bytes / self._row_bytes)))
         if self._spool_queue is not None:
             return self._spool_queue.take(max_rows)
         return self._memory.take_locked(max_rows), None
@@ -404,6 +408,11 @@ class BaseClient:
             self._dead_letter(dead)
         if not kept:
             return None
+        # A running estimate of a row's encoded size, to size the next take.
+        measured = builder.size / len(kept)
+        self._row_bytes = (
+            measured if not self._row_bytes else 0.8 * self._row_bytes + 0.2 * measured
+        )
         seq = prior_seq if prior_seq is not None else self._seq.next(time.time())
         if self.spool is not None and prior_seq is None:
             self.spool.assign([ref for ref, _, _ in kept if ref is not None], seq)

@@ -138,7 +138,9 @@ class Pacer:
 
     It logs its own POSTs and rows and allows a new POST only when every sliding
     window still has room, which is stricter than both fixed and sliding counting on
-    the server. Windows are scaled by ``time_scale`` and widened by ``safety``.
+    the server. Each POST is dated by its answer (see :meth:`completed`), so network
+    delays cannot squeeze more requests into the server's window than ours. Windows
+    are scaled by ``time_scale`` and widened by ``safety``.
     """
 
     def __init__(self, options: PacingOptions, *, table_rows: int = 0) -> None:
@@ -199,6 +201,19 @@ class Pacer:
         self._posts.append(now)
         self._rows.append((now, rows))
         self._rows_in_hour += rows
+
+    def completed(self, now: float) -> None:
+        """Move the latest POST's time to ``now``, when its answer (or failure) came.
+
+        The server counts a request at some moment between our send and its answer. By
+        dating each request at its answer and each new one at its send, the gap we keep
+        between them is never shorter than the server sees, however slow the network.
+        """
+        if self._posts:
+            self._posts[-1] = max(self._posts[-1], now)
+        if self._rows:
+            sent_at, rows = self._rows[-1]
+            self._rows[-1] = (max(sent_at, now), rows)
 
 
 @dataclass(slots=True)
@@ -302,6 +317,7 @@ class Engine:
         batch = self._current
         if batch is None:
             raise RuntimeError("no batch in flight")
+        self.pacer.completed(now)
         status = outcome.status
         if status is not None and 200 <= status < 300:
             self._current = None

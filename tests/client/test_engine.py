@@ -166,3 +166,13 @@ def test_options_reject_nonsense() -> None:
         PacingOptions(time_scale=0)
     with pytest.raises(ConfigError):
         RetryOptions(backoff_base=-1)
+
+
+def test_a_post_is_dated_by_its_answer_so_latency_cannot_squeeze_the_window() -> None:
+    engine = make_engine(safety=0.0, posts_per_minute=2)
+    send_one(engine, 0.0)
+    engine.on_response(5.0, Outcome(200))  # the answer took 5 s: the server counted it
+    send_one(engine, 5.0)  # somewhere in [0, 5]; we assume 5
+    engine.on_response(5.1, Outcome(200))
+    assert engine.poll(60.0, buffered=1, oldest_at=0.0, flushing=True) == Wait(pytest.approx(5.0))
+    assert engine.poll(65.0, buffered=1, oldest_at=0.0, flushing=True) == Take(100)
