@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -224,3 +225,14 @@ def test_an_id_cannot_reach_another_endpoint(pbistream_server: RunningServer) ->
     # "../../metrics" would be GET /metrics if the id were pasted into the path as is.
     line = one_line_error(run(pbistream_server, "show", "../../metrics"))
     assert "404" in line
+
+
+def test_a_pbi_error_body_is_read_for_its_message(
+    server_factory: Callable[..., RunningServer],
+) -> None:
+    # Deprecation mode answers Power BI's FeatureDeprecatedError, whose text sits in
+    # pbi.error.details rather than in a message.
+    server = server_factory(deprecation=True)
+    line = one_line_error(run(server, "create", "S", "--field", "v:Number"))
+    assert "FeatureDeprecatedError" in line
+    assert "Creation of streaming dataset is deprecated" in line

@@ -108,9 +108,20 @@ class ServerClient:
 
 
 def _describe_error(response: httpx.Response) -> str:
+    """One line from any of Power BI's three error shapes (reference §1.8)."""
     try:
         error = response.json()["error"]
-        detail = f"{error.get('code', '')}: {error.get('message') or error.get('code')}"
+        code = str(error.get("code", ""))
+        texts = [error.get("message")]
+        texts += [d.get("message") for d in error.get("details") or [] if isinstance(d, dict)]
+        pbi = error.get("pbi.error") or {}
+        texts += [
+            (d.get("detail") or {}).get("value")
+            for d in pbi.get("details") or []
+            if isinstance(d, dict) and d.get("code") != "LearnMoreLink"
+        ]
+        message = next((t for t in texts if isinstance(t, str) and t), code)
+        detail = f"{code}: {message}" if message != code else code
     except (ValueError, KeyError, TypeError, AttributeError):
         detail = response.text[:200] or response.reason_phrase
     return redact_text(f"the server answered {response.status_code} {detail}".strip())
