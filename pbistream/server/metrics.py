@@ -9,6 +9,7 @@ small and a dependency would buy nothing.
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 import time
@@ -40,6 +41,9 @@ DURATION_BUCKETS: tuple[float, ...] = (
     10.0,
 )
 UNMATCHED_ROUTE = "<unmatched>"
+# Any token is a valid HTTP method: a client inventing new ones must not grow the
+# label set (and memory) without bound, so the rest are counted as "other".
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -74,11 +78,7 @@ class Metrics:
 
     def observe_duration(self, route: str, seconds: float) -> None:
         """Record how long one request took to answer, in the duration histogram."""
-        index = len(self._buckets)
-        for i, bound in enumerate(self._buckets):
-            if seconds <= bound:
-                index = i
-                break
+        index = bisect.bisect_left(self._buckets, seconds)  # first bound >= seconds
         with self._lock:
             counts, total, count = self._durations.get(route) or ([0] * len(self._buckets), 0.0, 0)
             if index < len(counts):
@@ -240,6 +240,8 @@ class MetricsMiddleware:
 
         started = time.perf_counter()
         method = str(scope.get("method", "GET"))
+        if method not in KNOWN_METHODS:
+            method = "other"
         # The template is looked up once, when the response starts (routing is done).
         route = ""
         streaming = False

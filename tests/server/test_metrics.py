@@ -183,7 +183,14 @@ def test_middleware_counts_a_crash_as_500_under_its_route_template() -> None:
             assert (await client.get("/items/secret-id")).status_code == 500
             assert (await client.get("/ok/1")).status_code == 200
 
+            for verb in ("BREW", "WHEN", "BREW"):  # made-up methods share one label
+                await client.request(verb, "/ok/2")
+
     asyncio.run(scenario())
     snap = app.state.metrics.snapshot()
-    assert snap["requests"] == {("GET", "/items/{item_id}", "500"): 1, ("GET", "/ok/{n}", "200"): 1}
+    assert snap["requests"] == {
+        ("GET", "/items/{item_id}", "500"): 1,
+        ("GET", "/ok/{n}", "200"): 1,
+        ("other", "/ok/{n}", "405"): 3,
+    }
     assert snap["durations"]["/items/{item_id}"][2] == 1
