@@ -47,8 +47,7 @@ class AsyncClient(BaseClient):
     _rest_sink = AsyncRestApiSink
     _may_block = False
 
-    def __init__(self, target: Any, **kwargs: Any) -> None:
-        super().__init__(target, **kwargs)
+    def _init_driver(self) -> None:
         self._wakeup: asyncio.Event | None = None
         self._settled_event: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None

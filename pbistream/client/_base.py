@@ -220,6 +220,11 @@ class BaseClient:
         self._engine = Engine(
             batch=self.batch_options, pacing=self.pacing_options, retry=self.retry_options
         )
+        self._init_driver()
+
+    def _init_driver(self) -> None:
+        """The driver's own state (threads or tasks start later, on open)."""
+        raise NotImplementedError
 
     # --- construction helpers ------------------------------------------------------
 

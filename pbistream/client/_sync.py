@@ -62,8 +62,7 @@ class Client(BaseClient):
     _push_url_sink = PushUrlSink
     _rest_sink = RestApiSink
 
-    def __init__(self, target: Any, **kwargs: Any) -> None:
-        super().__init__(target, **kwargs)
+    def _init_driver(self) -> None:
         self._cond = threading.Condition(self._lock)
         self._settled = threading.Condition(self._lock)
         self._stop = False
