@@ -19,7 +19,13 @@ from pbistream.server.errors import BadRequest, InvalidRequest
 from pbistream.server.settings import Settings
 from pbistream.values import parse_data_type
 
-__all__ = ["DatasetDefinition", "check_dataset", "check_table", "is_valid_table_name"]
+__all__ = [
+    "DatasetDefinition",
+    "check_dataset",
+    "check_table",
+    "initial_rows",
+    "is_valid_table_name",
+]
 
 _TYPE_PREFIX = "Microsoft.PowerBI.ServiceContracts.Api."
 _DATASET_PROPS = {"name", "tables", "defaultMode", "relationships", "datasources"}
@@ -48,6 +54,8 @@ class DatasetDefinition:
     mode: Mode
     tables: list[Table]
     properties: dict[str, Any] = field(default_factory=dict)
+    #: Rows that came inside table definitions (``Table.rows``), by table name.
+    rows: dict[str, list[Any]] = field(default_factory=dict)
 
 
 def is_valid_table_name(name: object) -> bool:
@@ -85,6 +93,10 @@ def _list(value: Any, what: str) -> list[Any]:
     return value
 
 
+def _absent_as_empty(value: Any) -> Any:
+    return [] if value is None or value == "" else value
+
+
 def _name(value: Any, what: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise BadRequest(f"{what} needs a non-empty 'name'")
@@ -103,7 +115,8 @@ def _check_column(raw: Any, where: str, mode: Mode, target: str) -> Column:
         data_type = parse_data_type(col["dataType"])
     except ValueError as exc:
         raise BadRequest(f"{where} ({name!r}): {exc}") from None
-    extra = {k: v for k, v in col.items() if k not in ("name", "dataType")}
+    # An explicit null is "not set": client libraries send every property they know.
+    extra = {k: v for k, v in col.items() if k not in ("name", "dataType") and v is not None}
     if extra and mode is not Mode.PUSH:
         raise InvalidRequest(
             "This dataset or endpoint does not support column properties other than name "
@@ -131,10 +144,30 @@ def _check_measure(raw: Any, where: str, target: str) -> dict[str, Any]:
     return measure
 
 
+def initial_rows(raw_table: Any, settings: Settings) -> list[Any]:
+    """The ``rows`` a table definition carries (the swagger's ``Table.rows``), unchecked.
+
+    Raises:
+        ApiError: ``rows`` is not an array, or holds more than a POST may.
+    """
+    rows = raw_table.get("rows") if isinstance(raw_table, dict) else None
+    if rows is None or rows == "":
+        return []
+    rows = _list(rows, f"table {raw_table.get('name')!r} rows")
+    if settings.limits and len(rows) > settings.max_rows_per_post:
+        raise InvalidRequest(
+            f"table {raw_table.get('name')!r} carries {len(rows):,} rows; at most "
+            f"{settings.max_rows_per_post:,} may come with a definition"
+        )
+    return rows
+
+
 def check_table(
     raw: Any, settings: Settings, mode: Mode, *, where: str = "table", target: str = "dataset"
 ) -> Table:
     """Check one table definition strictly and return it as a :class:`Table`.
+
+    Its ``rows`` are not part of the table: read them with :func:`initial_rows`.
 
     Raises:
         ApiError: The definition breaks a rule; the message says which.
@@ -167,14 +200,15 @@ def check_table(
         seen.add(col.name)
     measures = [
         _check_measure(m, f"table {name!r} measure {i}", target)
-        for i, m in enumerate(_list(table.get("measures", []), f"table {name!r} measures"))
-    ]
-    if table.get("rows"):
-        raise InvalidRequest(
-            f"table {name!r}: rows in a table definition are not supported; "
-            "POST them to .../tables/{table}/rows"
+        for i, m in enumerate(
+            _list(_absent_as_empty(table.get("measures")), f"table {name!r} measures")
         )
-    props = {k: v for k, v in table.items() if k not in ("name", "columns", "rows", "measures")}
+    ]
+    props = {
+        k: v
+        for k, v in table.items()
+        if k not in ("name", "columns", "rows", "measures") and v is not None
+    }
     if measures:
         props["measures"] = measures
     return Table(name, tuple(columns), props)
@@ -215,7 +249,8 @@ def check_dataset(raw: Any, settings: Settings) -> DatasetDefinition:
     _unknown_property(set(body), _DATASET_PROPS, "Dataset", "dataset")
     name = _name(body.get("name"), "The dataset")
     mode = Mode.PUSH
-    if body.get("defaultMode") is not None:
+    # Some client libraries send "" for properties they leave unset; Push is the default.
+    if body.get("defaultMode") not in (None, ""):
         if not isinstance(body["defaultMode"], str):
             raise BadRequest("defaultMode must be a string: Push, Streaming or PushStreaming")
         try:
@@ -237,7 +272,7 @@ def check_dataset(raw: Any, settings: Settings) -> DatasetDefinition:
             raise BadRequest(f"two tables are named {table.name!r}")
         tables[table.name] = table
     props: dict[str, Any] = {}
-    raw_rels = _list(body.get("relationships", []), "relationships")
+    raw_rels = _list(_absent_as_empty(body.get("relationships")), "relationships")
     if len(raw_rels) > settings.max_relationships:
         raise BadRequest(
             f"the dataset has {len(raw_rels)} relationships; at most "
@@ -247,7 +282,14 @@ def check_dataset(raw: Any, settings: Settings) -> DatasetDefinition:
         props["relationships"] = [
             _check_relationship(r, f"relationship {i}", tables) for i, r in enumerate(raw_rels)
         ]
-    if body.get("datasources") is not None:
+    datasources = _list(_absent_as_empty(body.get("datasources")), "datasources")
+    if datasources:
         # "Not applicable for Push datasets" (S8): kept verbatim, never used.
-        props["datasources"] = _list(body["datasources"], "datasources")
-    return DatasetDefinition(name, mode, list(tables.values()), props)
+        props["datasources"] = datasources
+    rows = {
+        t.name: initial_rows(raw, settings)
+        for t, raw in zip(tables.values(), raw_tables, strict=True)
+    }
+    return DatasetDefinition(
+        name, mode, list(tables.values()), props, {k: v for k, v in rows.items() if v}
+    )

@@ -36,7 +36,7 @@ from pbistream.server.throttle import Throttle
 from pbistream.storage.base import InsertResult, Storage, StoredRow
 from pbistream.values import RowError
 
-__all__ = ["SEQUENCE_HEADER", "ingest", "read_body"]
+__all__ = ["SEQUENCE_HEADER", "ingest", "normalize_or_refuse", "read_body"]
 
 logger = logging.getLogger("pbistream.server")
 
@@ -132,6 +132,21 @@ def _row_error_response(errors: list[RowError], unknown: UnknownFields) -> ApiEr
     return InvalidRequest(message, details=details)
 
 
+def normalize_or_refuse(
+    table: Table, rows: list[Any], unknown: UnknownFields
+) -> list[dict[str, Any]]:
+    """Every row normalised by the table's value rules, or an error naming the first bad one.
+
+    Raises:
+        ApiError: 400 (or 404 for an unknown field when ``unknown`` is "404").
+    """
+    rules = table.rules(unknown="ignore" if unknown == "ignore" else "error")
+    good, errors = rules.normalize_rows(rows)
+    if errors:
+        raise _row_error_response(errors, unknown)
+    return good
+
+
 def _normalize_and_store(
     storage: Storage,
     dataset: Dataset,
@@ -142,10 +157,7 @@ def _normalize_and_store(
     fifo: tuple[int, int] | None,
 ) -> tuple[InsertResult, list[dict[str, Any]], float]:
     """Validate every row, then insert them all in one transaction (worker thread)."""
-    rules = table.rules(unknown="ignore" if unknown == "ignore" else "error")
-    good, errors = rules.normalize_rows(rows)
-    if errors:
-        raise _row_error_response(errors, unknown)
+    good = normalize_or_refuse(table, rows, unknown)
     received_at = time.time()
     try:
         result = storage.insert_rows(

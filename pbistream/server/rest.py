@@ -7,6 +7,7 @@ own datasets, as in Power BI. Shapes and status codes follow reference ยง1 and ย
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from starlette.routing import BaseRoute, Route
 
 from pbistream.redact import new_secret
 from pbistream.schema import Dataset, Mode, Retention
-from pbistream.server.definitions import check_dataset, check_table
+from pbistream.server.definitions import check_dataset, check_table, initial_rows
 from pbistream.server.errors import (
     BadRequest,
     EntityNotFound,
@@ -30,7 +31,7 @@ from pbistream.server.errors import (
     PayloadTooLarge,
     PbiJSONResponse,
 )
-from pbistream.server.ingest import ingest, read_body
+from pbistream.server.ingest import ingest, normalize_or_refuse, read_body
 from pbistream.server.settings import Settings
 from pbistream.server.throttle import Throttle
 from pbistream.storage.base import Storage
@@ -142,7 +143,17 @@ async def create_dataset(request: Request) -> Response:
         created_at=time.time(),
         properties=definition.properties,
     )
+    # Rows inside table definitions (Table.rows) are checked before anything is created.
+    prepared = {
+        table.name: await _run(
+            normalize_or_refuse, table, definition.rows[table.name], settings.rest_unknown_fields
+        )
+        for table in definition.tables
+        if definition.rows.get(table.name)
+    }
     await _run(_storage(request).create_dataset, dataset)
+    for table_name, rows in prepared.items():
+        await _store_initial_rows(request, dataset, table_name, rows)
     body = {
         "@odata.context": f"{_base(request)}/$metadata#datasets/$entity",
         "id": dataset.id,
@@ -150,6 +161,25 @@ async def create_dataset(request: Request) -> Response:
         "defaultRetentionPolicy": retention.value,
     }
     return PbiJSONResponse(body, status_code=201)
+
+
+async def _store_initial_rows(
+    request: Request, dataset: Dataset, table_name: str, rows: list[dict[str, Any]]
+) -> None:
+    fifo = None
+    if dataset.retention is Retention.BASIC_FIFO:
+        settings = _settings(request)
+        fifo = (settings.fifo_min_rows, settings.fifo_max_rows)
+    storage = _storage(request)
+    insert = functools.partial(
+        storage.insert_rows, dataset.id, table_name, rows, received_at=time.time(), fifo=fifo
+    )
+    result = await _run(insert)
+    throttle: Throttle = request.app.state.throttle
+    throttle.set_row_count(dataset.id, table_name, result.row_count)
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.rows_ingested(result.stored)
 
 
 async def list_datasets(request: Request) -> Response:
@@ -196,12 +226,17 @@ async def put_table(request: Request) -> Response:
     settings = _settings(request)
     dataset = await _dataset(request)
     name = request.path_params["table_name"]
-    table = check_table(await _json_body(request), settings, dataset.mode, target="table")
+    raw = await _json_body(request)
+    table = check_table(raw, settings, dataset.mode, target="table")
+    rows = initial_rows(raw, settings)
     if table.name != name:
         raise BadRequest(f"The body's table name {table.name!r} does not match the URL's {name!r}.")
     if dataset.table(name) is None and len(dataset.tables) >= settings.max_tables:
         raise BadRequest(f"The dataset already has {settings.max_tables} tables, the most allowed.")
+    good = await _run(normalize_or_refuse, table, rows, settings.rest_unknown_fields)
     await _run(_storage(request).replace_table, dataset.id, table)
+    if good:
+        await _store_initial_rows(request, dataset, table.name, good)
     return PbiJSONResponse({"name": table.name})
 
 

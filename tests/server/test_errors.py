@@ -153,6 +153,8 @@ def test_many_bad_rows_name_the_first_and_count_the_rest(
         b'{"name": "x", "tables": [{"name": "T", "columns": '
         b'[{"name": "a\\u0001", "dataType": "Int64"}]}]}',
         b'{"name": "x", "tables": [{"name": "T", "columns": [], "rows": [{"a": 1}]}]}',
+        b'{"name": "x", "tables": [{"name": "T", "columns": [], "rows": {"a": 1}}]}',
+        b'{"name": "x", "datasources": "none", "tables": []}',
         b'{"name": "x", "tables": [{"name": "T", "columns": []}, {"name": "T", "columns": []}]}',
         b'{"name": "x", "defaultMode": "AsAzure", "tables": []}',
         b'{"name": "x", "defaultMode": 1, "tables": []}',

@@ -506,3 +506,54 @@ def test_every_response_carries_a_request_id(api: httpx.Client) -> None:
     }
     assert len(ids) == 3
     assert all(uuid.UUID(i) for i in ids)
+
+
+def test_rows_inside_table_definitions_are_stored(
+    api: httpx.Client, pbistream_server: RunningServer
+) -> None:
+    table = {**SALES["tables"][0], "rows": [ROW, {**ROW, "ProductID": 2}]}  # type: ignore[index]
+    dataset_id = created_id(api, {**SALES, "tables": [table]})
+    assert [r["ProductID"] for r in stored(pbistream_server, dataset_id)] == [1, 2]
+    bad = {**table, "rows": [{**ROW, "ProductID": "one"}]}
+    response = create(api, {**SALES, "tables": [bad]})
+    assert response.status_code == 400
+    assert response.json()["error"]["message"].startswith("Row 0, column 'ProductID'")
+    assert len(api.get(f"{PBI}/datasets").json()["value"]) == 1  # nothing was created
+    put = {**table, "rows": [{**ROW, "ProductID": 3}]}
+    assert api.put(f"{PBI}/datasets/{dataset_id}/tables/Product", json=put).status_code == 200
+    assert [r["ProductID"] for r in stored(pbistream_server, dataset_id)] == [1, 2, 3]
+
+
+def test_unset_properties_sent_as_null_or_empty_by_client_libraries(api: httpx.Client) -> None:
+    # The shape python-power-bi and similar libraries send: every property, unset ones empty.
+    body = {
+        "name": "LibraryStyle",
+        "defaultMode": "",
+        "datasources": "",
+        "relationships": "",
+        "tables": [
+            {
+                "name": "T",
+                "columns": [{"name": "a", "dataType": "Int64", "formatString": None}],
+                "measures": [],
+                "rows": [],
+            }
+        ],
+    }
+    dataset_id = created_id(api, body)
+    assert api.get(f"{PBI}/datasets/{dataset_id}").json()["defaultMode"] == "Push"
+    streaming = {**body, "defaultMode": "Streaming"}
+    assert create(api, streaming).status_code == 201  # a null formatString is not a property
+
+
+def test_pypowerbi_style_double_slash_urls(
+    api: httpx.Client, pbistream_server: RunningServer
+) -> None:
+    # pypowerbi builds f"{base}/v1.0/myorg{'/'}/datasets" for My workspace.
+    base = f"{pbistream_server.url}/v1.0/myorg/"
+    response = api.post(f"{base}/datasets", json=SALES)
+    assert response.status_code == 201
+    dataset_id = response.json()["id"]
+    url = f"{base}/datasets/{dataset_id}/tables/Product/rows"
+    assert api.post(url, json={"rows": [ROW]}).status_code == 200
+    assert api.get(f"{base}/datasets/{dataset_id}/tables").json()["value"] == [{"name": "Product"}]
