@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import anyio.to_thread
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from pbistream.schema import Dataset, Mode, Retention, Table
@@ -67,14 +67,18 @@ async def read_body(request: Request, limit: int, too_large: ApiError) -> bytes:
     chunks: list[bytes] = []
     size = 0
     over = False
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            over = True
-            if size > limit + _DRAIN_BYTES:
-                break
-            continue
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                over = True
+                if size > limit + _DRAIN_BYTES:
+                    break
+                continue
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # Not a server error: the client went away mid-body; nothing is stored.
+        raise BadRequest("The client disconnected before the whole body arrived.") from None
     if over:
         raise too_large
     return b"".join(chunks)

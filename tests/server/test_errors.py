@@ -202,3 +202,24 @@ def test_bad_content_length_is_400(pbistream_server: RunningServer, push_url: st
         sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n".encode())
         reply = sock.recv(4096)
     assert reply.startswith(b"HTTP/1.1 4")
+
+
+def test_a_client_vanishing_mid_body_is_not_a_server_error(
+    pbistream_server: RunningServer, push_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+    import socket
+    import time
+
+    caplog.set_level(logging.INFO)
+    port = int(pbistream_server.url.rsplit(":", 1)[1])
+    path = push_url.split(str(port), 1)[1]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n[".encode())
+    deadline = time.monotonic() + 5
+    while not any(r.name == "pbistream.access" for r in caplog.records):
+        assert time.monotonic() < deadline, "the request was never logged"
+        time.sleep(0.02)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert pbistream_server.count_rows() == 0
+    assert httpx.post(push_url, json=[{"n": 1}]).status_code == 200  # pending was released
