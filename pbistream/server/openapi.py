@@ -396,6 +396,7 @@ def _api_paths() -> dict[str, Schema]:
         _query("points", {"type": "integer", "minimum": 1}, "At most this many points."),
     ]
     d = "dashboard"
+    cursor_text = "One row id per dataset, joined by '.', in the order of the datasets."
     board = [_path_param("dashboardId", "The dashboard id.", uuid=False)]
     obj = _json_body(_ANY_OBJECT, "The answer.")
     text = {"description": "Prometheus text format 0.0.4.", "content": {"text/plain": {}}}
@@ -445,6 +446,28 @@ def _api_paths() -> dict[str, Schema]:
                 errors=e400,
                 description="Server-Sent Events: replays rows after `after` / Last-Event-ID, "
                 "then streams `rows` events, `: keepalive` every 15 s. It does not end.",
+            )
+        },
+        "/api/live": {
+            "get": _op(
+                "Api_LiveFeedMany",
+                d,
+                ("200", stream),
+                params=[
+                    {
+                        "name": "dataset",
+                        "in": "query",
+                        "required": True,
+                        "schema": _array(_UUID, 100) | {"minItems": 1},
+                        "style": "form",
+                        "explode": True,
+                    },
+                    _query("cursor", {"type": "string", "pattern": r"^\d+(\.\d+)*$"}, cursor_text),
+                    {"name": "Last-Event-ID", "in": "header", "required": False, "schema": _STR},
+                ],
+                errors=(400, 401),
+                description="One Server-Sent Events stream for several datasets (the "
+                "dashboard's): each event's data names its dataset. It does not end.",
             )
         },
         "/api/datasets/{datasetId}/series": {
