@@ -6,6 +6,7 @@ One concept per module:
 * :mod:`~pbistream.server.ui_dashboards`: ``/api/dashboards`` CRUD.
 * :mod:`~pbistream.server.ui_tiles`: what a valid dashboard document is.
 * :mod:`~pbistream.server.ui_series`: ``/api/datasets/{id}/series`` (server-side downsampling).
+* :mod:`~pbistream.server.ui_live`: ``/api/live``, one live feed for many datasets.
 
 The server core wires :data:`routes` into the app and lets :data:`PUBLIC_PATHS` past
 the auth middleware (those pages answer a friendly sign-in hint themselves).
@@ -15,10 +16,15 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from pbistream.server import ui_dashboards, ui_pages, ui_series
+from pbistream.server import ui_dashboards, ui_live, ui_pages, ui_series
 
 __all__ = ["PUBLIC_PATHS", "routes"]
 
 PUBLIC_PATHS = ui_pages.PUBLIC_PATHS
 
-routes: list[BaseRoute] = [*ui_pages.routes, *ui_dashboards.routes, *ui_series.routes]
+routes: list[BaseRoute] = [
+    *ui_pages.routes,
+    *ui_dashboards.routes,
+    *ui_series.routes,
+    *ui_live.routes,
+]

@@ -316,3 +316,41 @@ def test_many_tabs_share_one_live_connection(pbistream_server: RunningServer, pa
             tab.wait_for_function(card_shows(str(value)), timeout=5_000)
     for tab in tabs[1:]:
         tab.close()
+
+
+@pytest.mark.parametrize("shared_worker", [True, False], ids=["shared-worker", "no-shared-worker"])
+def test_a_dashboard_of_seven_datasets_uses_one_connection(
+    pbistream_server: RunningServer, page: Any, shared_worker: bool
+) -> None:
+    # Seven datasets, one EventSource each, would take all six connections a browser
+    # allows to a server (the page's own requests would hang); /api/live merges them.
+    if not shared_worker:
+        page.add_init_script("delete window.SharedWorker")
+    datasets = [
+        pbistream_server.create_dataset({"v": "Number"}, name=f"sensor {n}") for n in range(7)
+    ]
+    tiles = [
+        {
+            "id": f"c{n}",
+            "type": "card",
+            "datasetId": d["id"],
+            "fields": ["v"],
+            "x": (n % 4) * 3,
+            "w": 3,
+        }
+        for n, d in enumerate(datasets)
+    ]
+    with pbistream_server.client() as api:
+        board = make_dashboard(api, datasets[0]["id"], tiles)
+    login(page, pbistream_server, f"#/dashboards/{board}")
+    wait_tiles_ready(page, 7)
+    page.wait_for_function("() => document.getElementById('live-status').dataset.state === 'live'")
+    for n, dataset in enumerate(datasets):
+        assert httpx.post(dataset["push_url"], json=[{"v": 100 + n}]).status_code == 200
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=tile-value]')]"
+        ".map(e => e.textContent).join(',') === '100,101,102,103,104,105,106'"
+    )
+    # The page can still talk to the server (no connection is left hanging).
+    page.click("text=Streaming datasets")
+    page.locator('[data-testid="datasets"] tbody tr').nth(6).wait_for(timeout=5_000)

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -376,3 +377,69 @@ def test_fuzzed_series_queries_never_get_a_5xx(
 ) -> None:
     response = api.get(f"/api/datasets/{dataset_id}/series", params=params)
     assert response.status_code in (200, 400), response.text
+
+
+# --- /api/live: one feed for many datasets ----------------------------------------------
+
+
+def read_events(lines: Any, count: int) -> list[tuple[str, str, Any]]:
+    """The next ``count`` events (id, event, data) from an SSE line iterator."""
+    events: list[tuple[str, str, Any]] = []
+    event_id, event, data = "", "", ""
+    for line in lines:
+        if line.startswith("id: "):
+            event_id = line[4:]
+        elif line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: "):
+            data = line[6:]
+        elif line == "" and data:
+            events.append((event_id, event, orjson.loads(data)))
+            event_id, event, data = "", "", ""
+            if len(events) == count:
+                return events
+    raise AssertionError(f"the stream ended after {events}")
+
+
+def test_one_live_feed_follows_several_datasets_and_resumes(
+    pbistream_server: RunningServer,
+) -> None:
+    a = pbistream_server.create_dataset({"v": "Number"}, name="a")
+    b = pbistream_server.create_dataset({"w": "Number"}, name="b")
+    assert httpx.post(a["push_url"], json=[{"v": 1}, {"v": 2}]).status_code == 200
+    assert httpx.post(b["push_url"], json=[{"w": 3}]).status_code == 200
+    params = [("dataset", a["id"]), ("dataset", "no-such-dataset"), ("dataset", b["id"])]
+    with pbistream_server.client(timeout=httpx.Timeout(10.0)) as api:
+        with api.stream("GET", "/api/live", params=[*params, ("cursor", "0.0.0")]) as live:
+            assert live.status_code == 200
+            lines = live.iter_lines()
+            gone, first, second = read_events(lines, 3)
+            assert gone[1:] == ("deleted", {"dataset": "no-such-dataset"})
+            assert (first[1], first[2]["dataset"], [r["data"] for r in first[2]["rows"]]) == (
+                "rows",
+                a["id"],
+                [{"v": 1}, {"v": 2}],
+            )
+            assert second[2]["dataset"] == b["id"]
+            a_id, b_id = first[2]["rows"][-1]["id"], second[2]["rows"][-1]["id"]
+            assert second[0] == f"{a_id}.0.{b_id}"  # every dataset's cursor, in order
+            assert httpx.post(b["push_url"], json=[{"w": 4}]).status_code == 200
+            (live_event,) = read_events(lines, 1)
+            assert live_event[2]["rows"][0]["data"] == {"w": 4}
+            resume = live_event[0]
+        # Reconnecting with Last-Event-ID replays nothing already seen.
+        assert httpx.post(a["push_url"], json=[{"v": 5}]).status_code == 200
+        headers = {"Last-Event-ID": resume}
+        with api.stream("GET", "/api/live", params=params, headers=headers) as live:
+            gone, replayed = read_events(live.iter_lines(), 2)
+            assert [r["data"] for r in replayed[2]["rows"]] == [{"v": 5}]
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [("", "'dataset'"), ("dataset=x&cursor=1.2", "'cursor'"), ("dataset=x&cursor=a", "'cursor'")],
+)
+def test_live_many_rejects_bad_queries(api: httpx.Client, query: str, message: str) -> None:
+    response = api.get(f"/api/live?{query}")
+    assert response.status_code == 400
+    assert message in response.json()["error"]["message"]

@@ -1,129 +1,104 @@
-// The live feed: one EventSource per dataset, shared by every tile bound to it, and,
-// through a SharedWorker (live_worker.js), by every tab of the dashboard.
+// The live feed of a dashboard page. Tiles register per dataset; rows arrive through
+// one connection on /api/live shared by every tab (a SharedWorker, live_worker.js), or,
+// where SharedWorker is missing, one connection per page (feed_core.js directly).
 //
-// The server replays stored rows with id > `after` (or > Last-Event-ID, which the
-// browser sends by itself when it reconnects), so a dropped connection or a server
-// restart never leaves a gap: the missed rows arrive first, then new ones. Tiles
-// ignore rows they already hold (by id), so history and the live feed may overlap.
+// The server replays stored rows after each dataset's cursor (and after Last-Event-ID
+// when the browser reconnects by itself), so a dropped connection or a server restart
+// never leaves a gap. Tiles ignore rows they already hold (by id), so history and the
+// live feed may overlap.
 
-function setStatus(state, label) {
+import { MergedFeed } from "./feed_core.js";
+
+const LABEL = { idle: "Idle", live: "Live", reconnecting: "Reconnecting…" };
+
+function setStatus(state) {
   const el = document.getElementById("live-status");
   if (!el) return;
   el.dataset.state = state;
-  el.querySelector(".label").textContent = label;
+  el.querySelector(".label").textContent = LABEL[state] || state;
 }
 
-let worker = null; // the shared worker's port, opened once per page
-const workerListeners = new Set();
+let port = null; // the shared worker's port, opened once per page
+let triedWorker = false;
+const pages = new Set(); // LiveFeeds instances listening to the worker
 
 function sharedPort() {
-  if (worker || typeof SharedWorker === "undefined") return worker;
+  if (triedWorker) return port;
+  triedWorker = true;
+  if (typeof SharedWorker === "undefined") return null;
   try {
-    const shared = new SharedWorker("/static/js/live_worker.js", { name: "pbistream-live" });
-    worker = shared.port;
-    worker.addEventListener("message", (event) => { for (const fn of workerListeners) fn(event.data); });
-    worker.start();
-    // Closing the tab cannot be seen by the worker: say goodbye so it can drop our feeds.
-    window.addEventListener("pagehide", () => worker.postMessage({ type: "bye" }));
+    const worker = new SharedWorker("/static/js/live_worker.js", { type: "module", name: "pbistream-live" });
+    port = worker.port;
+    port.addEventListener("message", (event) => { for (const feeds of pages) feeds.fromWorker(event.data); });
+    port.start();
+    // The worker cannot see a tab close: say goodbye so it can drop this tab's datasets.
+    window.addEventListener("pagehide", () => port.postMessage({ type: "bye" }));
   } catch {
-    worker = null;
+    port = null;
   }
-  return worker;
+  return port;
 }
 
 export class LiveFeeds {
   constructor() {
-    this.feeds = new Map(); // datasetId -> { listeners: Set, state, source? }
-    this.onMessage = (msg) => this.#fromWorker(msg);
-    this.port = sharedPort();
-    if (this.port) workerListeners.add(this.onMessage);
+    this.listeners = new Map(); // datasetId -> Set of listener(table, rows)
     this.waiting = new Map(); // datasetId -> resolve(position)
+    this.port = sharedPort();
+    if (this.port) {
+      pages.add(this);
+    } else {
+      this.local = new MergedFeed({
+        rows: (datasetId, table, rows) => this.#dispatch(datasetId, table, rows),
+        status: setStatus,
+        deleted: () => {},
+      });
+    }
   }
 
   /**
-   * Listen to a dataset's new rows after row id `after`. Resolves to the row id from
-   * which the listener is served: read history only up to it (it may be newer than
+   * Listen to a dataset's rows after row id `after`. Resolves to the row id from which
+   * the listener is served: read history only once it resolves (it may be newer than
    * `after` when another tab already follows this dataset).
    */
   subscribe(datasetId, after, listener) {
-    let feed = this.feeds.get(datasetId);
-    if (feed) {
-      feed.listeners.add(listener);
-      return Promise.resolve(feed.position);
+    const known = this.listeners.get(datasetId);
+    if (known) {
+      known.add(listener);
+      return Promise.resolve(after || 0);
     }
-    feed = { listeners: new Set([listener]), state: "reconnecting", position: after || 0 };
-    this.feeds.set(datasetId, feed);
-    if (!this.port) {
-      this.#open(datasetId, feed, after || 0);
-      return Promise.resolve(feed.position);
-    }
+    this.listeners.set(datasetId, new Set([listener]));
+    if (this.local) return Promise.resolve(this.local.add(datasetId, after));
     return new Promise((resolve) => {
-      this.waiting.set(datasetId, (position) => { feed.position = position; resolve(position); });
+      this.waiting.set(datasetId, resolve);
       this.port.postMessage({ type: "subscribe", datasetId, after: after || 0 });
     });
   }
 
-  #dispatch(feed, table, rows) {
-    for (const listener of feed.listeners) {
+  #dispatch(datasetId, table, rows) {
+    for (const listener of this.listeners.get(datasetId) || []) {
       try { listener(table, rows); } catch (err) { console.error("tile update failed", err); }
     }
   }
 
-  #fromWorker(msg) {
-    const feed = this.feeds.get(msg.datasetId);
-    if (!feed) return;
+  fromWorker(msg) {
+    if (msg.type === "status") return setStatus(msg.state);
+    if (!this.listeners.has(msg.datasetId)) return;
     if (msg.type === "subscribed") {
       const resolve = this.waiting.get(msg.datasetId);
       this.waiting.delete(msg.datasetId);
       if (resolve) resolve(msg.position);
     } else if (msg.type === "rows") {
-      this.#dispatch(feed, msg.table, msg.rows);
-    } else if (msg.type === "status") {
-      feed.state = msg.state;
-      this.#refreshStatus();
+      this.#dispatch(msg.datasetId, msg.table, msg.rows);
     }
   }
 
-  // Without SharedWorker (some mobile browsers): one EventSource per dataset per tab.
-  #open(datasetId, feed, after) {
-    const source = new EventSource(`/api/datasets/${encodeURIComponent(datasetId)}/live?after=${encodeURIComponent(after)}`);
-    feed.source = source;
-    source.addEventListener("open", () => { feed.delay = 0; feed.state = "live"; this.#refreshStatus(); });
-    source.addEventListener("error", () => {
-      feed.state = "reconnecting";
-      // It gives up on an HTTP error (a 404 once the dataset is deleted): retry ourselves,
-      // backing off to one attempt every 30 s.
-      if (source.readyState === EventSource.CLOSED) {
-        feed.delay = Math.min(30000, (feed.delay || 1000) * 2);
-        setTimeout(() => { if (this.feeds.get(datasetId) === feed) this.#open(datasetId, feed, feed.lastId ?? after); }, feed.delay);
-      }
-      this.#refreshStatus();
-    });
-    source.addEventListener("rows", (event) => {
-      let batch;
-      try { batch = JSON.parse(event.data); } catch { return; }
-      if (!batch || !Array.isArray(batch.rows) || !batch.rows.length) return;
-      feed.lastId = batch.rows[batch.rows.length - 1].id;
-      this.#dispatch(feed, batch.table, batch.rows);
-    });
-  }
-
-  #refreshStatus() {
-    const states = [...this.feeds.values()].map((f) => f.state);
-    if (!states.length) return setStatus("idle", "Idle");
-    if (states.every((s) => s === "live")) return setStatus("live", "Live");
-    setStatus("reconnecting", "Reconnecting…");
-  }
-
-  /** Stop every feed of this page (leaving a dashboard). */
+  /** Stop following every dataset of this page (leaving a dashboard). */
   closeAll() {
-    for (const [datasetId, feed] of this.feeds) {
-      if (feed.source) feed.source.close();
-      else if (this.port) this.port.postMessage({ type: "unsubscribe", datasetId });
-    }
-    this.feeds.clear();
+    if (this.local) this.local.close();
+    else for (const datasetId of this.listeners.keys()) this.port.postMessage({ type: "unsubscribe", datasetId });
+    this.listeners.clear();
     this.waiting.clear();
-    workerListeners.delete(this.onMessage);
-    setStatus("idle", "Idle");
+    pages.delete(this);
+    setStatus("idle");
   }
 }
