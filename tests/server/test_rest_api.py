@@ -557,3 +557,12 @@ def test_pypowerbi_style_double_slash_urls(
     url = f"{base}/datasets/{dataset_id}/tables/Product/rows"
     assert api.post(url, json={"rows": [ROW]}).status_code == 200
     assert api.get(f"{base}/datasets/{dataset_id}/tables").json()["value"] == [{"name": "Product"}]
+
+
+def test_public_url_is_used_in_odata_context_and_push_urls(server_factory: Any) -> None:
+    server = server_factory(public_url="https://pbi.example.test/")
+    with server.client() as api:
+        response = create(api, with_columns([{"name": "v", "dataType": "Double"}], "Streaming"))
+        assert response.json()["@odata.context"].startswith("https://pbi.example.test/v1.0/myorg/")
+        details = api.get(f"/api/datasets/{response.json()['id']}").json()
+    assert details["pushUrl"].startswith("https://pbi.example.test/beta/")
