@@ -287,24 +287,31 @@ class Spool:
     def assign(self, ids: Iterable[int], seq: int) -> None:
         """Record the sequence number of the request carrying ``ids``, before it is sent."""
         with self._lock, self._transaction():
-            self._conn.executemany(
-                "UPDATE messages SET seq = ? WHERE id = ?", ((seq, i) for i in ids)
-            )
+            for lo, hi in _ranges(list(ids)):  # a batch is usually one range of ids
+                self._conn.execute(
+                    "UPDATE messages SET seq = ? WHERE id BETWEEN ? AND ? AND status = ?",
+                    (seq, lo, hi, MessageStatus.LOCKED),
+                )
             self._conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('last_seq', ?) ON CONFLICT (key) "
                 "DO UPDATE SET value = max(CAST(value AS INTEGER), excluded.value)",
                 (str(seq),),
             )
 
-    def ack(self, ids: Sequence[int]) -> None:
-        """Mark rows delivered: DONE (deleted unless ``keep_done``)."""
-        self._settle(ids, None)
+    def ack(self, ids: Sequence[int], nbytes: int | None = None) -> None:
+        """Mark rows delivered: DONE (deleted unless ``keep_done``).
+
+        ``nbytes``, the rows' total data size when the caller knows it, saves a query.
+        """
+        self._settle(ids, None, nbytes)
 
     def fail(self, ids: Sequence[int], error: str) -> None:
         """Mark rows FAILED with the reason; they stay until requeued or purged."""
         self._settle(ids, error)
 
-    def _settle(self, ids: Sequence[int], error: str | None) -> None:
+    def _settle(
+        self, ids: Sequence[int], error: str | None, known_bytes: int | None = None
+    ) -> None:
         if not ids:
             return
         with self._lock, self._transaction():
@@ -317,10 +324,12 @@ class Spool:
                 return
             nbytes = 0
             for lo, hi in _ranges(ids):
-                nbytes += conn.execute(
-                    "SELECT coalesce(sum(length(data)), 0) FROM messages WHERE id BETWEEN ? AND ?",
-                    (lo, hi),
-                ).fetchone()[0]
+                if known_bytes is None:
+                    nbytes += conn.execute(
+                        "SELECT coalesce(sum(length(data)), 0) FROM messages "
+                        "WHERE id BETWEEN ? AND ?",
+                        (lo, hi),
+                    ).fetchone()[0]
                 if self.keep_done:
                     conn.execute(
                         "UPDATE messages SET status = ? WHERE id BETWEEN ? AND ?",
@@ -329,7 +338,7 @@ class Spool:
                 else:
                     conn.execute("DELETE FROM messages WHERE id BETWEEN ? AND ?", (lo, hi))
             self._held_rows -= len(ids)
-            self._held_bytes -= nbytes
+            self._held_bytes -= nbytes if known_bytes is None else known_bytes
 
     def release(self, ids: Sequence[int]) -> None:
         """Return claimed rows to READY, keeping their sequence number.

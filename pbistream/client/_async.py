@@ -58,7 +58,13 @@ class AsyncClient(BaseClient):
     def _open(self) -> None:
         if self.state is not ClientState.UNOPENED:
             return
-        loop = asyncio.get_running_loop()  # RuntimeError outside a loop: say so clearly
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                "AsyncClient must be used inside a running event loop "
+                "(async with AsyncClient(...)); use Client from synchronous code"
+            ) from None
         self.state = ClientState.OPENED
         self._wakeup = asyncio.Event()
         self._settled_event = asyncio.Event()

@@ -186,6 +186,7 @@ class BaseClient:
         self.stats = ClientStats()
         self.state = ClientState.UNOPENED
         self._lock = threading.Lock()
+        self._dead_letter_lock = threading.Lock()
         self._max_bytes = self.batch_options.max_body_bytes or self.sink.default_max_bytes
         self._row_bytes = 0.0  # running estimate of one encoded row (sizes the takes)
 
@@ -282,7 +283,8 @@ class BaseClient:
             BufferFullError: No spool, ``when_full="block"`` and the buffer stayed full.
             SpoolFullError: The spool reached its cap (nothing was stored).
         """
-        rows: list[Any] = [row] if isinstance(row, Mapping) else list(row)
+        # A str is not a batch of one-character rows: treat it as one (bad) row.
+        rows: list[Any] = [row] if isinstance(row, Mapping | str | bytes) else list(row)
         if not rows:
             return
         self._check_open()
@@ -408,8 +410,12 @@ class BaseClient:
             self._give_back(leftover)
         if dead:
             self._settle_rows(len(dead))
-            if self.spool is not None:
-                self.spool.fail([d.index for d in dead if d.index is not None], dead[0].message)
+            if self._spool_queue is not None:
+                failed = [d.index for d in dead if d.index is not None]
+                self._spool_queue.forget(failed)
+                for letter in dead:  # rare: one short transaction each, with its reason
+                    if letter.index is not None:
+                        self._spool_queue.spool.fail([letter.index], letter.message)
             self._dead_letter(dead)
         if not kept:
             return None
@@ -428,9 +434,7 @@ class BaseClient:
             self.spool.release([ref for ref, _, _ in items if ref is not None])
             return
         with self._lock:
-            # Back to the front, in order; they keep their place and their numbers.
-            self._memory._rows.extendleft(row for _, row, _ in reversed(items))
-            self._memory.taken -= len(items)
+            self._memory.give_back_locked([row for _, row, _ in items])
 
     def _send_seq(self, batch: Batch) -> int | None:
         return batch.seq if self._use_seq else None
@@ -442,8 +446,8 @@ class BaseClient:
             self.stats.rate_limited += 1
         refs = [ref for ref, _, _ in batch.items if ref is not None]
         if verdict is Verdict.DELIVERED:
-            if self.spool is not None:
-                self.spool.ack(refs)
+            if self._spool_queue is not None:
+                self._spool_queue.ack(refs)
             self.stats.sent += batch.rows
             self._settle_rows(batch.rows)
             self._call(self._on_success, batch.rows)
@@ -470,8 +474,9 @@ class BaseClient:
         )
         why = redact_text(why)
         logger.error("%s: %d rows dead-lettered, %s", self.sink.label, batch.rows, why)
-        if self.spool is not None:
-            self.spool.fail(refs, why)
+        if self._spool_queue is not None:
+            self._spool_queue.forget(refs)
+            self._spool_queue.spool.fail(refs, why)
         self._settle_rows(batch.rows)
         self._dead_letter(
             [
@@ -508,7 +513,8 @@ class BaseClient:
             logger.warning("%s: dead letter: %s", self.sink.label, redact_text(letter.message))
         if self.dead_letter_path is not None:
             try:
-                with self.dead_letter_path.open("ab") as out:
+                # Callers (spool pre-checks) and the worker may both write: whole lines only.
+                with self._dead_letter_lock, self.dead_letter_path.open("ab") as out:
                     for letter in letters:
                         out.write(
                             orjson.dumps(
@@ -572,8 +578,7 @@ class BaseClient:
         batch = self._engine.abandon()
         rows: list[Any] = [row for _, row, _ in batch.items] if batch else []
         with self._lock:
-            rows.extend(self._memory._rows)
-            self._memory._rows.clear()
+            rows.extend(self._memory.drain_locked())
         logger.error(
             "%s: %d rows were NOT delivered before close (no spool to keep them)%s",
             self.sink.label,

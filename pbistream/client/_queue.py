@@ -98,13 +98,24 @@ class MemoryQueue:
             self._room.notify_all()
         return items
 
+    def give_back_locked(self, rows: list[Any]) -> None:
+        """Put taken rows back at the front, in order (they did not fit a batch)."""
+        self._rows.extendleft(reversed(rows))
+        self.taken -= len(rows)
+
+    def drain_locked(self) -> list[Any]:
+        """Remove and return every row (the client is closing)."""
+        rows = list(self._rows)
+        self._rows.clear()
+        return rows
+
 
 class SpoolQueue:
     """Rows in a :class:`~pbistream.spool.Spool`; ``put`` commits before it returns."""
 
     def __init__(self, spool: Spool) -> None:
         self.spool = spool
-        self.count = 0  # rows READY or LOCKED that this process knows about
+        self.sizes: dict[int, int] = {}  # claimed row id -> data bytes, until settled
 
     def put(self, rows: Iterable[Mapping[str, Any]]) -> int:
         """Encode (already untyped-normalised) rows and commit them; return how many."""
@@ -119,7 +130,20 @@ class SpoolQueue:
         """Claim rows; return the items and the sequence number they were sent under before."""
         claimed = self.spool.claim(limit)
         seq = claimed[0].seq if claimed else None
+        for row in claimed:
+            self.sizes[row.id] = len(row.data)
         return [(r.id, orjson.loads(r.data), r.id) for r in claimed], seq
+
+    def forget(self, ids: list[int]) -> None:
+        """Drop the sizes of rows that were settled otherwise (failed, released)."""
+        for i in ids:
+            self.sizes.pop(i, None)
+
+    def ack(self, ids: list[int]) -> None:
+        """Delete delivered rows (their sizes are known: no query needed)."""
+        sizes = self.sizes
+        nbytes = sum(sizes.pop(i, 0) for i in ids)
+        self.spool.ack(ids, nbytes)
 
 
 def monotonic() -> float:
