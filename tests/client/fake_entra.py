@@ -132,6 +132,7 @@ class FakeEntra:
             log_level="warning",
             ssl_keyfile=str(self._dir / "key.pem"),
             ssl_certfile=self.ca_file,
+            timeout_graceful_shutdown=1,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(

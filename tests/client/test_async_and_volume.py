@@ -119,7 +119,7 @@ AT_EXIT = textwrap.dedent(
     from pbistream.client import BatchOptions
     url, spool = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 else None)
     client = Client(url, schema=None, spool=spool, batch=BatchOptions(max_delay=30),
-                    close_timeout=3)
+                    close_timeout=1.5)
     client.push([{"n": n} for n in range(300)])
     # no flush, no close: the interpreter exits with rows still buffered
     """
