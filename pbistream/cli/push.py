@@ -30,8 +30,7 @@ from pbistream.client import (
     RestApiSink,
     RetryOptions,
 )
-from pbistream.client._base import _parse_rest_url
-from pbistream.client.sinks import SinkBase
+from pbistream.client.sinks import SinkBase, parse_rest_url
 from pbistream.exceptions import PbiStreamError
 from pbistream.schema import Table
 from pbistream.values import DataType
@@ -48,7 +47,7 @@ class PushCommandError(PbiStreamError):
 
 
 def _make_sink(url: str, token: str | None) -> SinkBase:
-    rest = _parse_rest_url(url)
+    rest = parse_rest_url(url)
     if rest is not None:
         base, group, dataset, table = rest
         return RestApiSink(dataset, table, auth=token, base_url=base, group_id=group)

@@ -8,8 +8,8 @@ engine (:mod:`pbistream.client.engine`) and send through a sink
 from __future__ import annotations
 
 from pbistream.client._async import AsyncClient
-from pbistream.client._base import ClientState, ClientStats, DeadLetter
 from pbistream.client._sync import Client
+from pbistream.client._types import ClientState, ClientStats, DeadLetter
 from pbistream.client.options import BatchOptions, BufferOptions, PacingOptions, RetryOptions
 from pbistream.client.sinks import AsyncPushUrlSink, AsyncRestApiSink, PushUrlSink, RestApiSink
 

@@ -14,7 +14,8 @@ import math
 from types import TracebackType
 from typing import Any
 
-from pbistream.client._base import BaseClient, ClientState
+from pbistream.client._base import BaseClient
+from pbistream.client._types import ClientState
 from pbistream.client.engine import Send, Take, Wait
 from pbistream.client.sinks import AsyncPushUrlSink, AsyncRestApiSink
 from pbistream.exceptions import ClientClosedError

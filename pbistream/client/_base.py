@@ -6,23 +6,21 @@ only decide how to wait and how to send; everything else is here, once.
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import httpx
 import orjson
 
 from pbistream.client._queue import Item, MemoryQueue, SpoolQueue, monotonic
+from pbistream.client._types import ClientState, ClientStats, DeadLetter
 from pbistream.client.engine import Batch, Engine, Outcome, SequenceCounter, Verdict
 from pbistream.client.options import BatchOptions, BufferOptions, PacingOptions, RetryOptions
-from pbistream.client.sinks import SinkBase
+from pbistream.client.sinks import SinkBase, parse_rest_url
 from pbistream.encoding import BodyBuilder
 from pbistream.exceptions import (
     AuthError,
@@ -40,95 +38,10 @@ from pbistream.values import RowError, RowErrorException, RowRules, UntypedRules
 
 logger = logging.getLogger("pbistream.client")
 
-__all__ = ["BaseClient", "ClientState", "ClientStats", "DeadLetter"]
-
-
-class ClientState(enum.Enum):
-    """A client's lifecycle; it never goes back."""
-
-    UNOPENED = 1  # created; the worker starts at the first push() or on entering `with`
-    OPENED = 2  # the worker runs; push() is accepted
-    CLOSED = 3  # close() ran: rows were delivered, spooled or reported; push() raises
-
-
-@dataclass(slots=True)
-class ClientStats:
-    """Counters since the client was created (read them at any time).
-
-    Attributes:
-        queued: Rows accepted by ``push()``.
-        spooled: Rows committed to the spool by ``push()``.
-        sent: Rows the server acknowledged.
-        requests: POST requests made (attempts, retries included).
-        retried: Attempts that failed and were retried.
-        rate_limited: 429 answers seen.
-        dead_lettered: Rows refused locally or by the server, or given up.
-        dropped: Rows discarded by the ``drop_oldest`` buffer policy.
-    """
-
-    queued: int = 0
-    spooled: int = 0
-    sent: int = 0
-    requests: int = 0
-    retried: int = 0
-    rate_limited: int = 0
-    dead_lettered: int = 0
-    dropped: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        """The counters as a plain dict."""
-        return asdict(self)
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A row that will not be delivered, and why.
-
-    Attributes:
-        row: The row as pushed (or as spooled).
-        index: Its number: position in push order, or its spool id.
-        rule: The rule it broke (``"type"``, ``"nan"``, ...), or ``"server"``/``"gave_up"``.
-        column: The field at fault, when known.
-        message: The full reason, with the server's message for server refusals.
-        status: The HTTP status of a server refusal.
-    """
-
-    row: Any
-    index: int | None
-    rule: str
-    column: str | None
-    message: str
-    status: int | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        """A JSON-ready record, as written to the dead-letter file."""
-        return {
-            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "index": self.index,
-            "rule": self.rule,
-            "column": self.column,
-            "message": self.message,
-            "status": self.status,
-            "row": self.row,
-        }
+__all__ = ["BaseClient"]
 
 
 Callback = Callable[..., Any]
-
-
-def _parse_rest_url(url: str) -> tuple[str, str | None, str, str] | None:
-    """``(base_url, group_id, dataset_id, table)`` from a PostRows URL, else ``None``."""
-    parts = urlsplit(url)
-    segments = [s for s in parts.path.split("/") if s]
-    if "tables" not in segments or "datasets" not in segments or "myorg" not in segments:
-        return None
-    try:
-        dataset = segments[segments.index("datasets") + 1]
-        table = segments[segments.index("tables") + 1]
-    except IndexError:
-        return None
-    group = segments[segments.index("groups") + 1] if "groups" in segments else None
-    return f"{parts.scheme}://{parts.netloc}", group, dataset, table
 
 
 class BaseClient:
@@ -236,7 +149,7 @@ class BaseClient:
             return target
         if not isinstance(target, str):
             raise ConfigError(f"target must be a URL or a sink, got {type(target).__name__}")
-        rest = _parse_rest_url(target)
+        rest = parse_rest_url(target)
         if rest is not None:
             base, group, dataset, table = rest
             return self._rest_sink(  # type: ignore[call-arg]

@@ -35,6 +35,7 @@ __all__ = [
     "RemoteTable",
     "RestApiSink",
     "SinkBase",
+    "parse_rest_url",
 ]
 
 POWER_BI_API = "https://api.powerbi.com"
@@ -65,6 +66,21 @@ class RemoteTable:
     table: Table | None  # None when it does not list columns
     row_count: int = 0
     mode: str | None = None  # "Push", "Streaming" or "PushStreaming" when known
+
+
+def parse_rest_url(url: str) -> tuple[str, str | None, str, str] | None:
+    """``(base_url, group_id, dataset_id, table)`` from a PostRows URL, else ``None``."""
+    parts = urlsplit(url)
+    segments = [s for s in parts.path.split("/") if s]
+    if "tables" not in segments or "datasets" not in segments or "myorg" not in segments:
+        return None
+    try:
+        dataset = segments[segments.index("datasets") + 1]
+        table = segments[segments.index("tables") + 1]
+    except IndexError:
+        return None
+    group = segments[segments.index("groups") + 1] if "groups" in segments else None
+    return f"{parts.scheme}://{parts.netloc}", group, dataset, table
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
