@@ -37,7 +37,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from pbistream.limits import MAX_STRING_CHARS
+from pbistream.limits import MAX_COLUMNS, MAX_STRING_CHARS
 
 __all__ = [
     "DataType",
@@ -543,6 +543,16 @@ class UntypedRules:
         if not isinstance(row, Mapping):
             raise RowErrorException(
                 RowError(index, None, "shape", f"a row must be an object, got {_kind(row)}")
+            )
+        if len(row) > MAX_COLUMNS.value:
+            raise RowErrorException(
+                RowError(
+                    index,
+                    None,
+                    "columns",
+                    f"a row of {len(row)} fields cannot fit a table: at most "
+                    f"{MAX_COLUMNS.value} columns",
+                )
             )
         out: dict[str, Any] = {}
         naive = self._naive

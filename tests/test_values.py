@@ -158,3 +158,10 @@ def test_untyped_rules_normalise_rich_values_and_refuse_what_power_bi_refuses() 
             "v",
             rule,
         )
+
+
+def test_untyped_rules_refuse_more_fields_than_a_table_has_columns() -> None:
+    with pytest.raises(RowFailure) as info:
+        UntypedRules().normalize_row({f"f{i}": i for i in range(76)}, 2)
+    assert (info.value.error.row, info.value.error.rule) == (2, "columns")
+    assert len(UntypedRules().normalize_row({f"f{i}": i for i in range(75)})) == 75
