@@ -124,6 +124,8 @@ class Client(BaseClient):
         """
         if self.state is not ClientState.OPENED:
             return self._unsettled
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("flush() or close() from a callback would wait for itself")
         deadline = None if timeout is None else self._clock() + timeout
         with self._lock:
             self._flush_waiters += 1

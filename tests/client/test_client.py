@@ -173,3 +173,20 @@ def test_push_dataframe(fast_server: RunningServer) -> None:
         {"n": None, "value": None, "ts": None},
         {"n": 3, "value": 2.5, "ts": "2024-01-02T00:00:00.000Z"},
     ]
+
+
+def test_flush_from_a_callback_is_refused_not_a_deadlock(fast_server: RunningServer) -> None:
+    dataset = fast_server.create_dataset(FIELDS, mode="PushStreaming")
+    refused: list[Exception] = []
+    client: Client
+
+    def flush_inside(rows: int) -> None:
+        try:
+            client.flush()
+        except RuntimeError as exc:
+            refused.append(exc)
+
+    with Client(dataset["push_url"], on_success=flush_inside) as client:
+        client.push({"n": 1})
+        assert client.flush(timeout=10) == 0
+    assert refused and "wait for itself" in str(refused[0])
