@@ -81,9 +81,10 @@ def test_files_jsonl_csv_and_stdin(fast_server: RunningServer, tmp_path: Path) -
     dataset = fast_server.create_dataset(FIELDS, mode="PushStreaming")
     jsonl = tmp_path / "rows.jsonl"
     jsonl.write_text("".join(json.dumps({"n": i, "value": i / 2}) + "\n" for i in range(2500)))
-    code, out, err = run("push", dataset["push_url"], "--file", str(jsonl), "--json")
+    code, out, err = run("push", dataset["push_url"], "--file", str(jsonl), "--json", "--progress")
     assert code == 0, err
     assert json.loads(out)["sent"] == 2500
+    assert "2500" in err.replace(",", "") and "rows" in err  # the progress bar
 
     csv_file = tmp_path / "rows.csv"
     csv_file.write_text("n,value,label\n1,1.5,007\n2,,x\n")
