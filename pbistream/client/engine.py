@@ -22,7 +22,7 @@ import enum
 import math
 import random
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pbistream.client.options import BatchOptions, PacingOptions, RetryOptions
@@ -220,7 +220,6 @@ class Pacer:
 class _RetryState:
     next_attempt_at: float = 0.0
     last_delay: float = 0.0
-    reasons: list[str] = field(default_factory=list)
 
 
 class Engine:
