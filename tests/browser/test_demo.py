@@ -102,3 +102,23 @@ def test_demo_serves_a_live_dashboard_and_stops_cleanly(
     assert code == 0, text
     assert "pbistream demo stopped." in text
     assert "Traceback" not in text
+
+
+def test_demo_on_a_busy_port_says_so_in_one_line() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "pbistream", "demo", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"Error: cannot listen on 127.0.0.1:{port} (Address already in use); try another --port"
+    )
+    assert "Traceback" not in result.stderr
