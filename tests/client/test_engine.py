@@ -6,6 +6,8 @@ import math
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pbistream.client.engine import (
     Batch,
@@ -176,3 +178,29 @@ def test_a_post_is_dated_by_its_answer_so_latency_cannot_squeeze_the_window() ->
     engine.on_response(5.1, Outcome(200))
     assert engine.poll(60.0, buffered=1, oldest_at=0.0, flushing=True) == Wait(pytest.approx(5.0))
     assert engine.poll(65.0, buffered=1, oldest_at=0.0, flushing=True) == Take(100)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.randoms(use_true_random=False), st.floats(0.0, 3.0))
+def test_server_never_counts_more_than_120_a_minute_whatever_the_latency(
+    rnd: random.Random, max_latency: float
+) -> None:
+    """The server counts each POST at an unknown moment between send and answer."""
+    engine = make_engine(safety=0.0)
+    now = 0.0
+    counted: list[float] = []
+    while len(counted) < 300:
+        action = engine.poll(now, buffered=1, oldest_at=now - 5, flushing=True)
+        if isinstance(action, Wait):
+            now += action.seconds
+            continue
+        assert isinstance(action, Take)
+        engine.start(Batch(b"[]", 1, seq=len(counted)))
+        assert isinstance(engine.poll(now, buffered=0, oldest_at=None), Send)
+        answer = now + rnd.uniform(0.0, max_latency)
+        counted.append(rnd.uniform(now, answer))
+        now = answer
+        engine.on_response(now, Outcome(200))
+    counted.sort()
+    for i in range(len(counted) - 120):
+        assert counted[i + 120] - counted[i] >= 60.0 - 1e-9
