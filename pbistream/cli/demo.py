@@ -112,6 +112,7 @@ def demo_tiles(dataset_id: str) -> list[dict[str, Any]]:
             "title": "Temperature and humidity, last minute",
             "fields": ["temperature", "humidity"],
             "windowSeconds": 60,
+            "timeField": "datetime_value",
             "x": 0,
             "y": 2,
             "w": 8,

@@ -6,7 +6,9 @@ bucket's minimum and maximum (in time order). Unlike averaging, min/max keeps ev
 spike visible, and the browser never downloads or draws rows it could not show.
 
 The x value is the row's arrival time (``received_at``, epoch seconds), the same
-clock the live feed carries, so history and live points join without a seam.
+clock the live feed carries, or, with ``time=FIELD``, a DateTime column of the row (as
+Power BI's line tile plots its axis field); rows pushed together in one request then
+still spread out in time.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -115,6 +118,16 @@ def _points_param(request: Request) -> int:
     return int(raw)
 
 
+def _epoch(value: Any) -> float | None:
+    """A stored DateTime (``YYYY-MM-DDTHH:MM:SS.fffZ``, UTC) as epoch seconds."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return None
+
+
 def _read_series(
     storage: Storage,
     dataset_id: str,
@@ -123,6 +136,7 @@ def _read_series(
     since: float,
     until: float,
     points: int,
+    time_field: str | None = None,
 ) -> dict[str, Any]:
     raw: dict[str, list[Point]] = {f: [] for f in fields}
     after: int | None = None
@@ -133,18 +147,26 @@ def _read_series(
             dataset_id, table, after_id=after, since=since, until=until, limit=_PAGE
         )
         for row in page:
+            x = row.received_at if time_field is None else _epoch(row.data.get(time_field))
+            if x is None:
+                continue
             for name in fields:
                 value = _number(row.data.get(name))
                 if value is not None:
-                    raw[name].append((row.received_at, value))
+                    raw[name].append((x, value))
         scanned += len(page)
         if page:
             after = last_id = page[-1].id
         if len(page) < _PAGE:
             break
+    if time_field is not None:
+        # Rows arrive in id order; a device's own clock may not agree with it.
+        for pts in raw.values():
+            pts.sort(key=lambda p: p[0])
     series = {name: downsample_minmax(pts, points) for name, pts in raw.items()}
     return {
         "table": table,
+        "time": time_field or "received_at",
         "since": since,
         "until": until,
         "rawCount": {name: len(pts) for name, pts in raw.items()},
@@ -157,7 +179,11 @@ def _read_series(
 
 @api_endpoint
 async def series(request: Request) -> Response:
-    """``GET /api/datasets/{id}/series?table=&field=&since=&until=&points=``."""
+    """``GET /api/datasets/{id}/series?table=&field=&since=&until=&points=[&time=]``.
+
+    The window (``since``/``until``) selects rows by arrival time; ``time`` names a
+    DateTime column to use as the x value instead of the arrival time.
+    """
     storage: Storage = request.app.state.storage
     dataset_id = request.path_params["dataset_id"]
     dataset = await run_in_threadpool(storage.get_dataset, dataset_id)
@@ -189,8 +215,13 @@ async def series(request: Request) -> Response:
     if floor is not None:
         since = max(since, floor)
     points = _points_param(request)
+    time_field = request.query_params.get("time") or None
+    if time_field is not None:
+        column = table.column(time_field)
+        if column is None or column.data_type is not DataType.DATETIME:
+            raise BadRequest(f"'time': {time_field!r} is not a DateTime column of {table.name!r}.")
     body = await run_in_threadpool(
-        _read_series, storage, dataset_id, table.name, fields, since, until, points
+        _read_series, storage, dataset_id, table.name, fields, since, until, points, time_field
     )
     return json_response(body)
 

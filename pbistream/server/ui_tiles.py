@@ -52,7 +52,7 @@ _COMMON = {"id", "type", "title", "datasetId", "table", "fields", "x", "y", "w",
 _EXTRA = {
     "card": {"thresholds", "decimals", "unit"},
     "gauge": {"min", "max", "target", "thresholds", "decimals", "unit"},
-    "line": {"windowSeconds"},
+    "line": {"windowSeconds", "timeField"},
     "bar": {"axis"},
     "column": {"axis"},
     "table": {"rows"},
@@ -162,7 +162,7 @@ def _validate_tile(
                 f"{column.data_type.value}."
             )
     out["fields"] = list(fields)
-    out.update(_EXTRA_CHECKS[kind](where, tile, {c.name for c in table.columns}))
+    out.update(_EXTRA_CHECKS[kind](where, tile, {c.name: c.data_type for c in table.columns}))
     return out
 
 
@@ -213,11 +213,11 @@ def _display(where: str, tile: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _card(where: str, tile: Mapping[str, Any], columns: set[str]) -> dict[str, Any]:
+def _card(where: str, tile: Mapping[str, Any], columns: dict[str, DataType]) -> dict[str, Any]:
     return _display(where, tile)
 
 
-def _gauge(where: str, tile: Mapping[str, Any], columns: set[str]) -> dict[str, Any]:
+def _gauge(where: str, tile: Mapping[str, Any], columns: dict[str, DataType]) -> dict[str, Any]:
     out = _display(where, tile)
     low = _number(f"{where}.min", tile.get("min", 0))
     high = _number(f"{where}.max", tile.get("max", 100))
@@ -232,12 +232,20 @@ def _gauge(where: str, tile: Mapping[str, Any], columns: set[str]) -> dict[str, 
     return out
 
 
-def _line(where: str, tile: Mapping[str, Any], columns: set[str]) -> dict[str, Any]:
+def _line(where: str, tile: Mapping[str, Any], columns: dict[str, DataType]) -> dict[str, Any]:
     seconds = _int_in(f"{where}.windowSeconds", tile.get("windowSeconds", 300), *WINDOW_RANGE)
-    return {"windowSeconds": seconds}
+    out: dict[str, Any] = {"windowSeconds": seconds}
+    time_field = tile.get("timeField")
+    if time_field is not None and time_field != "":
+        if not isinstance(time_field, str) or columns.get(time_field) is not DataType.DATETIME:
+            raise DashboardError(
+                f"{where}.timeField: {time_field!r} is not a DateTime column of the tile's table."
+            )
+        out["timeField"] = time_field
+    return out
 
 
-def _bars(where: str, tile: Mapping[str, Any], columns: set[str]) -> dict[str, Any]:
+def _bars(where: str, tile: Mapping[str, Any], columns: dict[str, DataType]) -> dict[str, Any]:
     axis = tile.get("axis")
     if axis is None or axis == "":
         return {}
@@ -246,11 +254,13 @@ def _bars(where: str, tile: Mapping[str, Any], columns: set[str]) -> dict[str, A
     return {"axis": axis}
 
 
-def _rows(where: str, tile: Mapping[str, Any], columns: set[str]) -> dict[str, Any]:
+def _rows(where: str, tile: Mapping[str, Any], columns: dict[str, DataType]) -> dict[str, Any]:
     return {"rows": _int_in(f"{where}.rows", tile.get("rows", 10), 1, MAX_TABLE_ROWS)}
 
 
-_EXTRA_CHECKS: dict[str, Callable[[str, Mapping[str, Any], set[str]], dict[str, Any]]] = {
+_EXTRA_CHECKS: dict[
+    str, Callable[[str, Mapping[str, Any], dict[str, DataType]], dict[str, Any]]
+] = {
     "card": _card,
     "gauge": _gauge,
     "line": _line,

@@ -443,3 +443,38 @@ def test_live_many_rejects_bad_queries(api: httpx.Client, query: str, message: s
     response = api.get(f"/api/live?{query}")
     assert response.status_code == 400
     assert message in response.json()["error"]["message"]
+
+
+def test_series_can_plot_against_a_datetime_field(
+    pbistream_server: RunningServer, api: httpx.Client
+) -> None:
+    fields = {"ts": "DateTime", "v": "Number", "label": "Text"}
+    dataset = pbistream_server.create_dataset(fields, mode="PushStreaming", name="timed")
+    # One request, three readings taken a second apart (and one out of order).
+    rows = [
+        {"ts": "2026-01-01T00:00:02Z", "v": 2},
+        {"ts": "2026-01-01T00:00:00Z", "v": 0},
+        {"ts": "2026-01-01T00:00:01Z", "v": 1},
+        {"v": 9},  # no timestamp: not plotted
+    ]
+    assert httpx.post(dataset["push_url"], json=rows).status_code == 200
+    query = {"field": "v", "time": "ts", "since": time.time() - 60}
+    series = api.get(f"/api/datasets/{dataset['id']}/series", params=query).json()
+    assert series["time"] == "ts"
+    start = 1767225600.0  # 2026-01-01T00:00:00Z
+    assert series["series"]["v"] == [[start, 0.0], [start + 1, 1.0], [start + 2, 2.0]]
+
+    bad = api.get(f"/api/datasets/{dataset['id']}/series", params=query | {"time": "label"})
+    assert bad.status_code == 400
+    assert "'time': 'label' is not a DateTime column" in bad.json()["error"]["message"]
+    line = {"id": "l", "type": "line", "datasetId": dataset["id"], "table": "RealTimeData"}
+    ok = api.post(
+        "/api/dashboards",
+        json={"name": "t", "tiles": [line | {"fields": ["v"], "timeField": "ts"}]},
+    )
+    assert ok.status_code == 201 and ok.json()["tiles"][0]["timeField"] == "ts"
+    wrong = api.post(
+        "/api/dashboards", json={"name": "t", "tiles": [line | {"fields": ["v"], "timeField": "v"}]}
+    )
+    assert wrong.status_code == 400
+    assert "tiles[0].timeField" in wrong.json()["error"]["message"]

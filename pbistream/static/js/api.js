@@ -58,9 +58,10 @@ export async function readRows(datasetId, table, { limit = 1, order = "desc", af
   return (data && data.rows) || [];
 }
 
-export function readSeries(datasetId, table, fields, since, points) {
+export function readSeries(datasetId, table, fields, since, points, timeField) {
   const q = new URLSearchParams({ table, since: String(since), points: String(points) });
   for (const f of fields) q.append("field", f);
+  if (timeField) q.set("time", timeField);
   return api("GET", `/api/datasets/${enc(datasetId)}/series?${q}`);
 }
 

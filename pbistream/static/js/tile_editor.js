@@ -112,6 +112,11 @@ function typeOptions(draft, columns) {
     sel.addEventListener("change", () => { draft.windowSeconds = Number(sel.value); });
     draft.windowSeconds = Number(sel.value);
     out.push(h("label", { for: "tile-window", text: "Time window to display" }), sel);
+    const times = columns.filter((c) => c.dataType === "DateTime");
+    const axis = select("time", [["", "(arrival time)"], ...times.map((c) => [c.name, c.name])], draft.timeField ?? "");
+    axis.addEventListener("change", () => { draft.timeField = axis.value || undefined; });
+    out.push(h("label", { for: "tile-time", text: "Axis (time)" }), axis,
+      h("div", { class: "field-help", text: "Plot by a DateTime field of the rows, or by when each row arrived." }));
   }
   if (draft.type === "bar" || draft.type === "column") {
     const sel = select("axis", [["", "(none: one bar per value)"], ...columns.map((c) => [c.name, c.name])], draft.axis ?? "");
@@ -160,7 +165,10 @@ function finish(draft) {
     type: draft.type, title: draft.title || "", datasetId: draft.datasetId, table: draft.table,
     fields: draft.fields, x: draft.x ?? 0, y: draft.y ?? 0, w: draft.w ?? w, h: draft.h ?? hgt,
   };
-  if (draft.type === "line") tile.windowSeconds = draft.windowSeconds ?? 300;
+  if (draft.type === "line") {
+    tile.windowSeconds = draft.windowSeconds ?? 300;
+    if (draft.timeField) tile.timeField = draft.timeField;
+  }
   if ((draft.type === "bar" || draft.type === "column") && draft.axis) tile.axis = draft.axis;
   if (draft.type === "gauge") Object.assign(tile, { min: draft.min ?? 0, max: draft.max ?? 100 }, draft.target !== undefined ? { target: draft.target } : {});
   if (draft.type === "table") tile.rows = draft.rows ?? 10;

@@ -194,11 +194,18 @@ class LineTile extends Tile {
   async fill() {
     this.view = makeChart(this.box);
     const since = Date.now() / 1000 - this.spec.windowSeconds;
-    const data = await readSeries(this.dataset.id, this.spec.table, this.spec.fields, since, this.width());
+    const data = await readSeries(this.dataset.id, this.spec.table, this.spec.fields, since, this.width(), this.spec.timeField);
     for (const f of this.spec.fields) this.points[f] = (data.series[f] || []).map(([t, v]) => [t * 1000, v]);
     // Slide the time window even when no row arrives (a local redraw, not a request).
     this.ticker = setInterval(() => this.schedule(), 1000);
     return data.lastId || 0;
+  }
+
+  /** The x of a row in ms: its arrival time, or its `timeField` (a DateTime). */
+  x(row) {
+    if (!this.spec.timeField) return row.received_at * 1000;
+    const t = Date.parse(row.data[this.spec.timeField]);
+    return Number.isNaN(t) ? null : t;
   }
 
   update(rows) {
@@ -206,14 +213,28 @@ class LineTile extends Tile {
       const list = this.points[f];
       for (const r of rows) {
         const v = asNumber(r.data[f]);
-        if (v !== null) list.push([r.received_at * 1000, v]);
+        const x = this.x(r);
+        if (v === null || x === null) continue;
+        // A device's clock may step back: keep the points in time order.
+        if (list.length && x < list[list.length - 1][0]) this.unsorted = true;
+        list.push([x, v]);
       }
     }
   }
 
   render() {
     if (!this.view) return;
-    const now = Date.now();
+    if (this.unsorted) {
+      for (const f of this.spec.fields) this.points[f].sort((a, b) => a[0] - b[0]);
+      this.unsorted = false;
+    }
+    // The window ends now, or, on a DateTime axis, at the newest point (so a device
+    // whose clock disagrees with ours still shows its last minutes).
+    let now = Date.now();
+    if (this.spec.timeField) {
+      const ends = this.spec.fields.map((f) => this.points[f].at(-1)?.[0]).filter((t) => t !== undefined);
+      if (ends.length) now = Math.max(...ends);
+    }
     const from = now - this.spec.windowSeconds * 1000;
     const limit = this.width() * 4;
     for (const f of this.spec.fields) {
@@ -223,9 +244,13 @@ class LineTile extends Tile {
       if (drop) list = list.slice(drop);
       this.points[f] = compactMinMax(list, limit);
     }
+    // Until the window has filled, span the data there is (as Power BI's streaming
+    // line does) rather than squeeze it against the right edge.
+    const starts = this.spec.fields.map((f) => this.points[f][0]?.[0]).filter((t) => t !== undefined);
+    const left = starts.length ? Math.max(from, Math.min(...starts)) : from;
     this.view.chart.setOption({
       ...baseOption(),
-      xAxis: { type: "time", min: from, max: now, axisLabel: { hideOverlap: true, fontSize: 11 }, splitLine: { show: false } },
+      xAxis: { type: "time", min: left, max: now, axisLabel: { hideOverlap: true, fontSize: 11 }, splitLine: { show: false } },
       yAxis: { type: "value", scale: true, axisLabel: { fontSize: 11 }, splitLine: { lineStyle: { color: "#f3f2f1" } } },
       tooltip: { trigger: "axis", confine: true, formatter: tooltipElement(2, (p) => new Date(p.value[0]).toLocaleTimeString()) },
       series: this.spec.fields.map((f) => ({ type: "line", name: f, showSymbol: false, data: this.points[f], lineStyle: { width: 2 } })),
