@@ -6,12 +6,22 @@ never blocks and never grows memory without bound: when a subscriber's queue is
 full the subscriber is cut off and marked *lagged*, and its stream catches up
 from storage (which holds every row the hub ever published) before subscribing
 again. So a slow browser costs a few reads, not the server's memory.
+
+With a storage shared by several server replicas (PostgreSQL, which has the
+:class:`~pbistream.storage.base.NotifiesInserts` capability), rows stored through
+another replica must reach this one's subscribers too. The hub then *follows* the
+storage: every insert, by any replica, sends a notice (dataset id and id range);
+one pump thread reads each watched dataset's new rows by cursor and fans them out
+in id order, its own replica's rows included, so rows of two replicas can never
+overtake each other. A notice at or below the dataset's cursor (rows this hub has
+already fanned out, e.g. its own) costs nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -20,7 +30,13 @@ from dataclasses import dataclass
 import anyio.to_thread
 import orjson
 
-from pbistream.storage.base import Storage, StoredRow
+from pbistream.storage.base import (
+    InsertNotice,
+    InsertSubscription,
+    NotifiesInserts,
+    Storage,
+    StoredRow,
+)
 
 __all__ = [
     "DEFAULT_QUEUE_ROWS",
@@ -38,6 +54,8 @@ __all__ = [
 # much memory either (the rows themselves are shared by every subscriber).
 DEFAULT_QUEUE_SIZE = 256
 DEFAULT_QUEUE_ROWS = 20_000
+
+logger = logging.getLogger("pbistream.server")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +163,85 @@ class LiveHub:
         # publish() may come from a worker thread; the queues must only be touched
         # on their own loop, so such calls are handed over with call_soon_threadsafe.
         self._lock = threading.Lock()
+        # Following a shared storage (see the module docstring); all under _lock.
+        self._storage: Storage | None = None
+        self._listener: InsertSubscription | None = None
+        self._pump: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._cursors: dict[str, int] = {}  # dataset -> last id fanned out
+        self._dirty: set[str] = set()  # datasets with rows newer than their cursor
+
+    @property
+    def following(self) -> bool:
+        """True once the hub reads new rows from a shared storage (several replicas)."""
+        return self._storage is not None
+
+    def follow(self, storage: Storage) -> None:
+        """Hear about every replica's inserts, if ``storage`` can tell (else do nothing).
+
+        Called by :func:`event_stream` for each feed; only the first call starts the
+        listener and the pump thread.
+        """
+        if not isinstance(storage, NotifiesInserts):
+            return
+        with self._lock:
+            if self._storage is not None or self._closed:
+                return
+            self._storage = storage
+            self._pump = threading.Thread(target=self._pump_rows, name="pbistream-live-pump")
+            self._pump.daemon = True
+        self._pump.start()
+        self._listener = storage.subscribe_inserts(self._on_notice)
+
+    def _on_notice(self, notice: InsertNotice | None) -> None:
+        """An insert was committed somewhere (listener thread); None: maybe several."""
+        with self._lock:
+            if notice is None:
+                self._dirty.update(self._cursors)
+            else:
+                cursor = self._cursors.get(notice.dataset_id)
+                if cursor is None or notice.last_id <= cursor:
+                    return  # nobody watches, or rows this hub already fanned out
+                self._dirty.add(notice.dataset_id)
+        self._wake.set()
+
+    def _pump_rows(self) -> None:
+        """The pump thread: read each dirty dataset's new rows and fan them out."""
+        while not self._closed:
+            # The timeout also retries a dataset whose read failed.
+            self._wake.wait(1.0)
+            self._wake.clear()
+            with self._lock:
+                todo, self._dirty = self._dirty, set()
+            for dataset_id in todo:
+                try:
+                    self._catch_up(dataset_id)
+                except Exception:  # the database hiccupped: try again on the next turn
+                    if self._closed:
+                        return  # the storage may be closing with the server
+                    logger.exception("live feed could not read new rows of %s", dataset_id)
+                    with self._lock:
+                        self._dirty.add(dataset_id)
+
+    def _catch_up(self, dataset_id: str) -> None:
+        storage = self._storage
+        assert storage is not None
+        while not self._closed:
+            with self._lock:
+                cursor = self._cursors.get(dataset_id)
+            if cursor is None:
+                return  # its last subscriber left
+            page = storage.read_rows(dataset_id, after_id=cursor, limit=REPLAY_PAGE_ROWS)
+            if not page:
+                return
+            with self._lock:
+                if self._cursors.get(dataset_id) != cursor:
+                    return  # unsubscribed meanwhile
+                self._cursors[dataset_id] = page[-1].id
+            for table, run in group_by_table(page):
+                self._fan_out(dataset_id, LiveBatch(table, run))
+            if len(page) < REPLAY_PAGE_ROWS:
+                return
 
     @property
     def subscriber_count(self) -> int:
@@ -162,12 +259,20 @@ class LiveHub:
         """
         if not rows:
             return
+        if self._storage is not None:
+            # Following a shared storage: the pump reads these rows by cursor, in id
+            # order with the other replicas' rows (see the module docstring).
+            self._on_notice(InsertNotice(dataset_id, rows[0].id, rows[-1].id))
+            return
+        self._fan_out(dataset_id, LiveBatch(table, rows))
+
+    def _fan_out(self, dataset_id: str, batch: LiveBatch) -> None:
+        """Offer a batch to every subscriber of the dataset, on each one's loop."""
         with self._lock:
             subs = self._subscribers.get(dataset_id)
             if not subs:
                 return
             targets = list(subs)
-        batch = LiveBatch(table, rows)
         try:
             running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
@@ -191,17 +296,24 @@ class LiveHub:
                 subs.discard(sub)
                 if not subs:
                     del self._subscribers[sub.dataset_id]
+                    self._cursors.pop(sub.dataset_id, None)
 
     @asynccontextmanager
-    async def subscribe(self, dataset_id: str) -> AsyncIterator[Subscription]:
+    async def subscribe(
+        self, dataset_id: str, *, storage: Storage | None = None
+    ) -> AsyncIterator[Subscription]:
         """Receive the dataset's new rows for the duration of the ``async with`` block.
 
         Args:
             dataset_id: The dataset to follow.
+            storage: Where the rows are kept; a storage shared by several replicas
+                makes the hub follow it (see :meth:`follow`).
 
         Yields:
             The subscription; it is removed from the hub when the block exits.
         """
+        if storage is not None:
+            self.follow(storage)
         sub = Subscription(
             dataset_id, asyncio.get_running_loop(), self._queue_size, self._queue_rows
         )
@@ -210,17 +322,41 @@ class LiveHub:
         else:
             with self._lock:
                 self._subscribers.setdefault(dataset_id, set()).add(sub)
+                start = dataset_id not in self._cursors
         try:
+            if self._storage is not None and not self._closed and start:
+                await self._start_cursor(dataset_id)
             yield sub
         finally:
             self._remove(sub)
 
+    async def _start_cursor(self, dataset_id: str) -> None:
+        """Start the pump's cursor of a newly watched dataset at its newest committed row.
+
+        Runs after the subscriber is registered and before its replay reads storage:
+        a dataset's uncommitted rows all have larger ids than its committed ones, so
+        every row committed from here on is above the cursor and gets pumped, and
+        every row at or below it is in the replay.
+        """
+        storage = self._storage
+        assert storage is not None
+        newest = await anyio.to_thread.run_sync(
+            lambda: storage.read_rows(dataset_id, limit=1, newest_first=True)
+        )
+        with self._lock:
+            if dataset_id in self._subscribers:
+                self._cursors.setdefault(dataset_id, newest[0].id if newest else 0)
+
     def close(self) -> None:
         """End every subscription (server shutdown), so open streams finish."""
         self._closed = True
+        self._wake.set()  # lets the pump thread end
+        if self._listener is not None:
+            self._listener.close()
         with self._lock:
             subs = [s for group in self._subscribers.values() for s in group]
             self._subscribers.clear()
+            self._cursors.clear()
         for sub in subs:
             if not sub._loop.is_closed():
                 sub._loop.call_soon_threadsafe(sub._wake)
@@ -301,11 +437,10 @@ async def event_stream(
     The subscription starts *before* the replay, so a row committed meanwhile is
     either replayed or delivered live (live rows at or below the replayed cursor
     are skipped). A subscriber the hub drops for being slow catches up the same way,
-    and so does every quiet moment (each keepalive tick): rows stored by another
-    server replica on the same database, which this process's hub never sees, still
-    arrive, within one keepalive interval. The stream opens with ``retry:`` and a
-    ``: connected`` comment once subscribed, and ends with an ``event: deleted`` if
-    the dataset goes away.
+    and so does every quiet moment (each keepalive tick), a fallback for rows another
+    replica stored if insert notices (:meth:`LiveHub.follow`) were lost. The stream
+    opens with ``retry:`` and a ``: connected`` comment once subscribed, and ends
+    with an ``event: deleted`` if the dataset goes away.
 
     Args:
         hub: The live hub.
@@ -322,7 +457,7 @@ async def event_stream(
     last = after
     greeted = False
     while True:
-        async with hub.subscribe(dataset_id) as sub:
+        async with hub.subscribe(dataset_id, storage=storage) as sub:
             if last is None:
                 newest = await anyio.to_thread.run_sync(
                     lambda: storage.read_rows(dataset_id, limit=1, newest_first=True)

@@ -15,12 +15,23 @@ for paging and for the live feed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from pbistream.schema import Dataset, Table
 
-__all__ = ["Dashboard", "InsertResult", "Storage", "StoredRow"]
+__all__ = [
+    "Admission",
+    "Dashboard",
+    "InsertNotice",
+    "InsertResult",
+    "InsertSubscription",
+    "NotifiesInserts",
+    "SharedLimits",
+    "Storage",
+    "StoredRow",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,3 +184,114 @@ class Storage(Protocol):
 
     def close(self) -> None:
         """Release connections and files."""
+
+
+# --- optional capabilities (backends shared by several server replicas) -----------------
+
+
+@dataclass(frozen=True, slots=True)
+class InsertNotice:
+    """Rows were committed to a dataset, possibly by another process.
+
+    Attributes:
+        dataset_id: The dataset.
+        first_id: The first new row's id.
+        last_id: The last new row's id.
+    """
+
+    dataset_id: str
+    first_id: int
+    last_id: int
+
+
+class InsertSubscription(Protocol):
+    """A running insert subscription; :meth:`close` stops it."""
+
+    def close(self) -> None:
+        """Stop delivering notices and release the connection."""
+
+
+@runtime_checkable
+class NotifiesInserts(Protocol):
+    """A backend that tells every process about inserts made by any process.
+
+    SQLite serves one process, so only the PostgreSQL backend has it.
+    """
+
+    def subscribe_inserts(
+        self, callback: Callable[[InsertNotice | None], None]
+    ) -> InsertSubscription:
+        """Call ``callback`` (from a background thread) after every committed insert.
+
+        ``callback(None)`` means notices may have been missed (the connection was
+        lost and is back): the receiver should catch up from storage by cursor.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The answer of a shared limits check.
+
+    Attributes:
+        ticket: The id of the recorded event (hand it back to release it), or None
+            when refused.
+        reason: Why it was refused (``pending``, ``posts_per_minute``, ...), or None.
+        retry_after: Seconds until it could succeed (refusals only).
+    """
+
+    ticket: int | None
+    reason: str | None = None
+    retry_after: float = 0.0
+
+
+@runtime_checkable
+class SharedLimits(Protocol):
+    """A backend that counts a dataset's requests and rows for every replica at once.
+
+    Times are the database's clock, so replicas on different machines agree. Each
+    method is one short transaction serialised per dataset.
+    """
+
+    def limits_admit(
+        self,
+        dataset_id: str,
+        *,
+        minute: float,
+        hour: float,
+        posts_per_minute: int,
+        posts_per_hour: int | None,
+        max_pending: int,
+        pending_ttl: float,
+    ) -> Admission:
+        """Count one POST (and one pending request), or refuse it.
+
+        Args:
+            dataset_id: The dataset posted to.
+            minute: The per-minute window, in seconds.
+            hour: The hourly window, in seconds.
+            posts_per_minute: At most this many POSTs in ``minute``.
+            posts_per_hour: At most this many POSTs in ``hour`` (None: no hourly limit).
+            max_pending: At most this many requests in flight at once.
+            pending_ttl: A pending request not released after this many seconds (its
+                replica died) stops counting.
+        """
+        ...
+
+    def limits_release(self, ticket: int) -> None:
+        """The pending request ``ticket`` has finished."""
+        ...
+
+    def limits_reserve_rows(
+        self, dataset_id: str, count: int, *, hour: float, limit: int
+    ) -> Admission:
+        """Count ``count`` rows against the sliding hour, or refuse them."""
+        ...
+
+    def limits_unreserve_rows(self, ticket: int) -> None:
+        """Give back rows counted by :meth:`limits_reserve_rows`."""
+        ...
+
+    def limits_forget(self, dataset_id: str) -> None:
+        """Drop a deleted dataset's counters."""
+        ...

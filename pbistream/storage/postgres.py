@@ -11,15 +11,25 @@ how concurrency is made safe when several server replicas write at once:
 * ids come from an identity sequence: unique across replicas and never reused,
   but a batch's ids may have gaps when other datasets insert at the same time;
 * ``data`` is TEXT, not JSONB, which rejects the escaped NUL (U+0000) that
-  Power BI strings may carry.
+  Power BI strings may carry;
+* every insert sends a ``NOTIFY`` (dataset id and id range, never the rows) in its
+  own transaction, so the other replicas' live feeds hear of it at commit
+  (:meth:`PostgresStorage.subscribe_inserts`);
+* the Power BI rate limits are counted in the ``throttle_events`` table, so N
+  replicas together allow one dataset's limits, not N times them (:class:`SharedLimits`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import re
+import threading
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
@@ -34,9 +44,11 @@ from pbistream.storage._sql import (
     schema_sql,
     stored_rows,
 )
-from pbistream.storage.base import StoredRow
+from pbistream.storage.base import Admission, InsertNotice, StoredRow
 
 __all__ = ["SCHEMA_VERSION", "PostgresStorage"]
+
+logger = logging.getLogger("pbistream.storage")
 
 #: Kept in ``meta`` under ``schema_version``; bump it with a migration when tables change.
 SCHEMA_VERSION = 1
@@ -51,7 +63,30 @@ _TABLES = (
     "sequence_numbers",
     "dashboards",
     "meta",
+    "throttle_events",
 )
+
+# Added after schema 1 shipped; IF NOT EXISTS makes it a no-op migration that older
+# pbistream versions simply ignore, so the schema version stays 1.
+# kind: 'post' (one admitted POST), 'rows' (n rows counted against the hour) or
+# 'pending' (a request in flight until released, or until expires_at if its replica died).
+_THROTTLE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS throttle_events (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    dataset_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    at DOUBLE PRECISION NOT NULL,
+    n BIGINT NOT NULL DEFAULT 1,
+    expires_at DOUBLE PRECISION
+);
+CREATE INDEX IF NOT EXISTS throttle_events_by_kind ON throttle_events (dataset_id, kind, at);
+"""
+# Serialises one dataset's limit checks across replicas (class key, then hashtext(id)).
+_THROTTLE_LOCK = 0x70B1
+_NOW = "SELECT extract(epoch FROM clock_timestamp())::float8"
+_EVENTS = "FROM throttle_events WHERE dataset_id = %s AND kind = %s"
+# Old events are deleted by every this-many-th admission (the queries ignore them anyway).
+_CLEANUP_EVERY = 64
 
 _SCHEMA = schema_sql(
     # An identity column draws from a sequence: unique across replicas, never reused.
@@ -134,11 +169,22 @@ class PostgresStorage(SQLStorage):
         )
         self._pool.wait(timeout=connect_timeout)
         self._migrate()
+        # Kept for the LISTEN connection; never printed (it may hold a password).
+        self._url = url
+        self._connect_timeout = connect_timeout
+        with self._pool.connection() as conn:
+            found = conn.execute("SELECT current_database(), current_schema()").fetchone()
+        # One channel per database schema: replicas on other schemas must not hear us.
+        # Hashed so any schema name fits NOTIFY's 63-byte channel names.
+        where = f"{found[0]}.{found[1]}" if found else ""
+        self.channel = "pbistream_rows_" + hashlib.sha256(where.encode()).hexdigest()[:24]
+        self._admissions = 0
 
     def _migrate(self) -> None:
         with self._pool.connection() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
             conn.execute(_SCHEMA)
+            conn.execute(_THROTTLE_SCHEMA)
             found = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             version = int(found[0]) if found else 0
             if version > SCHEMA_VERSION:
@@ -187,7 +233,136 @@ class PostgresStorage(SQLStorage):
                 copy.write_row((dataset_id, table, received_at, data))
         span = conn.execute(_SPAN_AFTER, (dataset_id, table, previous)).fetchone()
         assert span is not None and span[0] is not None  # we just inserted n >= 1 rows
-        return int(span[0]), int(span[1])
+        first, last = int(span[0]), int(span[1])
+        # Delivered to listeners at commit, and not at all on rollback.
+        notice = orjson.dumps({"d": dataset_id, "a": first, "b": last}).decode()
+        conn.execute("SELECT pg_notify(%s, %s)", (self.channel, notice))
+        return first, last
+
+    # --- insert notifications -----------------------------------------------------------
+    def subscribe_inserts(self, callback: Callable[[InsertNotice | None], None]) -> _InsertListener:
+        """Call ``callback`` from a background thread after every committed insert.
+
+        Inserts by any process on this database schema are heard, this one's too.
+        ``callback(None)`` follows a lost and re-established connection: notices
+        may have been missed meanwhile.
+
+        Returns:
+            The running listener; ``close()`` stops it.
+        """
+        listener = _InsertListener(
+            self._url, self.channel, callback, self._where, self._connect_timeout
+        )
+        listener.start()
+        return listener
+
+    # --- limits shared by every replica --------------------------------------------------
+    def _limits_txn(self, conn: _Connection, dataset_id: str) -> float:
+        """Lock the dataset's counters for this transaction; return the database's now."""
+        conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_THROTTLE_LOCK, dataset_id))
+        found = conn.execute(_NOW).fetchone()
+        assert found is not None
+        return float(found[0])
+
+    def limits_admit(
+        self,
+        dataset_id: str,
+        *,
+        minute: float,
+        hour: float,
+        posts_per_minute: int,
+        posts_per_hour: int | None,
+        max_pending: int,
+        pending_ttl: float,
+    ) -> Admission:
+        """Count one POST and one pending request for every replica, or refuse them.
+
+        See :meth:`pbistream.storage.base.SharedLimits.limits_admit`.
+        """
+        with self._pool.connection() as conn:
+            now = self._limits_txn(conn, dataset_id)
+            self._admissions += 1
+            if self._admissions % _CLEANUP_EVERY == 1:
+                conn.execute(
+                    "DELETE FROM throttle_events WHERE dataset_id = %s AND "
+                    "((kind <> 'pending' AND at <= %s) OR expires_at <= %s)",
+                    (dataset_id, now - hour, now),
+                )
+            found = conn.execute(
+                f"SELECT count(*) {_EVENTS} AND expires_at > %s", (dataset_id, "pending", now)
+            ).fetchone()
+            if found is not None and found[0] >= max_pending:
+                return Admission(None, "pending", 1.0)
+            # The posts_per_minute-th newest POST in the window: once it leaves, one fits.
+            nth = conn.execute(
+                f"SELECT at {_EVENTS} AND at > %s ORDER BY at DESC OFFSET %s LIMIT 1",
+                (dataset_id, "post", now - minute, posts_per_minute - 1),
+            ).fetchone()
+            if nth is not None:
+                return Admission(None, "posts_per_minute", float(nth[0]) + minute - now)
+            if posts_per_hour is not None:
+                nth = conn.execute(
+                    f"SELECT at {_EVENTS} AND at > %s ORDER BY at DESC OFFSET %s LIMIT 1",
+                    (dataset_id, "post", now - hour, posts_per_hour - 1),
+                ).fetchone()
+                if nth is not None:
+                    return Admission(None, "posts_per_hour_large_table", float(nth[0]) + hour - now)
+            conn.execute(
+                "INSERT INTO throttle_events (dataset_id, kind, at) VALUES (%s, 'post', %s)",
+                (dataset_id, now),
+            )
+            ticket = conn.execute(
+                "INSERT INTO throttle_events (dataset_id, kind, at, expires_at) "
+                "VALUES (%s, 'pending', %s, %s) RETURNING id",
+                (dataset_id, now, now + pending_ttl),
+            ).fetchone()
+        assert ticket is not None
+        return Admission(int(ticket[0]))
+
+    def limits_release(self, ticket: int) -> None:
+        """The pending request ``ticket`` has finished."""
+        with self._pool.connection() as conn:
+            conn.execute("DELETE FROM throttle_events WHERE id = %s", (ticket,))
+
+    def limits_reserve_rows(
+        self, dataset_id: str, count: int, *, hour: float, limit: int
+    ) -> Admission:
+        """Count ``count`` rows against the sliding hour for every replica, or refuse them."""
+        with self._pool.connection() as conn:
+            now = self._limits_txn(conn, dataset_id)
+            found = conn.execute(
+                f"SELECT coalesce(sum(n), 0) {_EVENTS} AND at > %s",
+                (dataset_id, "rows", now - hour),
+            ).fetchone()
+            held = int(found[0]) if found else 0
+            if held + count > limit:
+                # Walk forward until enough rows leave the window for these to fit.
+                retry_at = now + hour
+                for at, n in conn.execute(
+                    f"SELECT at, n {_EVENTS} AND at > %s ORDER BY at",
+                    (dataset_id, "rows", now - hour),
+                ):
+                    held -= int(n)
+                    if held + count <= limit:
+                        retry_at = float(at) + hour
+                        break
+                return Admission(None, "rows_per_hour", retry_at - now)
+            ticket = conn.execute(
+                "INSERT INTO throttle_events (dataset_id, kind, at, n) "
+                "VALUES (%s, 'rows', %s, %s) RETURNING id",
+                (dataset_id, now, count),
+            ).fetchone()
+        assert ticket is not None
+        return Admission(int(ticket[0]))
+
+    def limits_unreserve_rows(self, ticket: int) -> None:
+        """Give back rows counted by :meth:`limits_reserve_rows`."""
+        self.limits_release(ticket)
+
+    def limits_forget(self, dataset_id: str) -> None:
+        """Drop a deleted dataset's counters."""
+        with self._pool.connection() as conn:
+            conn.execute("DELETE FROM throttle_events WHERE dataset_id = %s", (dataset_id,))
 
     # --- rows ---------------------------------------------------------------------------
     def read_rows(
@@ -232,6 +407,84 @@ class PostgresStorage(SQLStorage):
 
     def __repr__(self) -> str:
         return f"PostgresStorage({self._where!r})"
+
+
+class _InsertListener:
+    """A daemon thread that LISTENs on the insert channel and calls back per notice.
+
+    It owns one autocommit connection (not from the pool: LISTEN needs a session
+    of its own) and reconnects with a growing pause when the database goes away.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        channel: str,
+        callback: Callable[[InsertNotice | None], None],
+        where: str,
+        connect_timeout: float,
+    ) -> None:
+        self._url = url
+        self._channel = channel
+        self._callback = callback
+        self._where = where
+        self._connect_timeout = connect_timeout
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pbistream-listen", daemon=True)
+        # Set once LISTEN is in place (tests wait for it; so may a caller).
+        self.listening = threading.Event()
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop listening; returns once the thread has ended (at most ~1 s)."""
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(5.0)
+
+    def _run(self) -> None:
+        pause = 0.1
+        first = True
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(
+                    self._url,
+                    autocommit=True,
+                    connect_timeout=max(1, int(self._connect_timeout)),
+                ) as conn:
+                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+                    self.listening.set()
+                    if not first:
+                        self._callback(None)  # whatever was sent while we were away
+                    first = False
+                    pause = 0.1
+                    while not self._stop.is_set():
+                        # The timeout bounds how long close() waits for us.
+                        for note in conn.notifies(timeout=0.5):
+                            self._deliver(note.payload)
+            except psycopg.Error as exc:
+                self.listening.clear()
+                logger.warning(
+                    "insert notifications from PostgreSQL at %s interrupted (%s); retrying",
+                    self._where,
+                    redact_text(str(exc).strip().splitlines()[0] if str(exc).strip() else ""),
+                )
+                self._stop.wait(pause)
+                pause = min(pause * 2, 5.0)
+
+    def _deliver(self, payload: str) -> None:
+        try:
+            data = orjson.loads(payload)
+            notice = InsertNotice(str(data["d"]), int(data["a"]), int(data["b"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            logger.warning("ignored a malformed insert notice on %s", self._channel)
+            return
+        try:
+            self._callback(notice)
+        except Exception:  # a receiver's bug must not stop the notifications
+            logger.exception("insert notice handler failed")
 
 
 def _describe(url: str) -> str:

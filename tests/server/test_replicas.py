@@ -1,0 +1,188 @@
+"""Several ``pbistream serve`` replicas on one PostgreSQL schema: live feed and limits.
+
+Each replica is a real server (uvicorn on 127.0.0.1) with its own PostgresStorage
+(its own connection pool and LISTEN connection), as separate processes would have.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from pbistream.storage.base import Storage
+from pbistream.testing import RunningServer
+
+pytestmark = pytest.mark.postgres
+
+Json = dict[str, Any]
+
+POSTGRES_URL = os.environ.get(
+    "PBISTREAM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture
+def two_storages() -> Iterator[tuple[Storage, Storage]]:
+    """Two storages (as two replicas would open) on one fresh PostgreSQL schema, or skip."""
+    try:
+        import psycopg
+        from psycopg import sql
+
+        from pbistream.storage.postgres import PostgresStorage
+
+        with psycopg.connect(POSTGRES_URL, connect_timeout=3):
+            pass
+    except Exception as exc:  # ImportError or any connection failure
+        reason = f"PostgreSQL not reachable at PBISTREAM_TEST_POSTGRES_URL ({exc!s:.120})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + "; CI=true requires it")
+        pytest.skip(reason)
+    schema = f"pbistream_replicas_{secrets.token_hex(6)}"
+    first = PostgresStorage(POSTGRES_URL, schema=schema, max_size=4)
+    second = PostgresStorage(POSTGRES_URL, schema=schema, max_size=4)
+    try:
+        yield first, second
+    finally:
+        first.close()
+        second.close()
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture
+def replicas(
+    server_factory: Callable[..., RunningServer], two_storages: tuple[Storage, Storage]
+) -> Callable[..., tuple[RunningServer, RunningServer]]:
+    """Start two replicas (same token) with the given settings."""
+
+    def start(**settings: Any) -> tuple[RunningServer, RunningServer]:
+        a = server_factory(storage=two_storages[0], **settings)
+        b = server_factory(storage=two_storages[1], token=a.token, **settings)
+        return a, b
+
+    return start
+
+
+class Feed:
+    """A live feed read by a background thread; rows land in :attr:`rows` as they arrive."""
+
+    def __init__(self, server: RunningServer, dataset_id: str) -> None:
+        self.rows: list[tuple[float, Json]] = []  # (arrival monotonic time, row)
+        self.connected = threading.Event()
+        self._lock = threading.Lock()
+        self._client = httpx.Client(
+            base_url=server.url, headers=server.headers, timeout=httpx.Timeout(30.0)
+        )
+        self._path = f"/api/datasets/{dataset_id}/live"
+        self._response: httpx.Response | None = None
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        assert self.connected.wait(10), "the live feed never connected"
+
+    def _read(self) -> None:
+        try:
+            with self._client.stream("GET", self._path) as response:
+                self._response = response
+                assert response.status_code == 200
+                for line in response.iter_lines():
+                    if line == ": connected":
+                        self.connected.set()
+                    elif line.startswith("data: "):
+                        now = time.monotonic()
+                        with self._lock:
+                            self.rows += [(now, r) for r in json.loads(line[6:])["rows"]]
+        except (httpx.HTTPError, httpx.StreamClosed, OSError, ValueError):
+            pass  # closed by the test
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[tuple[float, Json]]:
+        """Poll until ``count`` rows arrived (or fail at the deadline)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                if len(self.rows) >= count:
+                    return list(self.rows)
+            assert time.monotonic() < deadline, f"only {len(self.rows)} of {count} rows arrived"
+            time.sleep(0.005)
+
+    def close(self) -> None:
+        """Hang up (the server sees the disconnect) and end the reader thread."""
+        if self._response is not None:
+            # Shutting the socket down is what wakes a recv() blocked in another thread.
+            stream = self._response.extensions["network_stream"]
+            sock = stream.get_extra_info("socket")
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self._client.close()
+        self._thread.join(5)
+
+
+def _post(server: RunningServer, dataset_id: str, rows: list[Json]) -> httpx.Response:
+    return httpx.post(
+        f"{server.url}/v1.0/myorg/datasets/{dataset_id}/tables/RealTimeData/rows",
+        json={"rows": rows},
+        headers=server.headers,
+        timeout=10,
+    )
+
+
+# --- the live feed across replicas --------------------------------------------------------
+
+
+def test_a_row_pushed_to_one_replica_reaches_the_others_feed_well_within_a_second(
+    replicas: Callable[..., tuple[RunningServer, RunningServer]],
+) -> None:
+    # time_scale 1: the 15 s keepalive resync cannot be what delivers the rows.
+    a, b = replicas()
+    dataset_id = a.create_dataset({"n": "Int64"}, mode="PushStreaming")["id"]
+    feed = Feed(b, dataset_id)
+    try:
+        latencies = []
+        for n in range(5):
+            sent = time.monotonic()
+            assert _post(a, dataset_id, [{"n": n}]).status_code == 200
+            arrived, row = feed.wait_for(n + 1, timeout=5)[n]
+            assert row["data"] == {"n": n}
+            latencies.append(arrived - sent)
+        print(f"cross-replica live latency: max {max(latencies) * 1000:.1f} ms")
+        assert max(latencies) < 2.0
+    finally:
+        feed.close()
+
+
+def test_rows_pushed_through_both_replicas_arrive_once_each_in_id_order(
+    replicas: Callable[..., tuple[RunningServer, RunningServer]],
+) -> None:
+    a, b = replicas(limits=False)
+    dataset_id = a.create_dataset({"n": "Int64"}, mode="PushStreaming")["id"]
+    feeds = [Feed(a, dataset_id), Feed(b, dataset_id)]
+    try:
+        sent = 0
+
+        def push(server: RunningServer, count: int) -> None:
+            for i in range(count):
+                assert _post(server, dataset_id, [{"n": i}, {"n": i}]).status_code == 200
+
+        writers = [threading.Thread(target=push, args=(s, 20)) for s in (a, b)]
+        for w in writers:
+            w.start()
+        for w in writers:
+            w.join()
+        sent = 2 * 20 * 2
+        stored = [r.id for r in a.storage.read_rows(dataset_id, limit=1000)]
+        assert len(stored) == sent
+        for feed in feeds:
+            ids = [row["id"] for _, row in feed.wait_for(sent)]
+            assert ids == stored  # none missing, none twice, in id order
+    finally:
+        for feed in feeds:
+            feed.close()
