@@ -150,7 +150,17 @@ def test_reload_restart_and_reconnect_fill_tiles_from_history(
                 api,
                 dataset["id"],
                 [
-                    {"id": "c", "type": "card", "fields": ["temperature"], "w": 3, "h": 2},
+                    {
+                        "id": "c",
+                        "type": "card",
+                        "fields": ["temperature"],
+                        "w": 3,
+                        "h": 2,
+                        "thresholds": [
+                            {"value": 0, "color": "#107c10"},
+                            {"value": 50, "color": "#d13438"},
+                        ],
+                    },
                     {"id": "l", "type": "line", "fields": ["temperature"], "x": 3, "w": 9},
                     {"id": "t", "type": "table", "fields": ["temperature", "label"], "rows": 5},
                 ],
@@ -159,6 +169,8 @@ def test_reload_restart_and_reconnect_fill_tiles_from_history(
         assert httpx.post(dataset["push_url"], json=rows).status_code == 200
         login(page, server, f"#/dashboards/{board}")
         page.wait_for_function(card_shows("29"))
+        colour = "document.querySelector('[data-testid=tile-value]').style.color"
+        assert page.evaluate(f"() => {colour}") == "rgb(16, 124, 16)"  # 29: from 0 up, green
         page.reload()
         page.wait_for_function(card_shows("29"))
         page.wait_for_function(TABLE_HAS_5_ROWS)
@@ -169,6 +181,7 @@ def test_reload_restart_and_reconnect_fill_tiles_from_history(
     with serve_on_port(settings):
         assert httpx.post(dataset["push_url"], json=[{"temperature": 100}]).status_code == 200
         page.wait_for_function(card_shows("100"), timeout=15_000)
+        assert page.evaluate(f"() => {colour}") == "rgb(209, 52, 56)"  # 100: from 50 up, red
         page.wait_for_function(LINE_POINTS, arg=31)
         table = page.locator('[data-tile-id="t"] tbody tr')
         assert table.first.inner_text().split("\t")[1].strip() == "100"
