@@ -4,7 +4,8 @@ A dashboard is ``{"name": str, "tiles": [tile, ...]}``. Every tile is bound to o
 of one dataset and placed on a 12-column grid. The server checks a dashboard fully
 before saving it, so the browser never has to cope with a tile it cannot draw; each
 message names the tile and the property at fault, e.g.
-``tiles[2].fields[0]: 'temp' is not a column of table 'RealTimeData'``.
+``tiles[2].fields[0]: 'temp' is not a column of table 'RealTimeData'``. Overlapping tiles
+are not an error: later tiles move down until they fit (:func:`settle`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = [
     "MAX_TILES",
     "TILE_TYPES",
     "DashboardError",
+    "settle",
     "validate_dashboard",
 ]
 
@@ -101,7 +103,30 @@ def validate_dashboard(body: Any, lookup: DatasetLookup) -> tuple[str, list[dict
             raise DashboardError(f"tiles[{index}].id: {checked['id']!r} is used twice.")
         seen.add(checked["id"])
         out.append(checked)
-    return name.strip(), out
+    return name.strip(), settle(out)
+
+
+def settle(tiles: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Move tiles down until none overlaps an earlier one in the list.
+
+    Tiles keep their column and order; an earlier tile keeps its place, so the UI puts
+    a tile the user just dragged first and the tiles it landed on make room below it.
+
+    Args:
+        tiles: Checked tiles (``x``, ``y``, ``w``, ``h`` in grid cells).
+
+    Returns:
+        The same tiles, with ``y`` changed where they overlapped.
+    """
+    taken: set[tuple[int, int]] = set()
+    for tile in tiles:
+        columns = range(tile["x"], tile["x"] + tile["w"])
+        while any(
+            (c, r) in taken for c in columns for r in range(tile["y"], tile["y"] + tile["h"])
+        ):
+            tile["y"] += 1
+        taken.update((c, r) for c in columns for r in range(tile["y"], tile["y"] + tile["h"]))
+    return tiles
 
 
 def _validate_tile(

@@ -478,3 +478,13 @@ def test_series_can_plot_against_a_datetime_field(
     )
     assert wrong.status_code == 400
     assert "tiles[0].timeField" in wrong.json()["error"]["message"]
+
+
+def test_overlapping_tiles_are_moved_down_not_refused(api: httpx.Client, dataset_id: str) -> None:
+    tiles = [
+        card(dataset_id, id="a", x=0, y=0, w=6, h=2),
+        card(dataset_id, id="b", x=4, y=1, w=4, h=2),  # overlaps a: moves below it
+        card(dataset_id, id="c", x=8, y=0, w=4, h=2),  # beside a: stays
+    ]
+    saved = api.post("/api/dashboards", json={"name": "grid", "tiles": tiles}).json()["tiles"]
+    assert [(t["id"], t["x"], t["y"]) for t in saved] == [("a", 0, 0), ("b", 4, 2), ("c", 8, 0)]

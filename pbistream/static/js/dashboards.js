@@ -135,8 +135,13 @@ function redraw(state) {
 async function persist(state, changes) {
   const doc = { name: state.doc.name, tiles: state.doc.tiles, ...changes };
   state.doc = await API.saveDashboard(state.doc.id, doc);
-  // Tiles on screen keep pointing at the saved specs (drags mutate them in place).
-  for (const tile of state.tiles) tile.spec = state.doc.tiles.find((t) => t.id === tile.spec.id) || tile.spec;
+  // Tiles on screen keep pointing at the saved specs (drags mutate them in place), and
+  // take the places the server settled (tiles moved down out of an overlap).
+  for (const tile of state.tiles) {
+    tile.spec = state.doc.tiles.find((t) => t.id === tile.spec.id) || tile.spec;
+    tile.el.style.gridColumn = `${tile.spec.x + 1} / span ${tile.spec.w}`;
+    tile.el.style.gridRow = `${tile.spec.y + 1} / span ${tile.spec.h}`;
+  }
 }
 
 const currentSpec = (state, id) => state.doc.tiles.find((t) => t.id === id);
@@ -219,7 +224,8 @@ function enableDrag(state, tile) {
       tile.el.classList.remove("dragging");
       if (spec.x === origin.sx && spec.y === origin.sy && spec.w === origin.sw && spec.h === origin.sh) return;
       const place = { x: spec.x, y: spec.y, w: spec.w, h: spec.h };
-      const tiles = state.doc.tiles.map((t) => (t.id === spec.id ? { ...t, ...place } : t));
+      // The moved tile goes first: it keeps its new place and the others make room.
+      const tiles = [{ ...spec, ...place }, ...state.doc.tiles.filter((t) => t.id !== spec.id)];
       try { await persist(state, { tiles }); } catch (err) { toast(err.message, "error"); }
     };
     window.addEventListener("pointermove", move);
