@@ -159,7 +159,7 @@ def create_app(settings: Settings, storage: Storage) -> Starlette:
     app.state.storage = storage
     app.state.hub = hub
     app.state.metrics = app_metrics
-    app.state.throttle = Throttle(settings, on_throttled=app_metrics.throttled)
+    app.state.throttle = Throttle(settings, on_throttled=app_metrics.throttled, storage=storage)
     app.state.tenant_id = api.tenant_id(storage)
     app.state.token_generated = generated
     return app

@@ -7,20 +7,37 @@ window; windows are divided by ``time_scale``. The clock is injected for tests.
 
 All methods run on the event loop thread (no locks needed): ``admit`` before the
 body is read, ``reserve_rows`` once the row count is known, ``release`` at the end.
+
+Several replicas on one database must share one dataset's limits, or N replicas
+would allow N times them. When the storage has the
+:class:`~pbistream.storage.base.SharedLimits` capability (PostgreSQL), the request
+windows, pending requests and the hourly rows are counted there instead, on the
+database's clock, in one short transaction per check (a millisecond or so on the
+event loop, once per POST). Should the database fail a check, the replica counts
+locally (and says so in the log) rather than refuse or drop the request.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pbistream import limits
+from pbistream.redact import redact_text
 from pbistream.server.errors import InvalidRequest, TooManyRequests
 from pbistream.server.settings import Settings
+from pbistream.storage.base import SharedLimits
 
-__all__ = ["Throttle"]
+__all__ = ["PENDING_TTL_SECONDS", "RowReservation", "Throttle"]
+
+logger = logging.getLogger("pbistream.server")
+
+#: A pending request still counted in the database after this long (its replica died
+#: before releasing it) stops counting. Real seconds: a slow upload is not scaled.
+PENDING_TTL_SECONDS = 300.0
 
 _REQUESTS_MESSAGE = (
     "You have exceeded the amount of requests allowed in the current time frame and "
@@ -32,12 +49,28 @@ _ROWS_MESSAGE = (
 )
 
 
+@dataclass(eq=False, slots=True)
+class RowReservation:
+    """Rows counted against the hourly quota; hand it back to give them back.
+
+    Attributes:
+        at: When they were counted (the throttle's clock).
+        count: How many rows.
+        ticket: Their event in the shared database, when limits are shared.
+    """
+
+    at: float
+    count: int
+    ticket: int | None = None
+
+
 @dataclass(slots=True)
 class _DatasetState:
     posts: deque[float] = field(default_factory=deque)  # admission times, last hour
-    rows: deque[tuple[float, int]] = field(default_factory=deque)  # (time, rows), last hour
+    rows: deque[RowReservation] = field(default_factory=deque)  # last hour, oldest first
     rows_in_window: int = 0
     pending: int = 0
+    tickets: list[int] = field(default_factory=list)  # shared pending requests held here
     row_counts: dict[str, int] = field(default_factory=dict)  # table -> rows held (cached)
 
 
@@ -48,6 +81,8 @@ class Throttle:
         settings: The limit values, ``limits`` on/off and ``time_scale``.
         clock: Monotonic seconds (injectable).
         on_throttled: Called with the reason of each 429 (for /metrics).
+        storage: The server's storage; when it has the ``SharedLimits`` capability,
+            requests and rows are counted there, for every replica at once.
     """
 
     def __init__(
@@ -56,10 +91,12 @@ class Throttle:
         *,
         clock: Callable[[], float] = time.monotonic,
         on_throttled: Callable[[str], object] | None = None,
+        storage: object | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
         self.on_throttled = on_throttled
+        self.shared: SharedLimits | None = storage if isinstance(storage, SharedLimits) else None
         self._datasets: dict[str, _DatasetState] = {}
         self._minute = settings.scaled(limits.POSTS_PER_MINUTE.window_seconds or 60.0)
         self._hour = settings.scaled(limits.ROWS_PER_HOUR.window_seconds or 3600.0)
@@ -75,9 +112,40 @@ class Throttle:
             self.on_throttled(reason)
         return TooManyRequests(message, retry_after=retry_after, reason=reason)
 
+    def _refusal(self, reason: str, retry_after: float) -> TooManyRequests:
+        """The 429 for a request limit, its message naming the limit."""
+        s = self.settings
+        if reason == "pending":
+            detail = (
+                f"at most {s.max_pending_requests} POST rows requests may be pending at once "
+                "per dataset"
+            )
+        elif reason == "posts_per_minute":
+            detail = f"at most {s.posts_per_minute} POST rows requests a minute per dataset"
+        elif reason == "posts_per_hour_large_table":
+            detail = (
+                f"a table holds {s.large_table_rows:,} rows or more, so at most "
+                f"{s.posts_per_hour_large_table} POST rows requests an hour"
+            )
+        else:
+            return self._refuse(_ROWS_MESSAGE, retry_after, reason)
+        return self._refuse(f"{_REQUESTS_MESSAGE} ({detail})", retry_after, reason)
+
+    def _shared_failed(self, what: str, exc: Exception) -> None:
+        logger.warning(
+            "shared limits: %s failed in the database (%s); counting on this replica only",
+            what,
+            redact_text(type(exc).__name__ + ": " + (str(exc).splitlines() or [""])[0]),
+        )
+
     def forget(self, dataset_id: str) -> None:
         """Drop a deleted dataset's counters."""
         self._datasets.pop(dataset_id, None)
+        if self.shared is not None:
+            try:
+                self.shared.limits_forget(dataset_id)
+            except Exception as exc:  # old events expire by themselves anyway
+                self._shared_failed("forget", exc)
 
     # --- requests -------------------------------------------------------------------
     def admit(self, dataset_id: str, *, large_table: bool) -> None:
@@ -96,13 +164,27 @@ class Throttle:
             state.pending += 1
             return
         s = self.settings
+        if self.shared is not None:
+            try:
+                answer = self.shared.limits_admit(
+                    dataset_id,
+                    minute=self._minute,
+                    hour=self._hour,
+                    posts_per_minute=s.posts_per_minute,
+                    posts_per_hour=s.posts_per_hour_large_table if large_table else None,
+                    max_pending=s.max_pending_requests,
+                    pending_ttl=PENDING_TTL_SECONDS,
+                )
+            except Exception as exc:
+                self._shared_failed("admit", exc)
+            else:
+                if answer.ticket is None:
+                    raise self._refusal(answer.reason or "pending", answer.retry_after)
+                state.tickets.append(answer.ticket)
+                state.pending += 1
+                return
         if state.pending >= s.max_pending_requests:
-            raise self._refuse(
-                f"{_REQUESTS_MESSAGE} (at most {s.max_pending_requests} POST rows requests "
-                "may be pending at once per dataset)",
-                1.0,
-                "pending",
-            )
+            raise self._refusal("pending", 1.0)
         now = self.clock()
         posts = state.posts
         while posts and posts[0] <= now - self._hour:
@@ -115,20 +197,10 @@ class Throttle:
             in_minute += 1
         if in_minute >= s.posts_per_minute:
             oldest = posts[len(posts) - in_minute]
-            raise self._refuse(
-                f"{_REQUESTS_MESSAGE} (at most {s.posts_per_minute} POST rows requests a "
-                "minute per dataset)",
-                oldest + self._minute - now,
-                "posts_per_minute",
-            )
+            raise self._refusal("posts_per_minute", oldest + self._minute - now)
         if large_table and len(posts) >= s.posts_per_hour_large_table:
             oldest = posts[len(posts) - s.posts_per_hour_large_table]
-            raise self._refuse(
-                f"{_REQUESTS_MESSAGE} (a table holds {s.large_table_rows:,} rows or more, so "
-                f"at most {s.posts_per_hour_large_table} POST rows requests an hour)",
-                oldest + self._hour - now,
-                "posts_per_hour_large_table",
-            )
+            raise self._refusal("posts_per_hour_large_table", oldest + self._hour - now)
         posts.append(now)
         state.pending += 1
 
@@ -137,6 +209,13 @@ class Throttle:
         state = self._datasets.get(dataset_id)
         if state is not None and state.pending > 0:
             state.pending -= 1
+        if state is not None and state.tickets and self.shared is not None:
+            # Any of this replica's tickets will do: they differ only by their expiry.
+            ticket = state.tickets.pop(0)
+            try:
+                self.shared.limits_release(ticket)
+            except Exception as exc:  # it expires after PENDING_TTL_SECONDS anyway
+                self._shared_failed("release", exc)
 
     # --- rows -----------------------------------------------------------------------
     def check_rows_per_post(self, count: int) -> None:
@@ -154,7 +233,7 @@ class Throttle:
 
     def reserve_rows(
         self, dataset_id: str, count: int, *, hourly: bool = True
-    ) -> tuple[float, int] | None:
+    ) -> RowReservation | None:
         """Count ``count`` rows against the hourly quota, or refuse them (429).
 
         Args:
@@ -172,27 +251,45 @@ class Throttle:
             return None
         state = self._state(dataset_id)
         now = self.clock()
-        rows = state.rows
-        while rows and rows[0][0] <= now - self._hour:
-            state.rows_in_window -= rows.popleft()[1]
         limit = self.settings.rows_per_hour
+        if self.shared is not None:
+            try:
+                answer = self.shared.limits_reserve_rows(
+                    dataset_id, count, hour=self._hour, limit=limit
+                )
+            except Exception as exc:
+                self._shared_failed("reserve rows", exc)
+            else:
+                if answer.ticket is None:
+                    raise self._refusal("rows_per_hour", answer.retry_after)
+                return RowReservation(now, count, answer.ticket)
+        rows = state.rows
+        while rows and rows[0].at <= now - self._hour:
+            state.rows_in_window -= rows.popleft().count
         if state.rows_in_window + count > limit:
             # Walk forward until enough rows leave the window for this request to fit.
             freed = state.rows_in_window
             retry_at = now + self._hour
-            for t, n in rows:
-                freed -= n
+            for held in rows:
+                freed -= held.count
                 if freed + count <= limit:
-                    retry_at = t + self._hour
+                    retry_at = held.at + self._hour
                     break
-            raise self._refuse(_ROWS_MESSAGE, retry_at - now, "rows_per_hour")
-        reservation = (now, count)
+            raise self._refusal("rows_per_hour", retry_at - now)
+        reservation = RowReservation(now, count)
         rows.append(reservation)
         state.rows_in_window += count
         return reservation
 
-    def unreserve_rows(self, dataset_id: str, reservation: tuple[float, int] | None) -> None:
+    def unreserve_rows(self, dataset_id: str, reservation: RowReservation | None) -> None:
         """Give back rows reserved for a request that was then refused or was a duplicate."""
+        if reservation is not None and reservation.ticket is not None:
+            if self.shared is not None:
+                try:
+                    self.shared.limits_unreserve_rows(reservation.ticket)
+                except Exception as exc:  # counted until it leaves the hour: stricter, not laxer
+                    self._shared_failed("unreserve rows", exc)
+            return
         state = self._datasets.get(dataset_id)
         if state is None or reservation is None:
             return
@@ -200,7 +297,7 @@ class Throttle:
             state.rows.remove(reservation)
         except ValueError:
             return  # already left the window
-        state.rows_in_window -= reservation[1]
+        state.rows_in_window -= reservation.count
 
     # --- table sizes ----------------------------------------------------------------
     def known_row_count(self, dataset_id: str, table: str) -> int | None:

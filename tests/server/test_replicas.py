@@ -186,3 +186,102 @@ def test_rows_pushed_through_both_replicas_arrive_once_each_in_id_order(
     finally:
         for feed in feeds:
             feed.close()
+
+
+# --- limits shared by the replicas ---------------------------------------------------------
+
+
+def test_two_replicas_together_accept_at_most_posts_per_minute_per_dataset(
+    replicas: Callable[..., tuple[RunningServer, RunningServer]],
+) -> None:
+    # time_scale 20: a "minute" lasts 3 s, long enough to send 120+ POSTs on 2 cores.
+    a, b = replicas(time_scale=20)
+    minute = 60 / 20
+    dataset_id = a.create_dataset({"n": "Int64"}, mode="PushStreaming")["id"]
+    accepted: list[tuple[float, float]] = []  # (sent, answered), monotonic
+    refused: list[float] = []  # Retry-After values
+    clients = [a.client(timeout=10), b.client(timeout=10)]
+    path = f"/v1.0/myorg/datasets/{dataset_id}/tables/RealTimeData/rows"
+    try:
+        started = time.monotonic()
+        i = 0
+        while time.monotonic() - started < 1.6 * minute:
+            sent = time.monotonic()
+            response = clients[i % 2].post(path, json={"rows": [{"n": i}]})
+            answered = time.monotonic()
+            if response.status_code == 200:
+                accepted.append((sent, answered))
+            else:
+                assert response.status_code == 429, response.text
+                assert "120 POST rows requests a minute" in response.text
+                refused.append(float(response.headers["Retry-After"]))
+            i += 1
+    finally:
+        for client in clients:
+            client.close()
+    print(f"sent {i} POSTs alternately: {len(accepted)} accepted, {len(refused)} refused")
+    assert refused, "the replicas never refused: each one counted only its own POSTs"
+    assert all(0 < r <= minute + 1 for r in refused)
+    # Admission happens between sending and answering, so every POST sent at or after
+    # `start` and answered before `start + minute` was admitted inside that minute.
+    for start, _ in accepted:
+        inside = sum(1 for s, e in accepted if s >= start and e < start + minute)
+        assert inside <= 120
+    # ... and the first minute's quota was really used, through both replicas.
+    first_minute = [s for s, e in accepted if e < started + minute]
+    assert len(first_minute) == 120
+
+
+def test_the_hourly_row_quota_is_shared_by_the_replicas(
+    replicas: Callable[..., tuple[RunningServer, RunningServer]],
+) -> None:
+    a, b = replicas(rows_per_hour=10)
+    dataset_id = a.create_dataset({"n": "Int64"}, mode="PushStreaming")["id"]
+    assert _post(a, dataset_id, [{"n": n} for n in range(6)]).status_code == 200
+    over = _post(b, dataset_id, [{"n": n} for n in range(6)])
+    assert over.status_code == 429
+    assert "rows per hour limit" in over.text
+    assert float(over.headers["Retry-After"]) > 3000  # the first 6 rows leave in ~an hour
+    assert _post(b, dataset_id, [{"n": n} for n in range(4)]).status_code == 200
+    assert a.storage.count_rows(dataset_id, "RealTimeData") == 10
+
+
+def _hanging_post(server: RunningServer, dataset_id: str) -> socket.socket:
+    """Start a POST whose body never finishes: the request stays pending on the server."""
+    host, port = server.url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    head = (
+        f"POST /v1.0/myorg/datasets/{dataset_id}/tables/RealTimeData/rows HTTP/1.1\r\n"
+        f"Host: {host}\r\nAuthorization: Bearer {server.token}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+        '{"rows": ['
+    )
+    sock.sendall(head.encode())
+    return sock
+
+
+def test_pending_requests_are_counted_across_replicas(
+    replicas: Callable[..., tuple[RunningServer, RunningServer]],
+) -> None:
+    a, b = replicas(max_pending_requests=3)
+    dataset_id = a.create_dataset({"n": "Int64"}, mode="PushStreaming")["id"]
+    hanging = [_hanging_post(a, dataset_id), _hanging_post(a, dataset_id)]
+    try:
+        hanging.append(_hanging_post(b, dataset_id))
+        # Wait until all three are admitted: the next one is then refused as pending.
+        deadline = time.monotonic() + 10
+        while True:
+            response = _post(b, dataset_id, [{"n": 1}])
+            if response.status_code == 429:
+                break
+            assert time.monotonic() < deadline, "a fourth pending request was accepted"
+            time.sleep(0.02)
+        assert "at most 3 POST rows requests may be pending" in response.text
+    finally:
+        for sock in hanging:
+            sock.close()
+    # Once they hang up, their slots are released on both replicas.
+    deadline = time.monotonic() + 10
+    while _post(b, dataset_id, [{"n": 2}]).status_code != 200:
+        assert time.monotonic() < deadline, "the pending slots were never released"
+        time.sleep(0.02)
