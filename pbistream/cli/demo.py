@@ -248,7 +248,7 @@ def _find_or_create(http: httpx.Client) -> tuple[str, str, str]:
 
 def _feed(base: str, token: str, push_url: str, rate: float, stop: threading.Event) -> None:
     """Push simulated readings through pbistream's own client until ``stop`` is set."""
-    from pbistream.client import Client
+    from pbistream import Client  # the same public client a user's script would use
 
     rng = random.Random()  # noqa: S311 (simulated readings, not secrets)
     step = 0
