@@ -147,14 +147,26 @@ class AsyncClient(BaseClient):
             self._settled_event.set()
 
     async def _run(self) -> None:
+        """The worker task, supervised like the sync client's thread."""
+        failures = 0
         try:
             if self.wants_schema:
                 self._use_remote_table(await self.sink.fetch_table())  # type: ignore[attr-defined]
-            await self._loop()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("%s: the client's worker stopped on an error", self.sink.label)
+            while not self._stop:
+                try:
+                    await self._loop()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    failures += 1
+                    pause = min(30.0, 0.1 * 2.0**failures)
+                    logger.exception(
+                        "%s: the client's worker failed; restarting in %.1f s",
+                        self.sink.label,
+                        pause,
+                    )
+                    await asyncio.sleep(pause)
         finally:
             self._notify_settled()
 

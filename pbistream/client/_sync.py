@@ -191,12 +191,30 @@ class Client(BaseClient):
             self._settled.notify_all()
 
     def _run(self) -> None:
+        """The worker thread, supervised.
+
+        An unexpected error (a full disk under the spool, a bug) pauses delivery with a
+        capped backoff instead of ending it.
+        """
+        failures = 0
         try:
             if self.wants_schema:
                 self._use_remote_table(self.sink.fetch_table())  # type: ignore[attr-defined]
-            self._loop()
-        except Exception:
-            logger.exception("%s: the client's worker stopped on an error", self.sink.label)
+            while not self._stop:
+                try:
+                    self._loop()
+                    return
+                except Exception:
+                    failures += 1
+                    pause = min(30.0, 0.1 * 2.0**failures)
+                    logger.exception(
+                        "%s: the client's worker failed; restarting in %.1f s",
+                        self.sink.label,
+                        pause,
+                    )
+                    with self._lock:
+                        if not self._stop:
+                            self._cond.wait(pause)
         finally:
             self._notify_settled()
 

@@ -190,3 +190,24 @@ def test_flush_from_a_callback_is_refused_not_a_deadlock(fast_server: RunningSer
         client.push({"n": 1})
         assert client.flush(timeout=10) == 0
     assert refused and "wait for itself" in str(refused[0])
+
+
+def test_the_worker_is_supervised_and_restarts_after_an_unexpected_error(
+    fast_server: RunningServer,
+) -> None:
+    from pbistream.client import PushUrlSink
+
+    class FlakySink(PushUrlSink):
+        failures = 1
+
+        def send(self, body: bytes, seq: int | None):  # type: ignore[no-untyped-def]
+            if self.failures:
+                self.failures -= 1
+                raise RuntimeError("a bug in a sink")
+            return super().send(body, seq)
+
+    dataset = fast_server.create_dataset(FIELDS, mode="PushStreaming")
+    with Client(FlakySink(dataset["push_url"]), schema=None) as client:
+        client.push([{"n": 1}, {"n": 2}])
+        assert client.flush(timeout=10) == 0
+    assert sorted(r["n"] for r in rows_of(fast_server, dataset["id"])) == [1, 2]
