@@ -36,7 +36,7 @@ __all__ = ["MAX_POINTS", "MAX_SCAN_ROWS", "downsample_minmax", "routes"]
 MAX_POINTS = 8_000
 #: Default window when ``since`` is not given.
 DEFAULT_WINDOW_SECONDS = 300.0
-#: Most rows one request scans; beyond it the newest rows win and ``truncated`` is true.
+#: Most rows one pass reads; past it ``truncated`` is true and the newest rows are drawn.
 MAX_SCAN_ROWS = 1_000_000
 #: Most fields one chart may plot.
 MAX_FIELDS = 10
@@ -128,23 +128,28 @@ def _epoch(value: Any) -> float | None:
         return None
 
 
-def _read_series(
+def _scan(
     storage: Storage,
     dataset_id: str,
     table: str,
     fields: list[str],
-    since: float,
-    until: float,
-    points: int,
-    time_field: str | None = None,
-) -> dict[str, Any]:
+    window: tuple[float, float],
+    time_field: str | None,
+) -> tuple[dict[str, list[Point]], int, int | None, float | None]:
+    """Read up to MAX_SCAN_ROWS rows of the window, oldest first.
+
+    Returns:
+        The points per field, rows scanned, the last row id and its arrival time.
+    """
     raw: dict[str, list[Point]] = {f: [] for f in fields}
     after: int | None = None
     scanned = 0
     last_id: int | None = None
+    last_at: float | None = None
     while scanned < MAX_SCAN_ROWS:
+        limit = min(_PAGE, MAX_SCAN_ROWS - scanned)
         page = storage.read_rows(
-            dataset_id, table, after_id=after, since=since, until=until, limit=_PAGE
+            dataset_id, table, after_id=after, since=window[0], until=window[1], limit=limit
         )
         for row in page:
             x = row.received_at if time_field is None else _epoch(row.data.get(time_field))
@@ -157,8 +162,33 @@ def _read_series(
         scanned += len(page)
         if page:
             after = last_id = page[-1].id
-        if len(page) < _PAGE:
+            last_at = page[-1].received_at
+        if len(page) < limit:
             break
+    return raw, scanned, last_id, last_at
+
+
+def _read_series(
+    storage: Storage,
+    dataset_id: str,
+    table: str,
+    fields: list[str],
+    since: float,
+    until: float,
+    points: int,
+    time_field: str | None = None,
+) -> dict[str, Any]:
+    raw, scanned, last_id, last_at = _scan(
+        storage, dataset_id, table, fields, (since, until), time_field
+    )
+    truncated = scanned >= MAX_SCAN_ROWS
+    if truncated and last_at is not None and last_at > since:
+        # Too many rows: the oldest ones filled the budget. A chart wants the newest, so
+        # scan again from where the same budget should reach the end of the window.
+        start = max(since, until - (last_at - since))
+        raw, scanned, last_id, _ = _scan(
+            storage, dataset_id, table, fields, (start, until), time_field
+        )
     if time_field is not None:
         # Rows arrive in id order; a device's own clock may not agree with it.
         for pts in raw.values():
@@ -171,7 +201,7 @@ def _read_series(
         "until": until,
         "rawCount": {name: len(pts) for name, pts in raw.items()},
         "downsampled": any(len(series[n]) < len(raw[n]) for n in fields),
-        "truncated": scanned >= MAX_SCAN_ROWS,
+        "truncated": truncated,
         "lastId": last_id,
         "series": {name: [list(p) for p in pts] for name, pts in series.items()},
     }

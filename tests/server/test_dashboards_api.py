@@ -488,3 +488,27 @@ def test_overlapping_tiles_are_moved_down_not_refused(api: httpx.Client, dataset
     ]
     saved = api.post("/api/dashboards", json={"name": "grid", "tiles": tiles}).json()["tiles"]
     assert [(t["id"], t["x"], t["y"]) for t in saved] == [("a", 0, 0), ("b", 4, 2), ("c", 8, 0)]
+
+
+def test_a_window_past_the_scan_budget_draws_its_newest_rows(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pbistream.schema import Dataset, Mode, Retention, Table
+    from pbistream.server import ui_series
+    from pbistream.storage import open_storage
+
+    monkeypatch.setattr(ui_series, "MAX_SCAN_ROWS", 1000)
+    storage = open_storage(str(tmp_path / "data"))
+    try:
+        table = Table.from_json({"name": "T", "columns": [{"name": "v", "dataType": "Double"}]})
+        storage.create_dataset(Dataset("d", "d", Mode.PUSH, Retention.NONE, [table]))
+        for second in range(30):  # 100 rows a second for 30 seconds
+            rows = [{"v": float(second)}] * 100
+            storage.insert_rows("d", "T", rows, received_at=1000.0 + second)
+        body = ui_series._read_series(storage, "d", "T", ["v"], 1000.0, 1030.0, 50)
+    finally:
+        storage.close()
+    values = [v for _, v in body["series"]["v"]]
+    assert body["truncated"] is True
+    assert max(values) == 29.0  # the newest second is drawn, not only the oldest ten
+    assert body["rawCount"]["v"] <= 1000
