@@ -37,6 +37,12 @@ def _where(settings_storage: str | None, data_dir: str) -> str:
 @click.option("--storage", default=None, help=_HELP["storage"])
 @click.option("--token", default=None, help=_HELP["token"] + " Prefer PBISTREAM_TOKEN.")
 @click.option(
+    "--auth",
+    default=None,
+    type=click.Choice(["token", "any"]),
+    help=_HELP["auth"] + " [default: token]",
+)
+@click.option(
     "--limits",
     default=None,
     type=click.Choice(["on", "off"]),

@@ -5,12 +5,19 @@ the streaming Push URL (which checks its own per-dataset key). The token reaches
 the server either as ``Authorization: Bearer <token>`` or as the session cookie
 ``pbistream_session`` whose value is an HMAC of the token, so a stolen cookie is
 not the token itself. All comparisons are constant-time.
+
+With the ``auth = any`` setting (the emulator mode of reference §6.5), the Power BI
+REST API (``/v1.0/myorg/...``, ``/beta/myorg/...``) accepts any non-empty Bearer
+token, so code that gets an Entra ID token through msal runs unchanged; the token
+is not checked or kept. Everything else (``/api``, ``/metrics``, the dashboard)
+still needs this server's own token.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -31,9 +38,12 @@ __all__ = [
     "AuthMiddleware",
     "bearer_token",
     "is_authorized",
+    "is_emulated_rest_call",
     "resolve_token",
     "session_cookie_value",
 ]
+
+logger = logging.getLogger("pbistream.server")
 
 SESSION_COOKIE = "pbistream_session"
 # A fixed label so the cookie is an HMAC "of the token, for sessions", not a bare hash.
@@ -45,6 +55,8 @@ PUBLIC_PREFIXES: tuple[str, ...] = ("/healthz", "/login", "/static/", "/favicon.
 
 # The streaming Push URL: /beta/{workspaceId}/datasets/{datasetId}/rows (not /beta/myorg/...).
 _PUSH_URL = re.compile(r"^/beta/(?!myorg/)[^/]+/datasets/[^/]+/rows/?$", re.IGNORECASE)
+# The Power BI REST API, the only part ``auth = any`` opens to any Bearer token.
+_REST_API = ("/v1.0/myorg/", "/beta/myorg/")
 
 
 def session_cookie_value(settings: Settings) -> str:
@@ -74,6 +86,14 @@ def is_authorized(connection: HTTPConnection) -> bool:
     return False
 
 
+def is_emulated_rest_call(connection: HTTPConnection) -> bool:
+    """True when ``auth = any`` lets this request in: a REST API path with any Bearer token."""
+    settings: Settings = connection.app.state.settings
+    if settings.auth != "any" or not connection.url.path.startswith(_REST_API):
+        return False
+    return bearer_token(connection) is not None
+
+
 def is_public_path(path: str, extra_public: Iterable[str] = ()) -> bool:
     """True for paths that need no token: the Push URL, /login, static assets, /healthz."""
     if _PUSH_URL.match(path):
@@ -87,9 +107,16 @@ def is_public_path(path: str, extra_public: Iterable[str] = ()) -> bool:
 def resolve_token(settings: Settings, storage: Storage) -> tuple[str, bool]:
     """The API token: ``settings.token``, else the one kept in storage, else a new one.
 
+    Also logs, once at start, when ``auth = any`` opens the REST API to any token.
+
     Returns:
         The token, and True when it was generated just now (print it once).
     """
+    if settings.auth == "any":
+        logger.warning(
+            "auth=any: the Power BI REST API accepts ANY non-empty Bearer token (emulator "
+            "mode, for tests); /api, /metrics and the dashboard still need the server token"
+        )
     if settings.token:
         return settings.token, False
     kept = storage.get_meta(_TOKEN_META_KEY)
@@ -119,7 +146,8 @@ class AuthMiddleware:
             return
         from starlette.requests import HTTPConnection
 
-        if is_authorized(HTTPConnection(scope)):
+        connection = HTTPConnection(scope)
+        if is_authorized(connection) or is_emulated_rest_call(connection):
             await self.app(scope, receive, send)
             return
         response = NotAuthorized(

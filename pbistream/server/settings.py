@@ -20,9 +20,12 @@ from typing import Any, Literal
 from pbistream import limits as documented
 from pbistream.exceptions import ConfigError
 
-__all__ = ["SETTINGS", "Setting", "Settings", "UnknownFields"]
+__all__ = ["SETTINGS", "AuthMode", "Setting", "Settings", "UnknownFields"]
 
 UnknownFields = Literal["404", "400", "ignore"]
+#: ``token``: only this server's token; ``any``: any non-empty Bearer token on the
+#: Power BI REST API (an emulator for code that gets Entra ID tokens through msal).
+AuthMode = Literal["token", "any"]
 
 
 def _bool(text: str) -> bool:
@@ -38,6 +41,13 @@ def _unknown_fields(text: str) -> str:
     value = text.strip().lower()
     if value not in ("404", "400", "ignore"):
         raise ValueError("use 404, 400 or ignore")
+    return value
+
+
+def _auth_mode(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("token", "any"):
+        raise ValueError("use token or any")
     return value
 
 
@@ -93,6 +103,7 @@ class Settings:
     storage: str | None = None
     # repr=False: the token must never reach a log line through a repr.
     token: str | None = field(default=None, repr=False)
+    auth: AuthMode = "token"
     public_url: str | None = None
     limits: bool = True
     time_scale: float = 1.0
@@ -193,6 +204,13 @@ SETTINGS: tuple[Setting, ...] = (
         "token",
         _optional_str,
         "API token for the REST API and dashboard; generated at first start if not given.",
+    ),
+    Setting(
+        "auth",
+        _auth_mode,
+        "Who may call the Power BI REST API: token (only this server's token) or any (any "
+        "non-empty Bearer token, e.g. an Entra ID token from msal; /api, /metrics and the "
+        "dashboard still need the real token).",
     ),
     Setting(
         "public_url",

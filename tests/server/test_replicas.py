@@ -153,7 +153,11 @@ def test_a_row_pushed_to_one_replica_reaches_the_others_feed_well_within_a_secon
             arrived, row = feed.wait_for(n + 1, timeout=5)[n]
             assert row["data"] == {"n": n}
             latencies.append(arrived - sent)
-        print(f"cross-replica live latency: max {max(latencies) * 1000:.1f} ms")
+        latencies.sort()
+        print(
+            f"cross-replica live latency: median {latencies[2] * 1000:.1f} ms, "
+            f"max {latencies[-1] * 1000:.1f} ms"
+        )
         assert max(latencies) < 2.0
     finally:
         feed.close()
