@@ -141,6 +141,7 @@ async function persist(state, changes) {
     tile.spec = state.doc.tiles.find((t) => t.id === tile.spec.id) || tile.spec;
     tile.el.style.gridColumn = `${tile.spec.x + 1} / span ${tile.spec.w}`;
     tile.el.style.gridRow = `${tile.spec.y + 1} / span ${tile.spec.h}`;
+    tile.el.style.setProperty("--h", String(tile.spec.h));
   }
 }
 

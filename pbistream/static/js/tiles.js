@@ -40,6 +40,7 @@ class Tile {
       h("div", { class: "tile-resize", "aria-hidden": "true" }));
     this.el.style.gridColumn = `${spec.x + 1} / span ${spec.w}`;
     this.el.style.gridRow = `${spec.y + 1} / span ${spec.h}`;
+    this.el.style.setProperty("--h", String(spec.h)); // the narrow layout stacks by height
   }
 
   /** Fill from history. `cursor` is the newest row id when the page asked for it. */
