@@ -320,13 +320,13 @@ def test_many_tabs_share_one_live_connection(pbistream_server: RunningServer, pa
     tabs = [page]
     for _ in range(8):
         tab = page.context.new_page()
-        tab.goto(f"{pbistream_server.url}/ui/#/dashboards/{board}", timeout=5_000)
-        tab.wait_for_selector('[data-testid="tile"]', timeout=5_000)
+        tab.goto(f"{pbistream_server.url}/ui/#/dashboards/{board}", timeout=15_000)
+        tab.wait_for_selector('[data-testid="tile"]', timeout=15_000)
         tabs.append(tab)
     for value in (7, 8):  # the second row also reaches tabs that joined a running feed
         assert httpx.post(dataset["push_url"], json=[{"temperature": value}]).status_code == 200
         for tab in tabs:
-            tab.wait_for_function(card_shows(str(value)), timeout=5_000)
+            tab.wait_for_function(card_shows(str(value)), timeout=15_000)
     for tab in tabs[1:]:
         tab.close()
 
@@ -366,4 +366,4 @@ def test_a_dashboard_of_seven_datasets_uses_one_connection(
     )
     # The page can still talk to the server (no connection is left hanging).
     page.click("text=Streaming datasets")
-    page.locator('[data-testid="datasets"] tbody tr').nth(6).wait_for(timeout=5_000)
+    page.locator('[data-testid="datasets"] tbody tr').nth(6).wait_for()
