@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import anyio.to_thread
 import orjson
 
+from pbistream.redact import redact_text
 from pbistream.storage.base import (
     InsertNotice,
     InsertSubscription,
@@ -171,11 +172,6 @@ class LiveHub:
         self._cursors: dict[str, int] = {}  # dataset -> last id fanned out
         self._dirty: set[str] = set()  # datasets with rows newer than their cursor
 
-    @property
-    def following(self) -> bool:
-        """True once the hub reads new rows from a shared storage (several replicas)."""
-        return self._storage is not None
-
     def follow(self, storage: Storage) -> None:
         """Hear about every replica's inserts, if ``storage`` can tell (else do nothing).
 
@@ -191,7 +187,10 @@ class LiveHub:
             self._pump = threading.Thread(target=self._pump_rows, name="pbistream-live-pump")
             self._pump.daemon = True
         self._pump.start()
-        self._listener = storage.subscribe_inserts(self._on_notice)
+        listener = storage.subscribe_inserts(self._on_notice)
+        self._listener = listener
+        if self._closed:  # close() ran meanwhile and could not see the listener yet
+            listener.close()
 
     def _on_notice(self, notice: InsertNotice | None) -> None:
         """An insert was committed somewhere (listener thread); None: maybe several."""
@@ -216,10 +215,14 @@ class LiveHub:
             for dataset_id in todo:
                 try:
                     self._catch_up(dataset_id)
-                except Exception:  # the database hiccupped: try again on the next turn
+                except Exception as exc:  # the database hiccupped: retry on the next turn
                     if self._closed:
                         return  # the storage may be closing with the server
-                    logger.exception("live feed could not read new rows of %s", dataset_id)
+                    logger.warning(
+                        "live feed could not read new rows of %s (%s); retrying",
+                        dataset_id,
+                        redact_text(f"{type(exc).__name__}: {exc}".splitlines()[0]),
+                    )
                     with self._lock:
                         self._dirty.add(dataset_id)
 

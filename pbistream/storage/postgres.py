@@ -453,6 +453,7 @@ class _InsertListener:
                     self._url,
                     autocommit=True,
                     connect_timeout=max(1, int(self._connect_timeout)),
+                    application_name="pbistream-listen",  # findable in pg_stat_activity
                 ) as conn:
                     conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
                     self.listening.set()

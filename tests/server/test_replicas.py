@@ -289,3 +289,45 @@ def test_pending_requests_are_counted_across_replicas(
     while _post(b, dataset_id, [{"n": 2}]).status_code != 200:
         assert time.monotonic() < deadline, "the pending slots were never released"
         time.sleep(0.02)
+
+
+def test_the_feed_recovers_when_the_listen_connection_is_cut(
+    replicas: Callable[..., tuple[RunningServer, RunningServer]],
+) -> None:
+    import psycopg
+
+    a, b = replicas()
+    dataset_id = a.create_dataset({"n": "Int64"}, mode="PushStreaming")["id"]
+    feed = Feed(b, dataset_id)  # B's hub now LISTENs (A's does not: it has no feed)
+    try:
+        assert _post(a, dataset_id, [{"n": 0}]).status_code == 200
+        feed.wait_for(1, timeout=5)
+        channel = b.storage.channel  # type: ignore[attr-defined]
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            cut = conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'pbistream-listen' AND query = %s",
+                (f'LISTEN "{channel}"',),
+            ).fetchall()
+        assert cut == [(True,)]
+        # Rows stored while B was not listening still arrive well before a keepalive
+        # (15 s): the listener reconnects and the hub catches up by cursor.
+        for n in range(1, 4):
+            assert _post(a, dataset_id, [{"n": n}]).status_code == 200
+        rows = feed.wait_for(4, timeout=5)
+        assert [row["data"]["n"] for _, row in rows] == [0, 1, 2, 3]
+    finally:
+        feed.close()
+
+
+def test_the_large_table_hourly_post_limit_is_shared_too(
+    replicas: Callable[..., tuple[RunningServer, RunningServer]],
+) -> None:
+    a, b = replicas(large_table_rows=3, posts_per_hour_large_table=2)
+    dataset_id = a.create_dataset({"n": "Int64"}, mode="PushStreaming")["id"]
+    assert _post(a, dataset_id, [{"n": n} for n in range(3)]).status_code == 200  # now large
+    assert _post(b, dataset_id, [{"n": 3}]).status_code == 200  # the hour's second POST
+    third = _post(a, dataset_id, [{"n": 4}])
+    assert third.status_code == 429
+    assert "at most 2 POST rows requests an hour" in third.text
+    assert float(third.headers["Retry-After"]) > 3000
