@@ -398,6 +398,9 @@ def _set_up_and_feed(
     click.echo("Open the live dashboard (this link signs you in):")
     link = f"{base}/login?token={quote(token, safe='')}&next=/ui/%23/dashboards/{dashboard_id}"
     click.secho(f"  {link}", fg="green", bold=True)
+    sample = '[{"string_value": "Hello", "number_value": 42}]'
+    click.echo("Push a row of your own (it shows on the dashboard within a second):")
+    click.echo(f"  curl -X POST '{push_url}' -H 'Content-Type: application/json' -d '{sample}'")
     click.echo("Press Ctrl-C to stop.")
     try:
         _feed(base, token, push_url, rate, stop)

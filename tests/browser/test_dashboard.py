@@ -292,6 +292,15 @@ def test_tiles_can_be_added_edited_moved_resized_and_removed(
             arg=board,
         )
 
+        # The keyboard moves a focused tile too.
+        page.focus('[data-tile-id="c"] .tile-head')
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function(
+            "id => fetch('/api/dashboards/' + id).then(r => r.json())"
+            ".then(d => d.tiles[0].x === 4)",
+            arg=board,
+        )
+
         # Edit the card: a title and a threshold; then remove the line chart.
         page.locator('[data-tile-id="c"] button:has-text("Edit")').click()
         page.fill("#tile-title", "Boiler")
@@ -301,7 +310,7 @@ def test_tiles_can_be_added_edited_moved_resized_and_removed(
             "() => document.querySelector('[data-tile-id=c] .tile-title').textContent === 'Boiler'"
         )
         card = api.get(f"/api/dashboards/{board}").json()["tiles"][0]
-        assert (card["title"], card["x"], card["w"], len(card["thresholds"])) == ("Boiler", 3, 5, 1)
+        assert (card["title"], card["x"], card["w"], len(card["thresholds"])) == ("Boiler", 4, 5, 1)
         page.locator(f'[data-tile-id="{line["id"]}"] button[title="Remove tile"]').click()
         wait_tiles_ready(page, 1)
         assert [t["id"] for t in api.get(f"/api/dashboards/{board}").json()["tiles"]] == ["c"]

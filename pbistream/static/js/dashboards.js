@@ -232,8 +232,36 @@ function enableDrag(state, tile) {
     window.addEventListener("pointermove", move);
     window.addEventListener("pointerup", up);
   };
-  tile.el.querySelector(".tile-head").addEventListener("pointerdown", (e) => start(e, "move"));
+  const head = tile.el.querySelector(".tile-head");
+  head.addEventListener("pointerdown", (e) => start(e, "move"));
   tile.el.querySelector(".tile-resize").addEventListener("pointerdown", (e) => start(e, "resize"));
+
+  // The keyboard does the same: arrows move the focused tile, Shift+arrows resize it.
+  if (state.editing) {
+    head.tabIndex = 0;
+    head.title = "Drag, or use the arrow keys (Shift: resize)";
+  }
+  let saveTimer = null;
+  head.addEventListener("keydown", (event) => {
+    const step = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] }[event.key];
+    if (!state.editing || !step) return;
+    event.preventDefault();
+    const spec = tile.spec;
+    if (event.shiftKey) {
+      spec.w = Math.min(COLUMNS - spec.x, Math.max(1, spec.w + step[0]));
+      spec.h = Math.min(12, Math.max(1, spec.h + step[1]));
+    } else {
+      spec.x = Math.min(COLUMNS - spec.w, Math.max(0, spec.x + step[0]));
+      spec.y = Math.max(0, spec.y + step[1]);
+    }
+    tile.el.style.gridColumn = `${spec.x + 1} / span ${spec.w}`;
+    tile.el.style.gridRow = `${spec.y + 1} / span ${spec.h}`;
+    clearTimeout(saveTimer);
+    saveTimer = setTimeout(async () => {
+      const tiles = [{ ...spec }, ...state.doc.tiles.filter((t) => t.id !== spec.id)];
+      try { await persist(state, { tiles }); } catch (err) { toast(err.message, "error"); }
+    }, 400);
+  });
 }
 
 /** "#/dashboards" without an id: open the first dashboard, or offer to make one. */
