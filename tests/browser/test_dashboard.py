@@ -376,3 +376,17 @@ def test_a_dashboard_of_seven_datasets_uses_one_connection(
     # The page can still talk to the server (no connection is left hanging).
     page.click("text=Streaming datasets")
     page.locator('[data-testid="datasets"] tbody tr').nth(6).wait_for()
+
+
+def test_a_dataset_deleted_while_on_screen_says_so(server_factory: Any, page: Any) -> None:
+    server = server_factory(time_scale=15)  # the feed notices within a 1 s keepalive
+    dataset = server.create_dataset({"v": "Number"}, name="short-lived")
+    with server.client() as api:
+        board = make_dashboard(api, dataset["id"], [{"id": "c", "type": "card", "fields": ["v"]}])
+        login(page, server, f"#/dashboards/{board}")
+        wait_tiles_ready(page, 1)
+        assert httpx.post(dataset["push_url"], json=[{"v": 5}]).status_code == 200
+        page.wait_for_function(card_shows("5"))
+        assert api.delete(f"/v1.0/myorg/datasets/{dataset['id']}").status_code == 200
+    page.locator("text=This tile's dataset was deleted").wait_for()
+    assert page.locator('[data-testid="tile-value"]').count() == 0

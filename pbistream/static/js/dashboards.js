@@ -111,6 +111,9 @@ async function startTiles(state) {
   // The feed may already run in another tab, past our cursor: it says from where it
   // serves us, and history is read up to there.
   const feeds = state.feeds;
+  feeds.onDeleted = (id) => {
+    for (const tile of state.tiles) if (tile.dataset && tile.dataset.id === id) tile.markDeleted();
+  };
   await Promise.all(ids.map(async (id) => {
     const from = await feeds.subscribe(id, cursors.get(id), (table, rows) => {
       for (const tile of state.tiles) if (tile.dataset && tile.dataset.id === id) tile.apply(table, rows);

@@ -43,6 +43,7 @@ export class LiveFeeds {
   constructor() {
     this.listeners = new Map(); // datasetId -> Set of listener(table, rows)
     this.waiting = new Map(); // datasetId -> resolve(position)
+    this.onDeleted = () => {}; // set by the dashboard: a dataset went away
     this.port = sharedPort();
     if (this.port) {
       pages.add(this);
@@ -50,7 +51,7 @@ export class LiveFeeds {
       this.local = new MergedFeed({
         rows: (datasetId, table, rows) => this.#dispatch(datasetId, table, rows),
         status: setStatus,
-        deleted: () => {},
+        deleted: (datasetId) => this.listeners.has(datasetId) && this.onDeleted(datasetId),
       });
     }
   }
@@ -89,6 +90,8 @@ export class LiveFeeds {
       if (resolve) resolve(msg.position);
     } else if (msg.type === "rows") {
       this.#dispatch(msg.datasetId, msg.table, msg.rows);
+    } else if (msg.type === "deleted") {
+      this.onDeleted(msg.datasetId);
     }
   }
 

@@ -93,6 +93,13 @@ class Tile {
     return null;
   }
 
+  /** The dataset was deleted while on screen: say so instead of showing stale values. */
+  markDeleted() {
+    this.dispose();
+    this.dataset = null;
+    mount(this.body, h("div", { class: "tile-error", text: "This tile's dataset was deleted. Edit or remove the tile." }));
+  }
+
   async fill() { return 0; }
   update() {}
   render() {}
