@@ -5,7 +5,7 @@ One command: ``python bench/bench_dashboard.py [--rate 100] [--seconds 10] [--cl
 1. Starts ``python -m pbistream serve --limits off`` on a temporary data dir (100 pushes
    a second is above Power BI's 120-a-minute limit, which the server enforces by default)
    and creates a streaming dataset and 20 dashboards on it.
-2. Opens 20 live feeds (``GET /api/datasets/{id}/live``), as 20 open dashboards do, each
+2. Opens 20 live feeds (``GET /api/live?dataset=ID``), as 20 open dashboards do, each
    parsing the Server-Sent Events exactly as the browser's EventSource would.
 3. A separate process pushes one row per request to the Push URL at a steady rate; each
    row carries the wall-clock time it was sent. Each feed records, for every row, the
@@ -83,7 +83,8 @@ async def watch(
     latencies: list[float] = []
     seen = 0
     headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
-    url = f"{base}/api/datasets/{dataset_id}/live?after={after}"
+    # What the dashboard page subscribes to: the merged feed of its datasets.
+    url = f"{base}/api/live?dataset={dataset_id}&cursor={after}"
     async with (
         httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None)) as client,
         client.stream("GET", url, headers=headers) as response,
