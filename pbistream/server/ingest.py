@@ -12,10 +12,12 @@ The 200 goes out only after the commit. A refused request stores nothing.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import time
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
 
 import anyio.to_thread
 import orjson
@@ -39,6 +41,7 @@ from pbistream.values import RowError
 __all__ = ["SEQUENCE_HEADER", "ingest", "normalize_or_refuse", "read_body"]
 
 logger = logging.getLogger("pbistream.server")
+T = TypeVar("T")
 
 SEQUENCE_HEADER = "x-powerbi-pushdata-sequencenumber"
 _MAX_DETAILS = 20
@@ -223,7 +226,9 @@ async def ingest(
     if settings.limits and throttle.known_row_count(dataset.id, table.name) is None:
         held = await anyio.to_thread.run_sync(storage.count_rows, dataset.id, table.name)
         throttle.set_row_count(dataset.id, table.name, held)
-    throttle.admit(dataset.id, large_table=throttle.is_large(dataset.id))
+    await _off_loop_if_shared(
+        throttle, throttle.admit, dataset.id, large_table=throttle.is_large(dataset.id)
+    )
     reservation = None
     try:
         streaming_only = dataset.mode is Mode.STREAMING
@@ -241,7 +246,9 @@ async def ingest(
         throttle.check_rows_per_post(len(rows))
         if not rows:
             return Response(status_code=200)
-        reservation = throttle.reserve_rows(dataset.id, len(rows), hourly=not streaming_only)
+        reservation = await _off_loop_if_shared(
+            throttle, throttle.reserve_rows, dataset.id, len(rows), hourly=not streaming_only
+        )
         fifo = None
         if dataset.retention is Retention.BASIC_FIFO:
             fifo = (settings.fifo_min_rows, settings.fifo_max_rows)
@@ -259,16 +266,27 @@ async def ingest(
             fifo,
         )
     except BaseException:
-        throttle.unreserve_rows(dataset.id, reservation)
+        await _off_loop_if_shared(throttle, throttle.unreserve_rows, dataset.id, reservation)
         raise
     finally:
-        throttle.release(dataset.id)
+        await _off_loop_if_shared(throttle, throttle.release, dataset.id)
     if result.duplicate:
-        throttle.unreserve_rows(dataset.id, reservation)
+        await _off_loop_if_shared(throttle, throttle.unreserve_rows, dataset.id, reservation)
     throttle.set_row_count(dataset.id, table.name, result.row_count)
     if result.stored and result.first_id is not None:
         await _publish(request, dataset, table, good, result, received_at)
     return Response(status_code=200)
+
+
+async def _off_loop_if_shared(
+    throttle: Throttle, method: Callable[..., T], *args: Any, **kwargs: Any
+) -> T:
+    # Limits shared by replicas live in PostgreSQL: each check is a database round trip,
+    # which must not stall the event loop (and every live feed on it). In-memory checks
+    # take microseconds and stay on the loop, where they need no locking.
+    if throttle.shared is None:
+        return method(*args, **kwargs)
+    return await anyio.to_thread.run_sync(functools.partial(method, *args, **kwargs))
 
 
 async def _parse_in_thread(body: bytes, shape: Literal["array", "rows"]) -> list[Any]:
