@@ -20,7 +20,9 @@ TABLE_HAS_5_ROWS = "() => document.querySelectorAll('[data-tile-id=t] tbody tr')
 LINE_POINTS = (
     "n => { const el = document.querySelector('[data-tile-id=l] .chart');"
     " const chart = el && echarts.getInstanceByDom(el);"
-    " return !!chart && chart.getOption().series[0].data.length === n; }"
+    # getOption() has no series until the first setOption: not yet, rather than a TypeError.
+    " const series = chart && (chart.getOption().series || [])[0];"
+    " return !!series && (series.data || []).length === n; }"
 )
 
 
