@@ -96,7 +96,7 @@ def is_emulated_rest_call(connection: HTTPConnection) -> bool:
 
 def is_public_path(path: str, extra_public: Iterable[str] = ()) -> bool:
     """True for paths that need no token: the Push URL, /login, static assets, /healthz."""
-    if _PUSH_URL.match(path):
+    if _PUSH_URL.match(path) or path == "/":  # "/" only redirects to /ui/, which signs in
         return True
     for prefix in (*PUBLIC_PREFIXES, *extra_public):
         if path == prefix or (prefix.endswith("/") and path.startswith(prefix)):

@@ -75,6 +75,16 @@ def test_healthz_needs_no_token(pbistream_server: RunningServer) -> None:
     assert httpx.get(f"{pbistream_server.url}/healthz").json() == {"status": "ok"}
 
 
+def test_root_redirects_a_browser_to_the_ui_without_a_token(
+    pbistream_server: RunningServer,
+) -> None:
+    response = httpx.get(pbistream_server.url + "/", follow_redirects=False)
+    assert response.status_code in (302, 307)
+    assert response.headers["location"] == "/ui/"
+    # Only "/" itself is public, not every path under it.
+    assert httpx.get(pbistream_server.url + "/api/datasets").status_code == 401
+
+
 def test_token_is_generated_once_and_kept_in_storage(tmp_path: Path) -> None:
     storage = open_storage(str(tmp_path))
     try:
