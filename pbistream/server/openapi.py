@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from pbistream import limits
+from pbistream.server.ui_series import MAX_POINTS
 
 __all__ = ["openapi_document", "routes"]
 
@@ -393,7 +394,11 @@ def _api_paths() -> dict[str, Schema]:
         _query("field", {"type": "array", "items": {"type": "string"}}, "Fields to plot."),
         _query("since", number, "Window start (epoch seconds)."),
         _query("until", number, "Window end (epoch seconds)."),
-        _query("points", {"type": "integer", "minimum": 1}, "At most this many points."),
+        _query(
+            "points",
+            {"type": "integer", "minimum": 2, "maximum": MAX_POINTS},
+            "At most this many points.",
+        ),
     ]
     d = "dashboard"
     cursor_text = "One row id per dataset, joined by '.', in the order of the datasets."
@@ -489,7 +494,7 @@ def _api_paths() -> dict[str, Schema]:
                 body=_ref("Dashboard"),
                 errors=e400,
             ),
-            "delete": _op("Api_DeleteDashboard", d, ("200", _OK_EMPTY), params=board, errors=e404),
+            "delete": _op("Api_DeleteDashboard", d, ("204", _OK_EMPTY), params=board, errors=e404),
         },
         "/metrics": {"get": _op("Metrics", p, ("200", text))},
         "/healthz": {
