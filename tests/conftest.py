@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -29,9 +30,9 @@ POSTGRES_URL = os.environ.get(
 )
 
 
-@pytest.fixture
-def postgres_storage() -> Iterator[Storage]:
-    """A PostgreSQL storage in a fresh schema (dropped after); skips if PostgreSQL is absent.
+@contextmanager
+def postgres_schema(prefix: str) -> Iterator[str]:
+    """A fresh PostgreSQL schema name, dropped afterwards; skips if PostgreSQL is absent.
 
     Under ``CI=true`` an unreachable PostgreSQL fails the test instead of skipping it.
     """
@@ -46,13 +47,37 @@ def postgres_storage() -> Iterator[Storage]:
         if os.environ.get("CI") == "true":
             pytest.fail(reason + "; CI=true requires it")
         pytest.skip(reason)
-    from pbistream.storage.postgres import PostgresStorage
-
-    schema = f"pbistream_test_{secrets.token_hex(6)}"
-    store = PostgresStorage(POSTGRES_URL, schema=schema, max_size=8)
+    schema = f"{prefix}_{secrets.token_hex(6)}"
     try:
-        yield store
+        yield schema
     finally:
-        store.close()
         with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture
+def postgres_storage() -> Iterator[Storage]:
+    """A PostgreSQL storage in a fresh schema (dropped after), or skip."""
+    from pbistream.storage.postgres import PostgresStorage
+
+    with postgres_schema("pbistream_test") as schema:
+        store = PostgresStorage(POSTGRES_URL, schema=schema, max_size=8)
+        try:
+            yield store
+        finally:
+            store.close()
+
+
+@pytest.fixture
+def postgres_replicas() -> Iterator[tuple[Storage, Storage]]:
+    """Two storages on one fresh PostgreSQL schema, as two server replicas open it, or skip."""
+    from pbistream.storage.postgres import PostgresStorage
+
+    with postgres_schema("pbistream_replicas") as schema:
+        first = PostgresStorage(POSTGRES_URL, schema=schema, max_size=4)
+        second = PostgresStorage(POSTGRES_URL, schema=schema, max_size=4)
+        try:
+            yield first, second
+        finally:
+            first.close()
+            second.close()

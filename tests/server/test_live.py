@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -353,39 +351,6 @@ def test_rows_stored_by_another_replica_arrive_within_a_keepalive(
         assert [r["data"]["n"] for r in feed.next_event()["data"]["rows"]] == [7, 8]
         _push(created["push_url"], [{"n": 9}])  # and the hub still works alongside
         assert [r["data"]["n"] for r in feed.next_event()["data"]["rows"]] == [9]
-
-
-POSTGRES_URL = os.environ.get(
-    "PBISTREAM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
-
-
-@pytest.fixture
-def postgres_replicas() -> Iterator[tuple[Storage, Storage]]:
-    """Two storages (as two replicas would open) on one fresh PostgreSQL schema, or skip."""
-    try:
-        import psycopg
-        from psycopg import sql
-
-        from pbistream.storage.postgres import PostgresStorage
-
-        with psycopg.connect(POSTGRES_URL, connect_timeout=3):
-            pass
-    except Exception as exc:  # ImportError or any connection failure
-        reason = f"PostgreSQL not reachable at PBISTREAM_TEST_POSTGRES_URL ({exc!s:.120})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason + "; CI=true requires it")
-        pytest.skip(reason)
-    schema = f"pbistream_live_{secrets.token_hex(6)}"
-    first = PostgresStorage(POSTGRES_URL, schema=schema, max_size=4)
-    second = PostgresStorage(POSTGRES_URL, schema=schema, max_size=4)
-    try:
-        yield first, second
-    finally:
-        first.close()
-        second.close()
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
 @pytest.mark.postgres

@@ -9,11 +9,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -22,52 +21,25 @@ import pytest
 from pbistream.storage.base import Storage
 from pbistream.testing import RunningServer
 
-pytestmark = pytest.mark.postgres
-
-Json = dict[str, Any]
-
+# The same server the root conftest's postgres fixtures use.
 POSTGRES_URL = os.environ.get(
     "PBISTREAM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 
+pytestmark = pytest.mark.postgres
 
-@pytest.fixture
-def two_storages() -> Iterator[tuple[Storage, Storage]]:
-    """Two storages (as two replicas would open) on one fresh PostgreSQL schema, or skip."""
-    try:
-        import psycopg
-        from psycopg import sql
-
-        from pbistream.storage.postgres import PostgresStorage
-
-        with psycopg.connect(POSTGRES_URL, connect_timeout=3):
-            pass
-    except Exception as exc:  # ImportError or any connection failure
-        reason = f"PostgreSQL not reachable at PBISTREAM_TEST_POSTGRES_URL ({exc!s:.120})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason + "; CI=true requires it")
-        pytest.skip(reason)
-    schema = f"pbistream_replicas_{secrets.token_hex(6)}"
-    first = PostgresStorage(POSTGRES_URL, schema=schema, max_size=4)
-    second = PostgresStorage(POSTGRES_URL, schema=schema, max_size=4)
-    try:
-        yield first, second
-    finally:
-        first.close()
-        second.close()
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+Json = dict[str, Any]
 
 
 @pytest.fixture
 def replicas(
-    server_factory: Callable[..., RunningServer], two_storages: tuple[Storage, Storage]
+    server_factory: Callable[..., RunningServer], postgres_replicas: tuple[Storage, Storage]
 ) -> Callable[..., tuple[RunningServer, RunningServer]]:
     """Start two replicas (same token) with the given settings."""
 
     def start(**settings: Any) -> tuple[RunningServer, RunningServer]:
-        a = server_factory(storage=two_storages[0], **settings)
-        b = server_factory(storage=two_storages[1], token=a.token, **settings)
+        a = server_factory(storage=postgres_replicas[0], **settings)
+        b = server_factory(storage=postgres_replicas[1], token=a.token, **settings)
         return a, b
 
     return start
