@@ -6,6 +6,13 @@ the server either as ``Authorization: Bearer <token>`` or as the session cookie
 ``pbistream_session`` whose value is an HMAC of the token, so a stolen cookie is
 not the token itself. All comparisons are constant-time.
 
+A cookie rides along with any request the browser makes, including a form another
+page posts to this server (a page on another port of localhost is "same-site", so
+``SameSite=Lax`` alone does not stop it). So a state-changing request signed in by the
+cookie alone must come from this server's own pages: :func:`is_cross_site_write`
+refuses it when the browser's ``Origin`` (or ``Sec-Fetch-Site``) says otherwise.
+Bearer-token callers are not browsers riding on ambient credentials and are not checked.
+
 With the ``auth = any`` setting (the emulator mode of reference §6.5), the Power BI
 REST API (``/v1.0/myorg/...``, ``/beta/myorg/...``) accepts any non-empty Bearer
 token, so code that gets an Entra ID token through msal runs unchanged; the token
@@ -23,7 +30,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from pbistream.redact import constant_time_equal, new_secret
-from pbistream.server.errors import NotAuthorized
+from pbistream.server.errors import Forbidden, NotAuthorized
 
 if TYPE_CHECKING:
     from starlette.requests import HTTPConnection
@@ -38,6 +45,7 @@ __all__ = [
     "AuthMiddleware",
     "bearer_token",
     "is_authorized",
+    "is_cross_site_write",
     "is_emulated_rest_call",
     "resolve_token",
     "session_cookie_value",
@@ -57,6 +65,10 @@ PUBLIC_PREFIXES: tuple[str, ...] = ("/healthz", "/login", "/static/", "/favicon.
 _PUSH_URL = re.compile(r"^/beta/(?!myorg/)[^/]+/datasets/[^/]+/rows/?$", re.IGNORECASE)
 # The Power BI REST API, the only part ``auth = any`` opens to any Bearer token.
 _REST_API = ("/v1.0/myorg/", "/beta/myorg/")
+# Methods a browser may send cross-site without harm: they must not change state.
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Sec-Fetch-Site values of requests made by this server's own pages (or typed by the user).
+_OWN_FETCH_SITES = frozenset({"same-origin", "none"})
 
 
 def session_cookie_value(settings: Settings) -> str:
@@ -84,6 +96,31 @@ def is_authorized(connection: HTTPConnection) -> bool:
     if cookie:
         return constant_time_equal(cookie, session_cookie_value(settings))
     return False
+
+
+def is_cross_site_write(connection: HTTPConnection) -> bool:
+    """True for a state-changing request, signed in by the cookie, that another site made.
+
+    A request is the server's own when its ``Origin`` names the host it was sent to
+    (``Host``, or ``X-Forwarded-Host`` behind a proxy: a cross-site form cannot set
+    either). Without ``Origin``, ``Sec-Fetch-Site`` decides; a request with neither is
+    not from a modern browser's page and passes. A Bearer token is never checked.
+    """
+    if connection.scope.get("method", "GET") in _SAFE_METHODS or bearer_token(connection):
+        return False
+    if not connection.cookies.get(SESSION_COOKIE):
+        return False
+    origin = connection.headers.get("origin")
+    if origin is None:
+        fetch_site = connection.headers.get("sec-fetch-site")
+        return fetch_site is not None and fetch_site.lower() not in _OWN_FETCH_SITES
+    # "null" (a sandboxed frame, a redirect) has no host and matches nothing.
+    _, _, origin_host = origin.partition("://")
+    hosts = {
+        connection.headers.get("host", ""),
+        connection.headers.get("x-forwarded-host", "").split(",")[0].strip(),
+    }
+    return origin_host.lower() not in {h.lower() for h in hosts if h}
 
 
 def is_emulated_rest_call(connection: HTTPConnection) -> bool:
@@ -147,12 +184,18 @@ class AuthMiddleware:
         from starlette.requests import HTTPConnection
 
         connection = HTTPConnection(scope)
-        if is_authorized(connection) or is_emulated_rest_call(connection):
+        if is_cross_site_write(connection):
+            response = Forbidden(
+                "A request that changes data, signed in by the session cookie, must come "
+                "from this server's own pages (its Origin names another site)."
+            ).response()
+        elif is_authorized(connection) or is_emulated_rest_call(connection):
             await self.app(scope, receive, send)
             return
-        response = NotAuthorized(
-            "Send 'Authorization: Bearer <token>' (the token pbistream serve printed)."
-        ).response()
+        else:
+            response = NotAuthorized(
+                "Send 'Authorization: Bearer <token>' (the token pbistream serve printed)."
+            ).response()
         if scope["type"] == "http":
             await response(scope, receive, send)
         else:

@@ -71,6 +71,67 @@ def test_session_cookie_is_an_hmac_of_the_token(pbistream_server: RunningServer)
     assert httpx.get(url, cookies={SESSION_COOKIE: other}).status_code == 401
 
 
+def _cookie_post(server: RunningServer, **headers: str) -> httpx.Response:
+    """POST a new dashboard signed in by the session cookie only, as a browser would."""
+    return httpx.post(
+        f"{server.url}/api/dashboards",
+        content=b'{"name": "Planted", "tiles": []}',
+        headers={"Content-Type": "text/plain", **headers},
+        cookies={SESSION_COOKIE: session_cookie_value(server.settings)},
+    )
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        # A form on another port of localhost is "same-site": SameSite=Lax still sends the cookie.
+        {"Origin": "http://127.0.0.1:1"},
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "same-site"},
+        {"Sec-Fetch-Site": "cross-site"},
+    ],
+)
+def test_a_cross_site_write_riding_on_the_cookie_is_refused(
+    pbistream_server: RunningServer, headers: dict[str, str]
+) -> None:
+    response = _cookie_post(pbistream_server, **headers)
+    assert response.status_code == 403, response.text
+    assert "Origin" in response.json()["error"]["message"]
+    # Nor on the Power BI REST API, which takes the cookie too.
+    cookies = {SESSION_COOKIE: session_cookie_value(pbistream_server.settings)}
+    refused = httpx.delete(
+        f"{pbistream_server.url}{PBI}/datasets/x", headers=headers, cookies=cookies
+    )
+    assert refused.status_code == 403
+    with pbistream_server.client() as api:
+        names = [d["name"] for d in api.get("/api/dashboards").json()["value"]]
+    assert "Planted" not in names
+
+
+def test_the_servers_own_pages_and_bearer_callers_may_write(
+    pbistream_server: RunningServer,
+) -> None:
+    assert _cookie_post(pbistream_server, Origin=pbistream_server.url).status_code == 201
+    assert _cookie_post(pbistream_server, **{"Sec-Fetch-Site": "same-origin"}).status_code == 201
+    # Behind a proxy the browser's Origin names the proxy's host, which it forwards.
+    proxied = {"Origin": "https://pbi.example", "X-Forwarded-Host": "pbi.example"}
+    assert _cookie_post(pbistream_server, **proxied).status_code == 201
+    # A Bearer token is not ambient: a script holding it may call from anywhere.
+    response = httpx.post(
+        f"{pbistream_server.url}/api/dashboards",
+        json={"name": "Scripted", "tiles": []},
+        headers={**pbistream_server.headers, "Origin": "https://elsewhere.example"},
+    )
+    assert response.status_code == 201
+    # Reads are never refused: a cross-site GET changes nothing (and CORS hides the answer).
+    cookies = {SESSION_COOKIE: session_cookie_value(pbistream_server.settings)}
+    read = httpx.get(
+        f"{pbistream_server.url}/api/dashboards", headers={"Origin": "http://x"}, cookies=cookies
+    )
+    assert read.status_code == 200
+
+
 def test_healthz_needs_no_token(pbistream_server: RunningServer) -> None:
     assert httpx.get(f"{pbistream_server.url}/healthz").json() == {"status": "ok"}
 
