@@ -1,0 +1,222 @@
+"""Power BI client libraries from PyPI, written by others, run unchanged against pbistream.
+
+Each library gets only what a user would change to point it at pbistream: its base URL
+(a constructor argument or a class attribute it exposes) and a token handed to it directly
+instead of one fetched from Entra ID. The server runs in emulator auth mode (``auth="any"``),
+so any non-empty Bearer token works on the REST API, as an Entra token would on Power BI.
+Every test creates a dataset through the library, adds rows through it, reads them back
+(through the library where it can, else through our ``/api``) and deletes what the library
+can delete, asserting on the rows really stored. docs/compatibility.md lists the versions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import requests
+
+from pbistream.testing import RunningServer
+
+pypowerbi_client = pytest.importorskip("pypowerbi.client", reason="pip install pypowerbi==0.27")
+pypowerbi_dataset = pytest.importorskip("pypowerbi.dataset", reason="pip install pypowerbi==0.27")
+pbiapi = pytest.importorskip("pbiapi", reason="pip install pbiapi==0.2.2")
+pbipy_powerbi = pytest.importorskip("pbipy.powerbi", reason="pip install pbipy==2.13.0")
+pbipy_resources = pytest.importorskip("pbipy.resources", reason="pip install pbipy==2.13.0")
+
+# What Entra ID hands out is a JWT; emulator mode takes any non-empty token.
+ENTRA_LIKE_TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJwb3dlcmJpIn0.c2ln"
+
+
+@pytest.fixture
+def server(server_factory: Callable[..., RunningServer]) -> RunningServer:
+    """A real server on 127.0.0.1 that takes any Bearer token on the REST API."""
+    return server_factory(auth="any")
+
+
+def stored_rows(server: RunningServer, dataset_id: str, table: str) -> list[dict[str, Any]]:
+    """The rows really stored in a table, oldest first, read over our own /api."""
+    response = httpx.get(
+        f"{server.url}/api/datasets/{dataset_id}/rows",
+        params={"table": table, "limit": 1000, "order": "asc"},
+        headers=server.headers,
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return [row["data"] for row in response.json()["rows"]]
+
+
+# --- pypowerbi 0.27 ---------------------------------------------------------------------
+
+
+def pypowerbi_for(server: RunningServer) -> Any:
+    """``PowerBIClient(api_url, token)``: api_url is its documented base-URL argument."""
+    return pypowerbi_client.PowerBIClient(server.url, {"accessToken": ENTRA_LIKE_TOKEN})
+
+
+@pytest.mark.parametrize("group_id", [None, str(uuid.uuid4())], ids=["my-workspace", "in-group"])
+def test_pypowerbi_creates_pushes_reads_truncates_and_deletes(
+    server: RunningServer, group_id: str | None
+) -> None:
+    # pypowerbi builds ".../v1.0/myorg//datasets" (a double slash) and expects the
+    # Power BI status codes exactly (201 on create, 200 on post/delete rows and delete).
+    ds = pypowerbi_dataset
+    columns = [
+        ds.Column("id", "Int64"),
+        ds.Column("name", "string"),  # lower-case type names, as its README writes them
+        ds.Column("price", "Double", formatstring="0.00"),
+        ds.Column("sold", "bool"),
+        ds.Column("at", "DateTime"),
+    ]
+    client = pypowerbi_for(server)
+    created = client.datasets.post_dataset(
+        ds.Dataset("pypowerbi sales", tables=[ds.Table("Sales", columns)]), group_id=group_id
+    )
+    assert created.name == "pypowerbi sales"
+
+    listed = client.datasets.get_datasets(group_id=group_id)
+    assert [d.id for d in listed] == [created.id]
+    assert listed[0].add_rows_api_enabled is True
+    assert client.datasets.has_dataset(created.id, group_id=group_id)
+    fetched = client.datasets.get_dataset(created.id, group_id=group_id)
+    assert fetched.name == "pypowerbi sales"
+    assert [t.name for t in client.datasets.get_tables(created.id, group_id=group_id)] == ["Sales"]
+
+    rows = [
+        ds.Row(id=1, name="tea", price=2.5, sold=True, at="2026-11-26T05:00:00Z"),
+        ds.Row(id=2, name="café ☕", price=3.25, sold=False, at="2026-11-26T06:30:00+01:00"),
+    ]
+    client.datasets.post_rows(created.id, "Sales", rows, group_id=group_id)
+    stored = stored_rows(server, created.id, "Sales")
+    assert [(r["id"], r["name"], r["price"], r["sold"]) for r in stored] == [
+        (1, "tea", 2.5, True),
+        (2, "café ☕", 3.25, False),
+    ]
+    # Both instants are stored in UTC (the second was 06:30 at +01:00).
+    assert [r["at"][:19] for r in stored] == ["2026-11-26T05:00:00", "2026-11-26T05:30:00"]
+
+    client.datasets.delete_rows(created.id, "Sales", group_id=group_id)
+    assert server.count_rows(created.id, "Sales") == 0
+
+    client.datasets.delete_dataset(created.id, group_id=group_id)
+    assert client.datasets.get_datasets(group_id=group_id) == []
+    assert server.storage.get_dataset(created.id) is None
+
+
+def test_pypowerbi_sees_a_row_error_as_an_http_error(server: RunningServer) -> None:
+    ds = pypowerbi_dataset
+    client = pypowerbi_for(server)
+    table = ds.Table("T", [ds.Column("n", "Int64")])
+    created = client.datasets.post_dataset(ds.Dataset("bad rows", tables=[table]))
+    with pytest.raises(requests.HTTPError) as caught:
+        client.datasets.post_rows(created.id, "T", [ds.Row(n=1), ds.Row(n="not a number")])
+    # The library puts the Power BI-shaped error body into its exception text.
+    assert "Row 1" in str(caught.value)
+    assert "'n'" in str(caught.value)
+    assert server.count_rows(created.id, "T") == 0
+
+
+# --- pbiapi 0.2.2 -----------------------------------------------------------------------
+
+WORKSPACE = "CI workspace"
+
+
+@pytest.fixture
+def pbiapi_client(server: RunningServer) -> Iterator[Any]:
+    """A ``PowerBIAPIClient`` pointed at the server, with a token handed to it directly.
+
+    pbiapi has no base-URL argument; ``base_url`` is a plain public attribute. It fetches
+    its token from login.microsoftonline.com, so, as for every library here, the test
+    hands it one (``token``, its expiry and the ``headers`` it sends). pbiapi addresses
+    workspaces by name, looked up through GET /groups, which is not part of the push API
+    pbistream serves (workspaces there are any group UUID), so the name → id map is given
+    to it; that is the only other thing set.
+    """
+    client = pbiapi.PowerBIAPIClient("tenant", "client-id", "not-a-secret")
+    client.base_url = f"{server.url}/v1.0/myorg/"
+    client.token = ENTRA_LIKE_TOKEN
+    client.token_expiration = dt.datetime.utcnow() + dt.timedelta(hours=1)
+    client.headers = {
+        # update_token() sends this form content type on every GET and DELETE too.
+        "Content-Type": "application/x-www-form-urlencoded",
+        **client.get_auth_header(),
+    }
+    client._workspaces = [{"id": str(uuid.uuid4()), "name": WORKSPACE}]
+    yield client
+
+
+def test_pbiapi_creates_pushes_reads_truncates_and_deletes(
+    server: RunningServer, pbiapi_client: Any
+) -> None:
+    schema = {
+        "name": "pbiapi readings",
+        "defaultMode": "Push",
+        "tables": [
+            {
+                "name": "Readings",
+                "columns": [
+                    {"name": "sensor", "dataType": "String", "isHidden": False},
+                    {"name": "value", "dataType": "Double", "summarizeBy": "sum"},
+                    {"name": "at", "dataType": "DateTime", "formatString": "yyyy-mm-dd"},
+                ],
+                "measures": [{"name": "Total", "expression": "SUM(Readings[value])"}],
+            }
+        ],
+    }
+    pbiapi_client.create_dataset(WORKSPACE, schema, retention_policy="basicFIFO")
+    datasets = pbiapi_client.get_datasets_in_workspace(WORKSPACE)
+    assert [d["name"] for d in datasets] == ["pbiapi readings"]
+    dataset_id = datasets[0]["id"]
+    tables = pbiapi_client.get_tables(WORKSPACE, dataset_id)
+    assert [t["name"] for t in tables["value"]] == ["Readings"]
+
+    # chunk_size=2 makes the library split 5 rows into three POSTs.
+    rows = [
+        {"sensor": f"s{i}", "value": i * 1.5, "at": f"2026-11-26T05:0{i}:00Z"} for i in range(5)
+    ]
+    pbiapi_client.post_rows(WORKSPACE, dataset_id, "Readings", rows, chunk_size=2)
+    stored = stored_rows(server, dataset_id, "Readings")
+    assert [(r["sensor"], r["value"]) for r in stored] == [(r["sensor"], r["value"]) for r in rows]
+
+    pbiapi_client.truncate_table(WORKSPACE, dataset_id, "Readings")
+    assert server.count_rows(dataset_id, "Readings") == 0
+
+    pbiapi_client.delete_dataset(WORKSPACE, "pbiapi readings")
+    assert pbiapi_client.get_datasets_in_workspace(WORKSPACE) == []
+
+
+# --- pbipy 2.13.0 (no push operations: it reads and deletes datasets) -------------------
+
+
+def test_pbipy_lists_reads_and_deletes_a_push_dataset(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pbipy copies settings.BASE_URL into the public class attribute BASE_URL of its
+    # client and of every resource at import time; a user sets those attributes.
+    base = f"{server.url}/v1.0/myorg"
+    monkeypatch.setattr(pbipy_powerbi.PowerBI, "BASE_URL", base)
+    monkeypatch.setattr(pbipy_resources.Resource, "BASE_URL", base)
+    group_id = str(uuid.uuid4())
+    created = server.create_dataset({"n": "Int64"}, name="made elsewhere", mode="Push", table="T")
+    with server.client() as http:
+        pushed = http.post(
+            f"/v1.0/myorg/datasets/{created['id']}/tables/T/rows", json={"rows": [{"n": 7}]}
+        )
+    assert pushed.status_code == 200, pushed.text
+    server.create_dataset({"n": "Int64"}, name="in a group", mode="Push", group_id=group_id)
+
+    pbi = pbipy_powerbi.PowerBI(ENTRA_LIKE_TOKEN)
+    assert [d.name for d in pbi.datasets()] == ["made elsewhere"]
+    assert [d.name for d in pbi.datasets(group=group_id)] == ["in a group"]
+    dataset = pbi.dataset(created["id"])
+    assert dataset.name == "made elsewhere"
+    assert dataset.add_rows_api_enabled is True
+    assert stored_rows(server, created["id"], "T") == [{"n": 7}]
+
+    pbi.delete_dataset(created["id"])
+    assert pbi.datasets() == []
+    assert server.storage.get_dataset(created["id"]) is None
