@@ -195,10 +195,28 @@ def test_reload_restart_and_reconnect_fill_tiles_from_history(
         page.goto("about:blank")  # close the live feed before the server stops
 
 
+def _hover_until_tooltip_names(page: Any, tile_id: str, text: str) -> None:
+    """Move the mouse over a chart until its tooltip (a DOM element) shows ``text``."""
+    box = page.locator(f'[data-tile-id="{tile_id}"] .chart').bounding_box()
+    tip = (
+        f"s => [...document.querySelectorAll('[data-tile-id={tile_id}] .chart div')]"
+        ".some(d => d.textContent.includes(s))"
+    )
+    deadline = time.monotonic() + 10
+    for step in range(200):
+        # Sweep across the plot: the tooltip opens where a point or a bar is.
+        fraction = 0.2 + 0.6 * ((step % 10) / 9)
+        page.mouse.move(box["x"] + box["width"] * fraction, box["y"] + box["height"] * 0.7)
+        if page.evaluate(tip, text) or time.monotonic() > deadline:
+            break
+    assert page.evaluate(tip, text), f"no tooltip naming the field on tile {tile_id}"
+
+
 def test_strings_from_data_render_as_text_and_run_no_script(
     pbistream_server: RunningServer, page: Any
 ) -> None:
-    fields = {"label": "Text", "value": "Number"}
+    # The dataset's name, a column's name and a string value all hold markup.
+    fields = {"label": "Text", XSS: "Number"}
     dataset = pbistream_server.create_dataset(fields, mode="PushStreaming", name=XSS)
     with pbistream_server.client() as api:
         board = make_dashboard(
@@ -206,33 +224,43 @@ def test_strings_from_data_render_as_text_and_run_no_script(
             dataset["id"],
             [
                 {"id": "card", "type": "card", "fields": ["label"], "title": XSS},
-                {"id": "bars", "type": "column", "fields": ["value"], "axis": "label", "x": 4},
-                {"id": "rows", "type": "table", "fields": ["label", "value"], "x": 8},
+                {"id": "bars", "type": "column", "fields": [XSS], "axis": "label", "x": 4},
+                {"id": "rows", "type": "table", "fields": ["label", XSS], "x": 8},
+                {"id": "line", "type": "line", "fields": [XSS], "y": 4, "title": XSS},
+                {"id": "hbar", "type": "bar", "fields": [XSS], "x": 4, "y": 4},
+                {"id": "gauge", "type": "gauge", "fields": [XSS], "x": 8, "y": 4},
             ],
         )
     login(page, pbistream_server, f"#/dashboards/{board}")
-    wait_tiles_ready(page, 3)
-    assert httpx.post(dataset["push_url"], json=[{"label": XSS, "value": 7}]).status_code == 200
+    wait_tiles_ready(page, 6)
+    for value in (7, 9):
+        row = [{"label": XSS, XSS: value}]
+        assert httpx.post(dataset["push_url"], json=row).status_code == 200
     page.wait_for_function(
         "s => document.querySelector('[data-tile-id=card] [data-testid=tile-value]')"
         ".textContent === s",
         arg=XSS,
     )
     assert page.locator('[data-tile-id="rows"] tbody td').nth(1).inner_text() == XSS
+    assert XSS in page.locator('[data-tile-id="rows"] thead').inner_text()
     assert page.locator('[data-tile-id="card"] .tile-title').inner_text() == XSS
-    # Hover the column to open the chart tooltip, which names the category.
-    page.locator('[data-tile-id="bars"] .chart canvas').first.hover()
-    box = page.locator('[data-tile-id="bars"] .chart').bounding_box()
-    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.7)
-    page.wait_for_function(
-        "s => [...document.querySelectorAll('[data-tile-id=bars] .chart div')]"
-        ".some(d => d.textContent.includes(s))",
-        arg=XSS,
-    )
-    # The dataset's name is data too: the datasets list shows it as text.
+    assert page.locator('[data-tile-id="line"] .tile-title').inner_text() == XSS
+    page.wait_for_function(LINE_POINTS.replace("=l]", "=line]"), arg=2)
+    # Chart tooltips name the category and the series (the column): text, not markup.
+    for tile_id in ("bars", "line", "hbar"):
+        _hover_until_tooltip_names(page, tile_id, XSS)
+    assert page.locator("img").count() == 0
+    # The dataset's name is data too: the datasets list and API info show it as text,
+    # and the sample code carries the column name as text.
     page.goto(f"{pbistream_server.url}/ui/#/datasets")
     page.locator('[data-testid="datasets"] tbody tr').first.wait_for()
     assert XSS in page.locator('[data-testid="datasets"]').inner_text()
+    page.goto(f"{pbistream_server.url}/ui/#/datasets/{dataset['id']}")
+    page.locator('[data-testid="sample-code"]').wait_for()
+    assert page.locator("h2").first.inner_text() == XSS
+    for tab in ("Python", "cURL", "PowerShell", "Raw JSON"):
+        page.get_by_role("tab", name=tab).click()
+        assert "onerror" in page.locator('[data-testid="sample-code"]').inner_text()
     assert page.locator("img").count() == 0
     assert page.evaluate("() => window.__xss") is None
 
@@ -392,3 +420,24 @@ def test_a_dataset_deleted_while_on_screen_says_so(server_factory: Any, page: An
         assert api.delete(f"/v1.0/myorg/datasets/{dataset['id']}").status_code == 200
     page.locator("text=This tile's dataset was deleted").wait_for()
     assert page.locator('[data-testid="tile-value"]').count() == 0
+
+
+def test_sample_code_quotes_a_hostile_column_name(
+    pbistream_server: RunningServer, page: Any
+) -> None:
+    # PowerShell ends a "..." string at a typographic quote too; the name must stay inside.
+    name = "a\u201d; Start-Process calc; \u201c$(whoami)'; touch /tmp/x; '"
+    login(page, pbistream_server)
+    snippets = page.evaluate(
+        """async name => {
+            const m = await import('/static/js/samples.js');
+            const columns = [{name, dataType: 'String'}];
+            const url = 'http://h/x';
+            return [m.powershellSnippet(url, columns), m.curlSnippet(url, columns)];
+        }""",
+        name,
+    )
+    powershell, curl = snippets
+    escaped = name.replace("$", "`$").replace("\u201d", "`\u201d").replace("\u201c", "`\u201c")
+    assert f'"{escaped}" = "ABC XYZ"' in powershell
+    assert "'\\''; touch /tmp/x; '\\''" in curl

@@ -61,7 +61,9 @@ export function curlSnippet(url, columns) {
   return `curl -X POST ${shellQuote(url)} \\\n  -H 'Content-Type: application/json' \\\n  -d ${shellQuote(body)}\n`;
 }
 
-const psQuote = (text) => `"${String(text).replace(/[`"$]/g, (m) => "`" + m)}"`;
+// PowerShell reads the typographic quotes “ ” „ as a plain " too: a column name holding
+// one would end the string and run the rest as code once the snippet is pasted.
+const psQuote = (text) => `"${String(text).replace(/[`"$\u201C\u201D\u201E]/g, (m) => "`" + m)}"`;
 
 export function powershellSnippet(url, columns) {
   const now = new Date().toISOString();
