@@ -220,3 +220,60 @@ def test_pbipy_lists_reads_and_deletes_a_push_dataset(
     pbi.delete_dataset(created["id"])
     assert pbi.datasets() == []
     assert server.storage.get_dataset(created["id"]) is None
+
+
+def test_pypowerbi_datasets_are_push_datasets_as_on_power_bi(server: RunningServer) -> None:
+    # pypowerbi sends no defaultMode: Power BI then makes a Push dataset (no Push URL).
+    ds = pypowerbi_dataset
+    client = pypowerbi_for(server)
+    table = ds.Table("T", [ds.Column("n", "Int64")])
+    created = client.datasets.post_dataset(ds.Dataset("default mode", tables=[table]))
+    shown = httpx.get(f"{server.url}/api/datasets/{created.id}", headers=server.headers, timeout=10)
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["defaultMode"] == "Push"
+    assert shown.json().get("pushUrl") is None
+
+
+def test_pbiapi_default_chunks_stay_within_the_rows_per_post_limit(
+    server: RunningServer, pbiapi_client: Any
+) -> None:
+    # pbiapi's default chunk_size is 10,000: exactly Power BI's rows-per-POST limit,
+    # which pbistream must accept; 10,001 rows go as 10,000 + 1.
+    schema = {
+        "name": "big",
+        "tables": [{"name": "T", "columns": [{"name": "n", "dataType": "Int64"}]}],
+    }
+    pbiapi_client.create_dataset(WORKSPACE, schema, retention_policy="None")
+    dataset_id = pbiapi_client.get_datasets_in_workspace(WORKSPACE)[0]["id"]
+    pbiapi_client.post_rows(WORKSPACE, dataset_id, "T", [{"n": i} for i in range(10_001)])
+    assert server.count_rows(dataset_id, "T") == 10_001
+
+
+def test_pbiapi_updates_a_table_schema_and_keeps_its_rows(
+    server: RunningServer, pbiapi_client: Any
+) -> None:
+    columns = [{"name": "n", "dataType": "Int64"}]
+    schema = {"name": "evolving", "tables": [{"name": "T", "columns": columns}]}
+    pbiapi_client.create_dataset(WORKSPACE, schema, retention_policy="None")
+    dataset_id = pbiapi_client.get_datasets_in_workspace(WORKSPACE)[0]["id"]
+    pbiapi_client.post_rows(WORKSPACE, dataset_id, "T", [{"n": 1}])
+
+    wider = {"name": "T", "columns": [*columns, {"name": "label", "dataType": "String"}]}
+    pbiapi_client.update_table_schema(WORKSPACE, dataset_id, "T", wider)  # logs, never raises
+    pbiapi_client.post_rows(WORKSPACE, dataset_id, "T", [{"n": 2, "label": "new column"}])
+    assert stored_rows(server, dataset_id, "T") == [{"n": 1}, {"n": 2, "label": "new column"}]
+
+
+def test_pbipy_gets_a_power_bi_shaped_404_for_an_unknown_dataset(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = f"{server.url}/v1.0/myorg"
+    monkeypatch.setattr(pbipy_powerbi.PowerBI, "BASE_URL", base)
+    monkeypatch.setattr(pbipy_resources.Resource, "BASE_URL", base)
+    pbi = pbipy_powerbi.PowerBI(ENTRA_LIKE_TOKEN)
+    with pytest.raises(requests.HTTPError) as caught:
+        pbi.dataset(str(uuid.uuid4()))
+    assert caught.value.response.status_code == 404
+    # pbipy appends the API's JSON error body to its message.
+    assert "Additional information from API" in str(caught.value)
+    assert "'error'" in str(caught.value)
