@@ -16,7 +16,14 @@ from typing import Any, Literal
 import httpx
 import orjson
 
-from pbistream.client._queue import Item, MemoryQueue, SpoolQueue, monotonic
+from pbistream.client._queue import (
+    FramePart,
+    Item,
+    MemoryQueue,
+    SpoolQueue,
+    expand_frames,
+    monotonic,
+)
 from pbistream.client._types import ClientState, ClientStats, DeadLetter
 from pbistream.client.engine import Batch, Engine, Outcome, SequenceCounter, Verdict
 from pbistream.client.options import BatchOptions, BufferOptions, PacingOptions, RetryOptions
@@ -42,6 +49,9 @@ __all__ = ["BaseClient"]
 
 
 Callback = Callable[..., Any]
+
+# Rows of a DataFrame queued as one entry: a blocked push_dataframe() waits for this much room.
+_FRAME_PART_ROWS = 50_000
 
 
 class BaseClient:
@@ -204,11 +214,18 @@ class BaseClient:
         if self._spool_queue is not None:
             self._push_spooled(rows)
             return
+        self._push_memory(rows, len(rows))
+
+    def _push_memory(self, entries: list[Any], count: int) -> None:
+        """Queue ``count`` rows (dicts, or FrameParts standing for many) in memory."""
+        parts = None if count == len(entries) else count
         with self._lock:
-            dropped = self._memory.put_locked(rows, self._clock, may_block=self._may_block)
-            self.stats.queued += len(rows)
+            dropped = self._memory.put_locked(
+                entries, self._clock, may_block=self._may_block, count=parts
+            )
+            self.stats.queued += count
             was_empty = self._unsettled == 0
-            self._unsettled += len(rows) - dropped
+            self._unsettled += count - dropped
             if dropped:
                 self.stats.dropped += dropped
                 if self.stats.dropped == dropped or self.stats.dropped % 10_000 < dropped:
@@ -250,23 +267,35 @@ class BaseClient:
     def push_dataframe(self, df: Any) -> None:
         """Queue every row of a pandas DataFrame (columns are the fields); return at once.
 
+        Without a spool the frame is copied (so the caller may change it afterwards) and
+        queued as it is: the worker turns it into rows a batch at a time, so the caller
+        pays neither for the conversion nor, beyond the copy, in memory. The buffer
+        bound and policy count the frame's rows like any others. With a spool the rows
+        are converted and committed before this returns (the spool's promise).
         NaN, NaT and NA become nulls; numpy and pandas scalars are normalised like any
         other value.
 
         Raises:
             ConfigError: ``df`` is not a DataFrame.
+            ClientClosedError: The client was closed.
+            BufferFullError: ``when_full="block"`` and the buffer stayed full.
         """
-        to_dict = getattr(df, "to_dict", None)
-        if to_dict is None:
+        if getattr(df, "iloc", None) is None or getattr(df, "to_dict", None) is None:
             raise ConfigError(f"push_dataframe() needs a pandas DataFrame, got {type(df).__name__}")
-        # astype(object) keeps NaT/NA as themselves rather than floats; the value rules
-        # turn every missing value into a null.
-        # In slices, so a frame larger than the buffer waits for room (the "block"
-        # policy) instead of failing, and memory holds one slice of dicts at a time.
-        step = 50_000
-        for start in range(0, len(df), step):
-            part = df.iloc[start : start + step]
-            self.push(part.astype(object).where(part.notna(), None).to_dict("records"))
+        total = len(df)
+        if not total:
+            return
+        self._check_open()
+        if self._spool_queue is not None:
+            for start in range(0, total, _FRAME_PART_ROWS):
+                self.push(FramePart(df, start, start + _FRAME_PART_ROWS).rows())
+            return
+        frame = df.copy(deep=True)
+        # In parts, so under the "block" policy a frame larger than the free room waits
+        # for room part by part (as push() of as many rows would) instead of failing.
+        for start in range(0, total, _FRAME_PART_ROWS):
+            part = FramePart(frame, start, min(total, start + _FRAME_PART_ROWS))
+            self._push_memory([part], len(part))
 
     # --- worker side: building and settling batches --------------------------------
 
@@ -284,6 +313,7 @@ class BaseClient:
 
     def _build(self, items: list[Item], prior_seq: int | None) -> Batch | None:
         """Validate, encode and group taken rows into one batch (worker thread)."""
+        items = expand_frames(items)
         builder = BodyBuilder(
             self.sink.shape,
             max_rows=self.batch_options.max_rows if prior_seq is None else len(items),

@@ -73,6 +73,10 @@ def test_push_dataframe_of_a_million_rows(fast_server: RunningServer) -> None:
     started = time.monotonic()
     with Client(url, auth=fast_server.token, pacing=PacingOptions(enabled=False)) as client:
         client.push_dataframe(df)
+        # The caller pays for a copy of the frame only (~0.02 s); converting it to rows
+        # on the caller's thread took 3-4 s on the same machine.
+        assert time.monotonic() - started < 1.0
+        df.loc[0, "n"] = -1  # the caller may change its frame: the queued copy is kept
         assert client.flush(timeout=240) == 0
     assert client.stats.sent == size and client.stats.dead_lettered == 0
     assert fast_server.count_rows(dataset["id"], "Big") == size
@@ -110,6 +114,57 @@ def test_buffer_full_blocks_then_raises_or_drops_the_oldest(tmp_path: Path) -> N
     dropping.push([{"n": n} for n in range(25)])
     assert dropping.stats.dropped == 15 and dropping.pending == 10
     assert dropping.close(timeout=0.1) == 10
+
+
+def test_dataframes_keep_push_order_and_the_buffer_policy(
+    fast_server: RunningServer, tmp_path: Path
+) -> None:
+    pd = pytest.importorskip("pandas")
+    dataset = fast_server.create_dataset(FIELDS, mode="PushStreaming")
+    with Client(
+        dataset["push_url"], token=fast_server.token, batch=BatchOptions(max_rows=3)
+    ) as client:
+        client.push({"n": -1})
+        client.push_dataframe(pd.DataFrame({"n": range(7)}))
+        client.push({"n": 99})
+        client.push_dataframe(pd.DataFrame({"n": [100, 101]}))
+        assert client.flush(timeout=30) == 0
+    assert [row["n"] for row in rows_of(fast_server, dataset["id"])] == [
+        -1,
+        *range(7),
+        99,
+        100,
+        101,
+    ]
+
+    unreachable = f"http://127.0.0.1:{free_port()}/beta/t/datasets/d/rows?key=k"
+    letters: list[int] = []
+    dropping = Client(
+        unreachable,
+        schema=None,
+        buffer=BufferOptions(max_rows=10, when_full="drop_oldest"),
+        batch=BatchOptions(max_delay=60),
+        dead_letter_path=tmp_path / "left.jsonl",
+        on_dead_letter=lambda dead: letters.extend(d.row["n"] for d in dead),
+    )
+    dropping.push({"n": -1})
+    dropping.push_dataframe(pd.DataFrame({"n": range(25)}))
+    assert dropping.stats.dropped == 16 and dropping.pending == 10
+    assert dropping.close(timeout=0.1) == 10
+    assert letters == list(range(15, 25))  # the oldest went, the newest were reported
+
+    blocking = Client(
+        unreachable,
+        schema=None,
+        buffer=BufferOptions(max_rows=10, when_full="block", timeout=0.2),
+        batch=BatchOptions(max_delay=60),
+    )
+    blocking.push_dataframe(pd.DataFrame({"n": range(8)}))
+    with pytest.raises(BufferFullError, match=r"held 10 rows for 0\.2 s"):
+        blocking.push_dataframe(pd.DataFrame({"n": range(3)}))
+    with pytest.raises(BufferFullError, match="do not fit a buffer of 10 rows"):
+        blocking.push([{"n": n} for n in range(11)])
+    assert blocking.close(timeout=0.1) == 8
 
 
 AT_EXIT = textwrap.dedent(
