@@ -277,3 +277,38 @@ def test_pbipy_gets_a_power_bi_shaped_404_for_an_unknown_dataset(
     # pbipy appends the API's JSON error body to its message.
     assert "Additional information from API" in str(caught.value)
     assert "'error'" in str(caught.value)
+
+
+def test_pypowerbi_with_a_trailing_slash_base_url_and_an_upper_case_group(
+    server: RunningServer,
+) -> None:
+    # A user pasting "http://host:port/" makes pypowerbi request "//v1.0/myorg//datasets".
+    ds = pypowerbi_dataset
+    client = pypowerbi_client.PowerBIClient(server.url + "/", {"accessToken": ENTRA_LIKE_TOKEN})
+    group_id = str(uuid.uuid4())
+    table = ds.Table("T", [ds.Column("n", "Int64")])
+    created = client.datasets.post_dataset(
+        ds.Dataset("slashes", tables=[table]), group_id=group_id.upper()
+    )
+    client.datasets.post_rows(created.id, "T", [ds.Row(n=5)], group_id=group_id)
+    assert [d.id for d in client.datasets.get_datasets(group_id=group_id)] == [created.id]
+    assert stored_rows(server, created.id, "T") == [{"n": 5}]
+
+
+def test_pypowerbi_with_the_servers_own_token_outside_emulator_mode(
+    server_factory: Callable[..., RunningServer],
+) -> None:
+    server = server_factory()  # auth is the server's token, as in production
+    ds = pypowerbi_dataset
+    table = ds.Table("T", [ds.Column("n", "Int64")])
+    wrong = pypowerbi_client.PowerBIClient(server.url, {"accessToken": ENTRA_LIKE_TOKEN})
+    with pytest.raises(requests.HTTPError) as caught:
+        wrong.datasets.post_dataset(ds.Dataset("refused", tables=[table]))
+    # pypowerbi raises HTTPError(response, message): the response is its first argument.
+    assert caught.value.args[0].status_code == 401
+    assert server.storage.list_datasets(all_groups=True) == []
+
+    client = pypowerbi_client.PowerBIClient(server.url, {"accessToken": server.token})
+    created = client.datasets.post_dataset(ds.Dataset("accepted", tables=[table]))
+    client.datasets.post_rows(created.id, "T", [ds.Row(n=1), ds.Row(n=2)])
+    assert stored_rows(server, created.id, "T") == [{"n": 1}, {"n": 2}]
