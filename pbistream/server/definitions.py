@@ -178,7 +178,8 @@ def check_table(
     if not is_valid_table_name(name):
         raise BadRequest(
             f"{where}: table name {name!r} is not valid: use 1-100 letters, digits, "
-            "spaces or # - @ ^ _ ~ (no . , / \\ : ; ( ) [ ] {{ }} ' \" ! $ % & * + < = > ? |)"
+            # Not an f-string: single braces, or the message showed "{{ }}" literally.
+            "spaces or # - @ ^ _ ~ (no . , / \\ : ; ( ) [ ] { } ' \" ! $ % & * + < = > ? |)"
         )
     assert isinstance(name, str)
     if "columns" not in table:

@@ -312,3 +312,21 @@ def test_pypowerbi_with_the_servers_own_token_outside_emulator_mode(
     created = client.datasets.post_dataset(ds.Dataset("accepted", tables=[table]))
     client.datasets.post_rows(created.id, "T", [ds.Row(n=1), ds.Row(n=2)])
     assert stored_rows(server, created.id, "T") == [{"n": 1}, {"n": 2}]
+
+
+def test_pypowerbi_shows_a_readable_rule_for_a_bad_table_name(server: RunningServer) -> None:
+    # Regression: the rule's list of refused characters printed "{{ }}" (an f-string
+    # escape in a plain string) where it means the braces "{ }".
+    ds = pypowerbi_dataset
+    client = pypowerbi_for(server)
+    with pytest.raises(requests.HTTPError) as caught:
+        client.datasets.post_dataset(
+            ds.Dataset("bad name", tables=[ds.Table("a+b", [ds.Column("n", "Int64")])])
+        )
+    response = caught.value.args[0]
+    assert response.status_code == 400
+    message = response.json()["error"]["message"]
+    assert "table name 'a+b' is not valid" in message
+    assert "[ ] { } '" in message
+    assert "{{" not in message
+    assert server.storage.list_datasets(all_groups=True) == []
