@@ -161,6 +161,7 @@ def serve_in_thread(
     """
     import uvicorn
 
+    from pbistream.cli.serve import feed_closing_server
     from pbistream.server import create_app
     from pbistream.storage import open_storage
 
@@ -177,7 +178,7 @@ def serve_in_thread(
         config = uvicorn.Config(
             app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2
         )
-        server = uvicorn.Server(config)
+        server = feed_closing_server(config)  # open feeds must not hold the teardown
         thread = threading.Thread(
             target=server.run, kwargs={"sockets": [sock]}, name="pbistream-test-server"
         )

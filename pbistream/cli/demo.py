@@ -26,6 +26,7 @@ import click
 import httpx
 
 from pbistream.cli._group import friendly_errors, main
+from pbistream.cli.serve import close_live_feeds
 from pbistream.exceptions import ConfigError, PbiStreamError, require_extra
 from pbistream.redact import new_secret
 
@@ -220,6 +221,11 @@ def _demo_server(config: Any, stop: threading.Event, fed: threading.Event) -> An
 
             # Signal handlers run on the event loop, which the feed's last push needs.
             threading.Thread(target=after_feed, name="pbistream-demo-exit", daemon=True).start()
+
+        async def shutdown(self, sockets: Any = None) -> None:
+            # An open dashboard's live feeds would hold the shutdown for its whole timeout.
+            close_live_feeds(self.config.app)
+            await super().shutdown(sockets)
 
     return DemoServer(config)
 

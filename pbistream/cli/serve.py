@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import click
@@ -12,7 +13,10 @@ from pbistream.cli._group import friendly_errors, main
 from pbistream.exceptions import require_extra
 from pbistream.server.settings import SETTINGS
 
-__all__ = ["serve"]
+if TYPE_CHECKING:
+    import uvicorn
+
+__all__ = ["close_live_feeds", "feed_closing_server", "serve"]
 
 _HELP = {s.name: s.help for s in SETTINGS}
 
@@ -23,6 +27,34 @@ def _where(settings_storage: str | None, data_dir: str) -> str:
     parts = urlsplit(settings_storage)
     # Never print a password from the URL.
     return f"{parts.scheme}://{parts.hostname or ''}{parts.path}"
+
+
+def close_live_feeds(app: Any) -> None:
+    """End every open live feed of an app :func:`create_app` made (server shutdown)."""
+    hub = getattr(getattr(app, "state", None), "hub", None)
+    if hub is not None:
+        hub.close()
+
+
+def feed_closing_server(config: uvicorn.Config) -> uvicorn.Server:
+    """A uvicorn server that ends the open live feeds as soon as it starts shutting down.
+
+    uvicorn waits for open responses before the app's lifespan shutdown, and a live
+    feed (Server-Sent Events) never ends by itself: with a dashboard open, Ctrl-C
+    would wait out the graceful timeout and then cancel every feed with a traceback.
+    Closing the app's live hub first lets each feed finish cleanly at once.
+
+    Args:
+        config: The uvicorn config; its ``app`` is the app :func:`create_app` made.
+    """
+    import uvicorn
+
+    class FeedClosingServer(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            close_live_feeds(self.config.app)
+            await super().shutdown(sockets)
+
+    return FeedClosingServer(config)
 
 
 @main.command()
@@ -101,7 +133,7 @@ def serve(**flags: Any) -> None:
             f"Create a streaming dataset: pbistream dataset create NAME --field value:Number "
             f"--server {base} --token <token>"
         )
-        uvicorn.run(
+        config = uvicorn.Config(
             app,
             host=settings.host,
             port=settings.port,
@@ -109,5 +141,8 @@ def serve(**flags: Any) -> None:
             log_level=settings.log_level,
             timeout_graceful_shutdown=5,
         )
+        # uvicorn re-raises the Ctrl-C it handled once it has shut down (as uvicorn.run does).
+        with contextlib.suppress(KeyboardInterrupt):
+            feed_closing_server(config).run()
     finally:
         storage.close()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,7 +18,7 @@ import pytest
 
 from pbistream.server.live import LiveHub, event_stream, format_event, group_by_table
 from pbistream.storage.base import Storage, StoredRow
-from pbistream.testing import RunningServer
+from pbistream.testing import RunningServer, ServerProcess
 
 Json = dict[str, Any]
 
@@ -396,3 +399,47 @@ def _gauge(api: httpx.Client, name: str) -> float:
 
 
 pytestmark = pytest.mark.timeout(60)
+
+
+def test_serve_stops_at_once_on_ctrl_c_with_20_open_feeds(tmp_path: Path) -> None:
+    """Open feeds never end by themselves: without closing them first, uvicorn waits
+    out its graceful timeout (5 s) and then cancels each one with a traceback."""
+    with ServerProcess(tmp_path / "data") as server:
+        with httpx.Client(base_url=server.url, headers=server.headers) as api:
+            body = {
+                "name": "feeds",
+                "defaultMode": "PushStreaming",
+                "tables": [{"name": "T", "columns": [{"name": "v", "dataType": "Double"}]}],
+            }
+            dataset_id = api.post("/v1.0/myorg/datasets", json=body).json()["id"]
+        connected: list[int] = []
+
+        def feed() -> None:
+            url = f"{server.url}/api/datasets/{dataset_id}/live"
+            with (
+                contextlib.suppress(httpx.HTTPError),
+                httpx.stream("GET", url, headers=server.headers, timeout=30) as response,
+            ):
+                for line in response.iter_lines():
+                    if line == ": connected":
+                        connected.append(1)
+
+        readers = [threading.Thread(target=feed, daemon=True) for _ in range(20)]
+        for reader in readers:
+            reader.start()
+        deadline = time.monotonic() + 20
+        while len(connected) < 20 and time.monotonic() < deadline:
+            time.sleep(0.02)  # polling a condition with a deadline
+        assert len(connected) == 20
+        assert server.process is not None
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGINT)  # what Ctrl-C does
+        assert server.process.wait(15) == 0
+        took = time.monotonic() - started
+        for reader in readers:
+            reader.join(5)
+        log = server.log_text()
+    assert "timeout graceful shutdown exceeded" not in log
+    assert "Traceback" not in log
+    assert took < 4, f"serve took {took:.1f} s to stop with 20 open feeds"
+    assert not any(reader.is_alive() for reader in readers)  # every feed ended cleanly
