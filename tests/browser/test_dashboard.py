@@ -20,8 +20,10 @@ TABLE_HAS_5_ROWS = "() => document.querySelectorAll('[data-tile-id=t] tbody tr')
 LINE_POINTS = (
     "n => { const el = document.querySelector('[data-tile-id=l] .chart');"
     " const chart = el && echarts.getInstanceByDom(el);"
-    # getOption() has no series until the first setOption: not yet, rather than a TypeError.
-    " const series = chart && (chart.getOption().series || [])[0];"
+    # A re-rendered tile leaves a disposed chart behind (getOption() is undefined), and a
+    # new chart has no series until its first setOption: both mean "not yet", not a TypeError.
+    " const option = chart && !chart.isDisposed() && chart.getOption();"
+    " const series = option && (option.series || [])[0];"
     " return !!series && (series.data || []).length === n; }"
 )
 

@@ -82,7 +82,9 @@ def test_demo_serves_a_live_dashboard_and_stops_cleanly(
         page.wait_for_function(
             "() => { const el = document.querySelector('[data-tile-type=line] .chart');"
             " const c = el && echarts.getInstanceByDom(el);"
-            " return !!c && c.getOption().series[0].data.length >= 20; }",
+            " const o = c && !c.isDisposed() && c.getOption();"
+            " const s = o && (o.series || [])[0];"
+            " return !!s && (s.data || []).length >= 20; }",
             timeout=15_000,
         )
         first = page.locator('[data-testid="tile-value"]').first.inner_text()
