@@ -330,3 +330,36 @@ def test_pypowerbi_shows_a_readable_rule_for_a_bad_table_name(server: RunningSer
     assert "[ ] { } '" in message
     assert "{{" not in message
     assert server.storage.list_datasets(all_groups=True) == []
+
+
+def test_pypowerbi_does_not_split_rows_so_10001_are_refused_whole(server: RunningServer) -> None:
+    # Unlike pbiapi, pypowerbi sends all rows in one POST; past Power BI's 10,000 rows
+    # per POST the whole request is refused with a message that says how to fix it.
+    ds = pypowerbi_dataset
+    client = pypowerbi_for(server)
+    table = ds.Table("T", [ds.Column("n", "Int64")])
+    created = client.datasets.post_dataset(ds.Dataset("too many", tables=[table]))
+    with pytest.raises(requests.HTTPError) as caught:
+        client.datasets.post_rows(created.id, "T", [ds.Row(n=i) for i in range(10_001)])
+    response = caught.value.args[0]
+    assert response.status_code == 400
+    assert "at most 10,000 rows" in response.json()["error"]["message"]
+    assert server.count_rows(created.id, "T") == 0
+    client.datasets.post_rows(created.id, "T", [ds.Row(n=i) for i in range(10_000)])
+    assert server.count_rows(created.id, "T") == 10_000
+
+
+@pytest.mark.parametrize("table_name", ["Sales Data", "Ventes été"])
+def test_pypowerbi_reaches_tables_whose_names_need_url_encoding(
+    server: RunningServer, table_name: str
+) -> None:
+    # pypowerbi puts the name in the path as it is; requests percent-encodes it.
+    ds = pypowerbi_dataset
+    client = pypowerbi_for(server)
+    table = ds.Table(table_name, [ds.Column("n", "Int64")])
+    created = client.datasets.post_dataset(ds.Dataset("names", tables=[table]))
+    assert [t.name for t in client.datasets.get_tables(created.id)] == [table_name]
+    client.datasets.post_rows(created.id, table_name, [ds.Row(n=3)])
+    assert stored_rows(server, created.id, table_name) == [{"n": 3}]
+    client.datasets.delete_rows(created.id, table_name)
+    assert server.count_rows(created.id, table_name) == 0
