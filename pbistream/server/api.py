@@ -31,7 +31,8 @@ from pbistream.server.errors import (
     NotAuthorized,
     PbiJSONResponse,
 )
-from pbistream.server.live import LiveHub, event_stream
+from pbistream.server.live import LiveHub
+from pbistream.server.live_feed import event_stream
 from pbistream.server.settings import Settings
 from pbistream.storage.base import Storage, StoredRow
 

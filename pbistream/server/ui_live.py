@@ -3,7 +3,7 @@
 A browser keeps at most six HTTP/1.1 connections to a server, and an EventSource
 holds one for good; a dashboard with tiles from six datasets would have none left
 for anything else. This endpoint merges the per-dataset feeds of
-:func:`pbistream.server.live.event_stream` into one stream. Each event names its
+:func:`pbistream.server.live_feed.event_stream` into one stream. Each event names its
 dataset::
 
     id: 1234.987
@@ -32,7 +32,8 @@ from starlette.routing import BaseRoute, Route
 
 from pbistream.server.api import KEEPALIVE_SECONDS, streaming_floor
 from pbistream.server.errors import BadRequest
-from pbistream.server.live import LiveHub, event_stream
+from pbistream.server.live import LiveHub
+from pbistream.server.live_feed import event_stream
 from pbistream.server.settings import Settings
 from pbistream.server.ui_http import api_endpoint
 from pbistream.storage.base import Storage

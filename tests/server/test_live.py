@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from pbistream.server.live import LiveHub, event_stream, format_event, group_by_table
+from pbistream.server.live import LiveHub, group_by_table
+from pbistream.server.live_feed import event_stream, format_event
 from pbistream.storage.base import Storage, StoredRow
 from pbistream.testing import RunningServer, ServerProcess
 
