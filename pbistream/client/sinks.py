@@ -52,6 +52,7 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
+logger = logging.getLogger("pbistream.client")
 _httpx_logger = logging.getLogger("httpx")
 if not any(isinstance(f, _RedactingFilter) for f in _httpx_logger.filters):
     _httpx_logger.addFilter(_RedactingFilter())
@@ -158,8 +159,30 @@ class SinkBase:
     _auth: httpx.Auth | None = None
     _timeout: float = 30.0
 
+    def _open(self) -> None:
+        """Create the HTTP client (the sync or async mixin's)."""
+        raise NotImplementedError
+
     def _schema_headers(self) -> dict[str, str]:
         return {}
+
+    def _schema_from(self, url: str, response: httpx.Response) -> RemoteTable | None:
+        """The table a schema URL's answer describes, or ``None`` (and why, in the log)."""
+        if response.status_code in (401, 403):
+            logger.warning(
+                "%s: the server refused the credential when asked for the table's columns "
+                "(HTTP %d at %s); rows are checked by value only",
+                self.label,
+                response.status_code,
+                redact_url(url),
+            )
+            return None
+        if response.status_code != 200:
+            return None
+        try:
+            return self._parse_schema(url, response.json())
+        except ValueError:
+            return None
 
     def _headers(self, seq: int | None) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "User-Agent": _USER_AGENT}
@@ -213,6 +236,7 @@ class _PushUrlBase(SinkBase):
                 self._schema_urls = (
                     f"{parts.scheme}://{parts.netloc}/api/datasets/{segments[index + 1]}",
                 )
+        self._open()
 
     def _schema_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._token.reveal()}"} if self._token else {}
@@ -246,6 +270,7 @@ class _RestBase(SinkBase):
             f"{parts.scheme}://{parts.netloc}/api/datasets/{dataset_id}",
             f"{dataset}/tables",
         )
+        self._open()
 
 
 class _BearerAuth(httpx.Auth):
@@ -281,13 +306,9 @@ class _SyncMixin(SinkBase):
                 response = self._client.get(url, headers=self._schema_headers())
             except httpx.HTTPError:
                 continue
-            if response.status_code == 200:
-                try:
-                    found = self._parse_schema(url, response.json())
-                except ValueError:
-                    found = None
-                if found is not None:
-                    return found
+            found = self._schema_from(url, response)
+            if found is not None:
+                return found
         return None
 
     def close(self) -> None:
@@ -316,13 +337,9 @@ class _AsyncMixin(SinkBase):
                 response = await self._client.get(url, headers=self._schema_headers())
             except httpx.HTTPError:
                 continue
-            if response.status_code == 200:
-                try:
-                    found = self._parse_schema(url, response.json())
-                except ValueError:
-                    found = None
-                if found is not None:
-                    return found
+            found = self._schema_from(url, response)
+            if found is not None:
+                return found
         return None
 
     async def aclose(self) -> None:
@@ -339,17 +356,9 @@ class PushUrlSink(_PushUrlBase, _SyncMixin):
         timeout: Seconds per request.
     """
 
-    def __init__(self, url: str, *, token: str | None = None, timeout: float = 30.0) -> None:
-        super().__init__(url, token=token, timeout=timeout)
-        self._open()
-
 
 class AsyncPushUrlSink(_PushUrlBase, _AsyncMixin):
     """The async twin of :class:`PushUrlSink`."""
-
-    def __init__(self, url: str, *, token: str | None = None, timeout: float = 30.0) -> None:
-        super().__init__(url, token=token, timeout=timeout)
-        self._open()
 
 
 class RestApiSink(_RestBase, _SyncMixin):
@@ -365,36 +374,6 @@ class RestApiSink(_RestBase, _SyncMixin):
         timeout: Seconds per request.
     """
 
-    def __init__(
-        self,
-        dataset_id: str,
-        table: str,
-        *,
-        auth: httpx.Auth | str | None = None,
-        base_url: str = POWER_BI_API,
-        group_id: str | None = None,
-        timeout: float = 30.0,
-    ) -> None:
-        super().__init__(
-            dataset_id, table, auth=auth, base_url=base_url, group_id=group_id, timeout=timeout
-        )
-        self._open()
-
 
 class AsyncRestApiSink(_RestBase, _AsyncMixin):
     """The async twin of :class:`RestApiSink`."""
-
-    def __init__(
-        self,
-        dataset_id: str,
-        table: str,
-        *,
-        auth: httpx.Auth | str | None = None,
-        base_url: str = POWER_BI_API,
-        group_id: str | None = None,
-        timeout: float = 30.0,
-    ) -> None:
-        super().__init__(
-            dataset_id, table, auth=auth, base_url=base_url, group_id=group_id, timeout=timeout
-        )
-        self._open()

@@ -101,3 +101,19 @@ def test_spooled_rows_refused_locally_are_failed_with_their_reason(
     assert "column 'v': expected a number" in reasons[0]
     assert "'w' is not a column" in reasons[1]
     assert spool.stats().ready == 0
+
+
+def test_a_refused_schema_token_is_said_not_silently_ignored(
+    pbistream_server: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = pbistream_server.create_streaming_dataset({"v": "Number"})
+    caplog.set_level(logging.WARNING, logger="pbistream.client")
+    sink = PushUrlSink(url, token="not-the-token")
+    assert sink.fetch_table() is None
+    sink.close()
+    assert "refused the credential" in caplog.text and "HTTP 401" in caplog.text
+    assert "not-the-token" not in caplog.text
+    sink = PushUrlSink(url, token=pbistream_server.token)
+    found = sink.fetch_table()
+    sink.close()
+    assert found is not None and found.table is not None
