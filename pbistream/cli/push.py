@@ -8,6 +8,7 @@ and reports in one line. Exit code 0 means every row was delivered (or, with
 
 from __future__ import annotations
 
+import bisect
 import csv
 import io
 import logging
@@ -85,24 +86,58 @@ def _coerce_row(row: dict[str, str], types: dict[str, DataType], known: bool) ->
 
 def _read_rows(
     stream: IO[str], fmt: str, types: dict[str, DataType], known: bool
-) -> Iterator[dict[str, Any] | str]:
-    """Rows from JSON Lines or CSV; a line that is not a JSON object yields its error."""
+) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """``(line number, row)`` from JSON Lines or CSV; an unusable line yields its error."""
     if fmt == "csv":
-        for record in csv.DictReader(stream):
-            yield _coerce_row({str(k): v or "" for k, v in record.items()}, types, known)
+        reader = csv.DictReader(stream)
+        for record in reader:
+            line = reader.line_num
+            width = len(reader.fieldnames or ())
+            if None in record:  # more values than header columns: DictReader's restkey
+                extra = record.pop(None)
+                yield line, f"line {line}: {width + len(extra)} values for {width} header columns"
+                continue
+            if any(value is None for value in record.values()):  # fewer: its restval
+                given = sum(value is not None for value in record.values())
+                yield line, f"line {line}: {given} values for {width} header columns"
+                continue
+            yield line, _coerce_row({str(k): v for k, v in record.items()}, types, known)
         return
-    for number, line in enumerate(stream, 1):
-        if not line.strip():
+    for number, line_text in enumerate(stream, 1):
+        if not line_text.strip():
             continue
         try:
-            value = orjson.loads(line)
+            value = orjson.loads(line_text)
         except orjson.JSONDecodeError as exc:
-            yield f"line {number}: not JSON ({exc})"
+            yield number, f"line {number}: not JSON ({exc})"
             continue
         if not isinstance(value, dict):
-            yield f"line {number}: a row must be a JSON object"
+            yield number, f"line {number}: a row must be a JSON object"
             continue
-        yield value
+        yield number, value
+
+
+class _LineMap:
+    """Which file line each pushed row came from, to name it in error messages.
+
+    Rows are pushed in file order, so a line is the row's push index plus an offset
+    that only grows (blank lines, refused lines, multi-line CSV records); the map keeps
+    one entry per change of offset, not one per row.
+    """
+
+    def __init__(self) -> None:
+        self._starts: list[int] = []
+        self._offsets: list[int] = []
+
+    def add(self, index: int, line: int) -> None:
+        offset = line - index
+        if not self._offsets or self._offsets[-1] != offset:
+            self._starts.append(index)
+            self._offsets.append(offset)
+
+    def line_of(self, index: int) -> int | None:
+        position = bisect.bisect_right(self._starts, index) - 1
+        return index + self._offsets[position] if position >= 0 else None
 
 
 class _Progress:
@@ -214,6 +249,7 @@ def push(
     schema = table.table if table is not None else None
     types, known = _types(schema), schema is not None
     letters: list[DeadLetter] = []
+    lines = _LineMap()
     client = Client(
         sink,
         schema=schema,
@@ -234,12 +270,13 @@ def push(
                 row[name] = coerce(value, types.get(name)) if known else coerce(value, None)
             client.push(row)
         else:
-            _push_file(client, file_path, fmt, types, known, progress, letters)
+            _push_file(client, file_path, fmt, types, known, progress, letters, lines)
         left = client.close(None if not spool else timeout)
     except BaseException:
         client.close(0.1)
         raise
-    _report(client, left, letters, spool, as_json)
+    # Without a spool a dead letter's index is its push position, which maps to a line.
+    _report(client, left, letters, spool, as_json, lines if file_path and not spool else None)
 
 
 def _push_file(
@@ -250,6 +287,7 @@ def _push_file(
     known: bool,
     progress: bool | None,
     letters: list[DeadLetter],
+    lines: _LineMap,
 ) -> None:
     if fmt == "auto":
         fmt = "csv" if file_path.lower().endswith(".csv") else "jsonl"
@@ -263,11 +301,14 @@ def _push_file(
             raise PushCommandError(f"cannot read {file_path}: {exc.strerror}") from None
     bar = _Progress(sys.stderr.isatty() if progress is None else progress)
     chunk: list[dict[str, Any]] = []
+    pushed = 0
     try:
-        for item in _read_rows(stream, fmt, types, known):
+        for line, item in _read_rows(stream, fmt, types, known):
             if isinstance(item, str):
                 letters.append(DeadLetter(None, None, "shape", None, item))
                 continue
+            lines.add(pushed, line)
+            pushed += 1
             chunk.append(item)
             if len(chunk) >= _CHUNK_ROWS:
                 client.push(chunk)
@@ -285,7 +326,12 @@ def _push_file(
 
 
 def _report(
-    client: Client, left: int, letters: list[DeadLetter], spool: str | None, as_json: bool
+    client: Client,
+    left: int,
+    letters: list[DeadLetter],
+    spool: str | None,
+    as_json: bool,
+    lines: _LineMap | None,
 ) -> None:
     stats = client.stats
     payload: dict[str, Any] = {**stats.as_dict(), "pending": left, "refused": len(letters)}
@@ -297,6 +343,9 @@ def _report(
     emit(as_json, payload, human + ".")
     if letters:
         first = letters[0].message
+        line = lines.line_of(letters[0].index) if lines and letters[0].index is not None else None
+        if line is not None:
+            first = f"line {line}: {first}"
         more = f" (and {len(letters) - 1:,} more)" if len(letters) > 1 else ""
         raise PushCommandError(f"{len(letters):,} row(s) not delivered: {first}{more}")
     if left and not spool:

@@ -99,6 +99,24 @@ def test_files_jsonl_csv_and_stdin(fast_server: RunningServer, tmp_path: Path) -
     assert {"n": 2, "value": None, "label": "x"} in stored
 
 
+def test_a_ragged_csv_or_a_bad_row_is_named_by_its_file_line(
+    fast_server: RunningServer, tmp_path: Path
+) -> None:
+    dataset = fast_server.create_dataset(FIELDS, mode="PushStreaming")
+    args = ("push", dataset["push_url"], "--token", fast_server.token, "--file")
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("n,value\n1,2,3\n4\n5,6\n")
+    code, out, err = run(*args, str(ragged))
+    assert code == 1 and err.count("\n") == 1, err  # one line, not a traceback
+    assert "2 row(s) not delivered: line 2: 3 values for 2 header columns (and 1 more)" in err
+    assert out.strip() == "1 row delivered."
+    gaps = tmp_path / "gaps.jsonl"
+    gaps.write_text('\n{"n": 1}\n\n{"n": "x"}\n')
+    code, _, err = run(*args, str(gaps))
+    assert code == 1 and "line 4: row 1, column 'n': expected a number" in err
+    assert [row["n"] for row in rows_of(fast_server, dataset["id"])] == [5, 1]
+
+
 def test_usage_mistakes_are_one_line_errors(fast_server: RunningServer) -> None:
     code, _, err = run("push", "http://127.0.0.1:1/beta/x/datasets/y/rows?key=k")
     assert code == 1 and "FIELD=VALUE" in err
