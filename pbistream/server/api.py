@@ -32,7 +32,7 @@ from pbistream.server.errors import (
     PbiJSONResponse,
 )
 from pbistream.server.live import LiveHub
-from pbistream.server.live_feed import event_stream
+from pbistream.server.live_feed import check_feed_room, event_stream
 from pbistream.server.settings import Settings
 from pbistream.storage.base import Storage, StoredRow
 
@@ -318,6 +318,7 @@ async def live_feed(request: Request) -> Response:
     if request.method == "HEAD":  # no body: do not subscribe at all
         return Response(media_type="text/event-stream", headers=headers)
     hub: LiveHub = request.app.state.hub
+    check_feed_room(hub, 1)
     settings = _settings(request)
     stream = event_stream(
         hub,

@@ -39,6 +39,7 @@ from pbistream.storage.base import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_SUBSCRIPTIONS",
     "DEFAULT_QUEUE_ROWS",
     "DEFAULT_QUEUE_SIZE",
     "REPLAY_PAGE_ROWS",
@@ -53,6 +54,10 @@ __all__ = [
 # much memory either (the rows themselves are shared by every subscriber).
 DEFAULT_QUEUE_SIZE = 256
 DEFAULT_QUEUE_ROWS = 20_000
+# Open subscriptions (one per dataset of each open feed) the hub serves at most. Each
+# holds a task, a socket and a queue; 20 dashboards of 7 datasets use 140. Past the cap
+# a new feed is refused (429) rather than letting connections pile up without bound.
+DEFAULT_MAX_SUBSCRIPTIONS = 2_000
 
 logger = logging.getLogger("pbistream.server")
 
@@ -153,10 +158,15 @@ class LiveHub:
     """Per-dataset fan-out of new rows to subscribers (asyncio queues, bounded)."""
 
     def __init__(
-        self, *, queue_size: int = DEFAULT_QUEUE_SIZE, queue_rows: int = DEFAULT_QUEUE_ROWS
+        self,
+        *,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        queue_rows: int = DEFAULT_QUEUE_ROWS,
+        max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS,
     ) -> None:
         self._queue_size = queue_size
         self._queue_rows = queue_rows
+        self.max_subscriptions = max_subscriptions
         self._subscribers: dict[str, set[Subscription]] = {}
         self._closed = False
         # publish() may come from a worker thread; the queues must only be touched
@@ -249,6 +259,14 @@ class LiveHub:
         """Open subscriptions across all datasets (for ``/metrics``)."""
         with self._lock:
             return sum(len(subs) for subs in self._subscribers.values())
+
+    def has_room_for(self, count: int) -> bool:
+        """True if ``count`` more subscriptions stay within :attr:`max_subscriptions`.
+
+        Checked when a feed is requested, before its response starts; feeds opening at
+        the same moment may pass together, so the cap can be exceeded by at most those.
+        """
+        return self.subscriber_count + count <= self.max_subscriptions
 
     def publish(self, dataset_id: str, table: str, rows: list[StoredRow]) -> None:
         """Hand newly committed rows to the dataset's subscribers. Never blocks.

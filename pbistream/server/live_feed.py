@@ -12,15 +12,37 @@ from collections.abc import AsyncIterator, Callable
 import anyio.to_thread
 import orjson
 
+from pbistream.server.errors import TooManyRequests
 from pbistream.server.live import REPLAY_PAGE_ROWS, LiveHub, group_by_table
 from pbistream.storage.base import Storage, StoredRow
 
-__all__ = ["DELETED_EVENT", "RETRY_MILLISECONDS", "event_stream", "format_event"]
+__all__ = [
+    "DELETED_EVENT",
+    "RETRY_MILLISECONDS",
+    "check_feed_room",
+    "event_stream",
+    "format_event",
+]
 
 # Tell EventSource to reconnect quickly after a dropped connection (milliseconds).
 RETRY_MILLISECONDS = 1000
 # Sent (then the stream ends) when the dataset is deleted while someone watches it.
 DELETED_EVENT = b"event: deleted\ndata: {}\n\n"
+
+
+def check_feed_room(hub: LiveHub, datasets: int) -> None:
+    """Refuse a new feed of ``datasets`` datasets when the hub is at its cap.
+
+    Raises:
+        TooManyRequests: 429 with ``Retry-After``; close other feeds (tabs) or retry.
+    """
+    if not hub.has_room_for(datasets):
+        raise TooManyRequests(
+            f"The server already serves {hub.max_subscriptions:,} live feed subscriptions "
+            "(one per dataset of each open feed); close some dashboards or try again.",
+            retry_after=5,
+            reason="live_feeds",
+        )
 
 
 def format_event(table: str, rows: list[StoredRow]) -> bytes:

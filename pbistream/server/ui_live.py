@@ -33,7 +33,7 @@ from starlette.routing import BaseRoute, Route
 from pbistream.server.api import KEEPALIVE_SECONDS, streaming_floor
 from pbistream.server.errors import BadRequest
 from pbistream.server.live import LiveHub
-from pbistream.server.live_feed import event_stream
+from pbistream.server.live_feed import check_feed_room, event_stream
 from pbistream.server.settings import Settings
 from pbistream.server.ui_http import api_endpoint
 from pbistream.storage.base import Storage
@@ -147,6 +147,7 @@ async def live_many(request: Request) -> Response:
     storage: Storage = request.app.state.storage
     settings: Settings = request.app.state.settings
     hub: LiveHub = request.app.state.hub
+    check_feed_room(hub, len(dataset_ids))
     streams: list[AsyncIterator[bytes] | None] = []
     for dataset_id, after in zip(dataset_ids, cursors, strict=True):
         dataset = await run_in_threadpool(storage.get_dataset, dataset_id)

@@ -444,3 +444,32 @@ def test_serve_stops_at_once_on_ctrl_c_with_20_open_feeds(tmp_path: Path) -> Non
     assert "Traceback" not in log
     assert took < 4, f"serve took {took:.1f} s to stop with 20 open feeds"
     assert not any(reader.is_alive() for reader in readers)  # every feed ended cleanly
+
+
+def test_feeds_past_the_subscription_cap_are_refused_until_one_closes(
+    server_factory: Any,
+) -> None:
+    server = server_factory()
+    server.app.state.hub.max_subscriptions = 2  # the default (2,000) scaled down
+    first = server.create_dataset({"v": "Number"}, mode="PushStreaming")["id"]
+    second = server.create_dataset({"v": "Number"}, mode="PushStreaming")["id"]
+    with httpx.Client(base_url=server.url, headers=server.headers, timeout=10) as api:
+        merged = f"/api/live?dataset={first}&dataset={second}"
+        with api.stream("GET", merged) as open_feed:
+            lines = open_feed.iter_lines()  # kept: dropping the iterator closes the feed
+            assert next(lines) == "retry: 1000"
+            deadline = time.monotonic() + 10
+            while server.app.state.hub.subscriber_count < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)  # polling a condition with a deadline
+            for path in (f"/api/datasets/{first}/live", f"/api/live?dataset={second}"):
+                refused = api.get(path, timeout=5)  # a 200 here would stream forever
+                assert refused.status_code == 429, refused.text
+                assert refused.headers["Retry-After"] == "5"
+                assert "live feed subscriptions" in refused.json()["error"]["message"]
+        # Closing the open feed makes room again (its subscriptions end with it).
+        deadline = time.monotonic() + 10
+        while server.app.state.hub.subscriber_count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert api.head(f"/api/datasets/{first}/live").status_code == 200
+        with api.stream("GET", f"/api/datasets/{first}/live") as again:
+            assert again.status_code == 200
