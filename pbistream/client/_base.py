@@ -430,14 +430,15 @@ class BaseClient:
         self._call(self._on_error, error)
 
     def _error_for(self, outcome: Outcome) -> PushError:
-        message = f"{self.sink.label}: {outcome.message or 'no answer'}"
+        # The server's answer may quote the request's URL (and its key) back.
+        message = redact_text(f"{self.sink.label}: {outcome.message or 'no answer'}")
         if outcome.status is None:
             return PushError(message)
         if outcome.status == 429:
             return RateLimitedError(message, outcome.retry_after)
         if outcome.status in (401, 403):
             return AuthError(message)
-        return PushHTTPStatusError(message, outcome.status, outcome.message)
+        return PushHTTPStatusError(message, outcome.status, redact_text(outcome.message or ""))
 
     def _settle_rows(self, count: int) -> None:
         with self._lock:
@@ -451,7 +452,10 @@ class BaseClient:
         raise NotImplementedError
 
     def _dead_letter(self, letters: list[DeadLetter]) -> None:
-        self.stats.dead_lettered += len(letters)
+        # Callers' threads (spool pre-checks) and the worker both count: under a lock,
+        # or concurrent `+=` may lose increments.
+        with self._dead_letter_lock:
+            self.stats.dead_lettered += len(letters)
         for letter in letters[:3]:
             logger.warning("%s: dead letter: %s", self.sink.label, redact_text(letter.message))
         if self.dead_letter_path is not None:

@@ -117,3 +117,37 @@ def test_a_refused_schema_token_is_said_not_silently_ignored(
     found = sink.fetch_table()
     sink.close()
     assert found is not None and found.table is not None
+
+
+def test_a_refusal_quoting_the_push_url_reaches_no_error_unredacted() -> None:
+    import http.server
+    import threading
+
+    class Echo(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = json.dumps({"error": {"code": "BadRequest", "message": f"bad {self.path}"}})
+            self.send_response(400)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    errors: list[Exception] = []
+    letters: list[object] = []
+    url = f"http://127.0.0.1:{server.server_address[1]}/beta/t/datasets/d/rows?key=SECRET42"
+    try:
+        with Client(url, schema=None, on_error=errors.append, on_dead_letter=letters.extend) as c:
+            c.push({"v": 1})
+            assert c.flush(timeout=10) == 0
+    finally:
+        server.shutdown()
+    assert len(errors) == 1 and len(letters) == 1
+    error = errors[0]
+    assert "bad /beta/t/datasets/d/rows?key=REDACTED" in str(error)
+    assert "SECRET42" not in str(error) and "SECRET42" not in getattr(error, "body", "")
+    assert "SECRET42" not in str(letters)
