@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pbistream.redact import constant_time_equal
 from pbistream.server.auth import SESSION_COOKIE, is_authorized, session_cookie_value
@@ -41,6 +42,8 @@ CONTENT_SECURITY_POLICY = (
 _PAGE_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
+    # frame-ancestors says it for current browsers; this for older ones (clickjacking).
+    "X-Frame-Options": "DENY",
     # The login URL carries the token; never pass any URL on to another site.
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
@@ -81,7 +84,7 @@ async def login(request: Request) -> Response:
         return _sign_in("That login link does not carry this server's token.", 403)
     # `next` may only name a page of this UI (no open redirect to another site).
     target = request.query_params.get("next", "/ui/")
-    if not _NEXT.match(target):
+    if not _NEXT.fullmatch(target):  # fullmatch: "$" alone would pass a trailing newline
         target = "/ui/"
     response = RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
     response.set_cookie(
@@ -108,10 +111,34 @@ async def shell(request: Request) -> Response:
     return HTMLResponse(html, headers=_PAGE_HEADERS)
 
 
+class _StaticWithPolicy:
+    """The static files, each answered with the page headers but ``Cache-Control``.
+
+    ``/static/index.html`` is the UI's shell too: opened directly, without the
+    Content-Security-Policy, its scripts would run without that second line of defence.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.headers = [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in _PAGE_HEADERS.items()
+            if name != "Cache-Control"  # assets may be cached (they carry an ETag)
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_policy(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *self.headers]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_policy)
+
+
 routes: list[BaseRoute] = [
     Route("/", root, methods=["GET"]),
     Route("/login", login, methods=["GET"]),
     Route("/ui", root, methods=["GET"]),
     Route("/ui/", shell, methods=["GET"]),
-    Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
+    Mount("/static", app=_StaticWithPolicy(StaticFiles(directory=STATIC_DIR)), name="static"),
 ]

@@ -74,7 +74,7 @@ def test_login_next_only_goes_to_ui_pages(pbistream_server: RunningServer) -> No
         token = pbistream_server.token
         good = browser.get("/login", params={"token": token, "next": "/ui/#/dashboards/abc-1"})
         assert good.headers["location"] == "/ui/#/dashboards/abc-1"
-        for evil in ("https://evil.example/", "//evil.example/ui/", "/ui/../api"):
+        for evil in ("https://evil.example/", "//evil.example/ui/", "/ui/../api", "/ui/\n"):
             bad = browser.get("/login", params={"token": token, "next": evil})
             assert bad.headers["location"] == "/ui/"
 
@@ -88,6 +88,12 @@ def test_static_assets_are_served_with_the_vendored_chart_library(
         assert "javascript" in script.headers["content-type"]
         assert anonymous.get("/static/vendor/echarts-6.1.0.LICENSE").status_code == 200
         assert anonymous.get("/static/js/main.js").status_code == 200
+        # The shell opened as a static file keeps the policy (and may not be framed).
+        shell = anonymous.get("/static/index.html")
+        assert "script-src 'self'" in shell.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in shell.headers["content-security-policy"]
+        assert shell.headers["x-frame-options"] == "DENY"
+        assert shell.headers["x-content-type-options"] == "nosniff"
 
 
 # --- /api/dashboards --------------------------------------------------------------------
