@@ -37,13 +37,13 @@ from psycopg_pool import ConnectionPool
 
 from pbistream.exceptions import ConfigError
 from pbistream.redact import redact_text
-from pbistream.storage._sql import (
-    SQLStorage,
+from pbistream.storage._records import (
     encode_rows,
     read_rows_query,
     schema_sql,
     stored_rows,
 )
+from pbistream.storage._sql import SQLStorage
 from pbistream.storage.base import Admission, InsertNotice, StoredRow
 
 __all__ = ["SCHEMA_VERSION", "PostgresStorage"]

@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from pbistream.exceptions import ConfigError
-from pbistream.storage._sql import (
-    SQLStorage,
+from pbistream.storage._records import (
     encode_batch,
     encode_rows,
     read_rows_query,
     schema_sql,
     stored_rows,
 )
+from pbistream.storage._sql import SQLStorage
 from pbistream.storage.base import StoredRow
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStorage"]
