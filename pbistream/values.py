@@ -29,14 +29,14 @@ from __future__ import annotations
 
 import enum
 import math
-import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
+from pbistream.datetimes import is_canonical, parse_text, quantised_text
 from pbistream.limits import MAX_COLUMNS, MAX_STRING_CHARS
 
 __all__ = [
@@ -240,110 +240,17 @@ def _string(value: Any) -> Any:  # str | None
     return value
 
 
-# --- DateTime -----------------------------------------------------------------------
-
-# .NET-style US dates, as Microsoft's samples send them: "07/30/2014", "8/19/2016 9:24:40 PM".
-_US_DATE = re.compile(
-    r"(\d{1,2})/(\d{1,2})/(\d{4})"
-    r"(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,7}))?)?\s*([AaPp][Mm])?)?"
-)
-_TICKS_PER_SECOND = 300  # Power BI stores DateTime in multiples of 1/300 s.
-
-
-# Formatting by table lookups and one concatenation is several times faster than
-# strftime, isoformat on a replaced copy or an f-string with format specs.
-_TWO_DIGITS = tuple(f"{i:02d}" for i in range(100))
-_THREE_DIGITS = tuple(f"{i:03d}" for i in range(1000))
-# Milliseconds that quantisation maps to themselves: a canonical string is kept as is.
-_STABLE_MILLIS = frozenset(t * 1000 // _TICKS_PER_SECOND for t in range(_TICKS_PER_SECOND))
-
-
-def _quantised_text(moment: datetime) -> str:
-    micro = moment.microsecond
-    millis = 0
-    if micro:
-        ticks = round(micro * _TICKS_PER_SECOND / 1_000_000)
-        if ticks == _TICKS_PER_SECOND:
-            if (
-                moment.year == 9999
-                and moment.month == 12
-                and moment.day == 31
-                and moment.hour == 23
-            ):
-                ticks -= 1  # stay inside year 9999 rather than overflow
-            else:
-                moment = moment.replace(microsecond=0) + timedelta(seconds=1)
-                ticks = 0
-        millis = ticks * 1000 // _TICKS_PER_SECOND
-    year = moment.year
-    two = _TWO_DIGITS
-    return (
-        (str(year) if year >= 1000 else f"{year:04d}")
-        + "-"
-        + two[moment.month]
-        + "-"
-        + two[moment.day]
-        + "T"
-        + two[moment.hour]
-        + ":"
-        + two[moment.minute]
-        + ":"
-        + two[moment.second]
-        + "."
-        + _THREE_DIGITS[millis]
-        + "Z"
-    )
-
-
-def _canonical(text: str) -> bool:
-    """True when ``text`` is already ``YYYY-MM-DDTHH:MM:SS.fffZ`` on the 1/300 s grid."""
-    return (
-        len(text) == 24
-        and text[23] == "Z"
-        and text[19] == "."
-        and text[10] == "T"
-        and text[20:23].isdigit()
-        and int(text[20:23]) in _STABLE_MILLIS
-    )
-
-
-def _parse_datetime_text(text: str) -> datetime:
-    text = text.strip()
-    try:
-        # Python 3.11 reads ISO 8601 with fractions, "Z" and offsets, and "yyyy-MM-dd".
-        return datetime.fromisoformat(text)
-    except ValueError:
-        pass
-    match = _US_DATE.fullmatch(text)
-    if match:
-        month, day, year, hour, minute, second, fraction, ampm = match.groups()
-        h = int(hour or 0)
-        if ampm:
-            if not 1 <= h <= 12:
-                raise RuleError("datetime", f"hour {h} is not valid with {ampm.upper()}")
-            h = h % 12 + (12 if ampm.lower() == "pm" else 0)
-        micro = int((fraction or "0").ljust(6, "0")[:6])
-        try:
-            return datetime(
-                int(year), int(month), int(day), h, int(minute or 0), int(second or 0), micro
-            )
-        except ValueError as exc:
-            raise RuleError("datetime", f"{text!r} is not a valid date: {exc}") from None
-    raise RuleError(
-        "datetime",
-        f"{_short(text)} is not a date and time Power BI reads; use ISO 8601 "
-        "(2024-01-31T13:45:00Z), yyyy-MM-dd, MM/dd/yyyy or M/d/yyyy h:mm:ss tt",
-    )
-
-
 def datetime_converter(naive: Literal["utc", "local"] = "utc") -> Converter:
     """Return the DateTime converter; ``naive`` says how tz-less Python datetimes are read."""
 
     def convert(value: Any) -> str | None:
         # The common types first: each test costs time on every value.
         if isinstance(value, str):
-            moment = _parse_datetime_text(value)
-            if _canonical(value) and moment.tzinfo is UTC:
+            try:
+                moment = parse_text(value)
+            except ValueError as exc:
+                raise RuleError("datetime", str(exc)) from None
+            if is_canonical(value) and moment.tzinfo is UTC:
                 return value  # parsed, so valid; already normalised
             local_naive = False
         elif isinstance(value, datetime):
@@ -372,7 +279,7 @@ def datetime_converter(naive: Literal["utc", "local"] = "utc") -> Converter:
                 raise RuleError(
                     "datetime", f"{_short(value)} is outside the years 1-9999"
                 ) from None
-        return _quantised_text(moment)
+        return quantised_text(moment)
 
     return convert
 
