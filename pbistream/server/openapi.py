@@ -16,16 +16,19 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from pbistream import limits
+from pbistream.server.openapi_schemas import (
+    ANY_OBJECT,
+    JSON,
+    STR,
+    UUID,
+    Schema,
+    array,
+    components,
+    ref,
+)
 from pbistream.server.ui_series import MAX_POINTS
 
 __all__ = ["openapi_document", "routes"]
-
-JSON = "application/json"
-Schema = dict[str, Any]
-
-
-def _ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def _json_body(schema: Schema, description: str) -> Schema:
@@ -33,7 +36,7 @@ def _json_body(schema: Schema, description: str) -> Schema:
 
 
 def _error(description: str) -> Schema:
-    return _json_body(_ref("Error"), description)
+    return _json_body(ref("Error"), description)
 
 
 _UNAUTHORIZED = _error("No or wrong token: PowerBINotAuthorizedException.")
@@ -42,7 +45,7 @@ _BAD_REQUEST = _error("The request is malformed or breaks a rule; the message sa
 _THROTTLED = {
     "description": "A Power BI rate limit: wait Retry-After seconds.",
     "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
-    "content": {JSON: {"schema": _ref("Error")}},
+    "content": {JSON: {"schema": ref("Error")}},
 }
 _TOO_LARGE = _error("The body is over the size limit (RequestEntityTooLarge).")
 _ERRORS: dict[int, Schema] = {
@@ -90,150 +93,6 @@ _SEQUENCE = {
 }
 
 
-_STR: Schema = {"type": "string"}
-_BOOL: Schema = {"type": "boolean"}
-_COUNT: Schema = {"type": "integer", "minimum": 0}
-_EPOCH: Schema = {"type": "number", "description": "Epoch seconds."}
-_UUID: Schema = {"type": "string", "format": "uuid"}
-_MODES: Schema = {"type": "string", "enum": ["Push", "Streaming", "PushStreaming"]}
-_RETENTIONS: Schema = {"type": "string", "enum": ["None", "basicFIFO"]}
-
-
-def _obj(properties: Schema, *required: str, strict: bool = False) -> Schema:
-    """An object schema; ``strict`` refuses unknown properties, as Power BI does (C3)."""
-    out: Schema = {"type": "object", "properties": properties}
-    if required:
-        out["required"] = list(required)
-    if strict:
-        out["additionalProperties"] = False
-    return out
-
-
-def _array(items: Schema, max_items: int | None = None) -> Schema:
-    out: Schema = {"type": "array", "items": items}
-    if max_items is not None:
-        out["maxItems"] = max_items
-    return out
-
-
-def _components() -> Schema:
-    data_types = ["Int64", "Double", "Boolean", "bool", "DateTime", "String", "Decimal"]
-    summarize = ["default", "none", "sum", "min", "max", "count", "average", "distinctCount"]
-    column = _obj(
-        {
-            "name": {"type": "string", "minLength": 1, "maxLength": 100},
-            "dataType": {"type": "string", "enum": data_types},
-            "formatString": _STR,
-            "sortByColumn": _STR,
-            "dataCategory": _STR,
-            "isHidden": _BOOL,
-            "summarizeBy": {"type": "string", "enum": summarize},
-        },
-        "name",
-        "dataType",
-        strict=True,
-    )
-    measure_props = {"name": {"type": "string", "minLength": 1}, "expression": _STR}
-    measure_props |= {"formatString": _STR, "description": _STR, "isHidden": _BOOL}
-    measure = _obj(measure_props, "name", "expression", strict=True)
-    # Power BI's table-name pattern (swagger, reference §1.3).
-    table_name = {"type": "string", "pattern": r"^[\t\n\r #\-0-9@A-Z^_a-z~\u007f-\uffff]{1,100}$"}
-    table = _obj(
-        {
-            "name": table_name,
-            "columns": _array(_ref("Column"), limits.MAX_COLUMNS.value),
-            "measures": _array(_ref("Measure")),
-            "isHidden": _BOOL,
-            "description": _STR,
-        },
-        "name",
-        "columns",
-        strict=True,
-    )
-    ends = ("name", "fromTable", "fromColumn", "toTable", "toColumn")
-    crossing = {"type": "string", "enum": ["OneDirection", "BothDirections", "Automatic"]}
-    relationship = _obj(
-        {k: _STR for k in ends} | {"crossFilteringBehavior": crossing}, *ends, strict=True
-    )
-    create = _obj(
-        {
-            "name": {"type": "string", "minLength": 1},
-            "defaultMode": _MODES,
-            "tables": _array(_ref("Table"), limits.MAX_TABLES.value),
-            "relationships": _array(_ref("Relationship")),
-        },
-        "name",
-        "tables",
-        strict=True,
-    )
-    dataset = _obj(
-        {
-            "@odata.context": _STR,
-            "id": _UUID,
-            "name": _STR,
-            "defaultRetentionPolicy": _RETENTIONS,
-            "addRowsAPIEnabled": _BOOL,
-        },
-        "id",
-        "name",
-    )
-    # A cell: any JSON scalar; the column's dataType decides what is accepted.
-    cell = {"nullable": True, "oneOf": [_STR, {"type": "number"}, _BOOL]}
-    row = {"type": "object", "additionalProperties": cell}
-    error_props = {"code": _STR, "message": _STR, "details": _array(_ANY_OBJECT)}
-    error = _obj({"error": _obj(error_props | {"pbi.error": _ANY_OBJECT}, "code")}, "error")
-    stored_row = _obj(
-        {"id": {"type": "integer"}, "received_at": _EPOCH, "table": _STR, "data": _ANY_OBJECT},
-        "id",
-        "received_at",
-        "table",
-        "data",
-    )
-    summary_props: Schema = {
-        "id": _UUID,
-        "name": _STR,
-        "groupId": _UUID | {"nullable": True},
-        "defaultMode": _MODES,
-        "defaultRetentionPolicy": _RETENTIONS,
-        "rowCount": _COUNT,
-        "lastRowAt": _EPOCH | {"nullable": True},
-    }
-    table_detail = _obj(
-        {"name": _STR, "columns": _array(_ANY_OBJECT), "rowCount": _COUNT},
-        "name",
-        "columns",
-        "rowCount",
-    )
-    detail_props = summary_props | {
-        "pushUrl": _STR | {"nullable": True},
-        "tables": _array(table_detail),
-    }
-    dashboard = _obj(
-        {"name": {"type": "string", "minLength": 1}, "tiles": _array(_ANY_OBJECT)}, "name"
-    )
-    bearer = {"type": "http", "scheme": "bearer"}
-    bearer["description"] = "The token `pbistream serve` printed at first start."
-    key = {"type": "apiKey", "in": "query", "name": "key"}
-    key["description"] = "The dataset's Push URL key (rotatable)."
-    return {
-        "securitySchemes": {"bearerAuth": bearer, "pushKey": key},
-        "schemas": {
-            "Column": column,
-            "Measure": measure,
-            "Table": table,
-            "Relationship": relationship,
-            "CreateDatasetRequest": create,
-            "Dataset": dataset,
-            "Row": row,
-            "Error": error,
-            "StoredRow": stored_row,
-            "DatasetSummary": _obj(summary_props),
-            "DatasetDetail": _obj(detail_props),
-            "Dashboard": dashboard,
-        },
-    }
-
-
 def _op(
     op_id: str,
     tag: str,
@@ -259,7 +118,6 @@ def _value_list(items: Schema) -> Schema:
 
 
 _OK_EMPTY = {"description": "Done."}
-_ANY_OBJECT: Schema = {"type": "object"}
 
 
 def _rest_paths(prefix: str, tag: str) -> dict[str, Schema]:
@@ -276,19 +134,19 @@ def _rest_paths(prefix: str, tag: str) -> dict[str, Schema]:
     rows_body = {
         "type": "object",
         "required": ["rows"],
-        "properties": {"rows": {"type": "array", "items": _ref("Row"), "maxItems": _MAX_ROWS}},
+        "properties": {"rows": {"type": "array", "items": ref("Row"), "maxItems": _MAX_ROWS}},
     }
-    listed = _json_body(_value_list(_ref("Dataset")), "The workspace's datasets.")
-    tables = _json_body(_value_list(_ANY_OBJECT), "The dataset's tables.")
+    listed = _json_body(_value_list(ref("Dataset")), "The workspace's datasets.")
+    tables = _json_body(_value_list(ANY_OBJECT), "The dataset's tables.")
     return {
         f"{prefix}/datasets": {
             "get": _op(f"Datasets_GetDatasets{g}", tag, ("200", listed), params=group),
             "post": _op(
                 f"Datasets_PostDataset{g}",
                 tag,
-                ("201", _json_body(_ref("Dataset"), "Created.")),
+                ("201", _json_body(ref("Dataset"), "Created.")),
                 params=[*group, retention],
-                body=_ref("CreateDatasetRequest"),
+                body=ref("CreateDatasetRequest"),
                 errors=(400, 401),
             ),
         },
@@ -296,7 +154,7 @@ def _rest_paths(prefix: str, tag: str) -> dict[str, Schema]:
             "get": _op(
                 f"Datasets_GetDataset{g}",
                 tag,
-                ("200", _json_body(_ref("Dataset"), "The dataset.")),
+                ("200", _json_body(ref("Dataset"), "The dataset.")),
                 params=base,
                 errors=(401, 404),
             ),
@@ -317,9 +175,9 @@ def _rest_paths(prefix: str, tag: str) -> dict[str, Schema]:
             "put": _op(
                 f"Datasets_PutTable{g}",
                 tag,
-                ("200", _json_body(_ANY_OBJECT, "The table's new schema.")),
+                ("200", _json_body(ANY_OBJECT, "The table's new schema.")),
                 params=table,
-                body=_ref("Table"),
+                body=ref("Table"),
                 errors=(400, 401, 404),
             ),
         },
@@ -349,7 +207,7 @@ def _push_url_path() -> dict[str, Schema]:
         "Push URL",
         ("200", {"description": "Stored (committed)."}),
         params=[_path_param("workspaceId", "The server's tenant id."), _DATASET, _SEQUENCE],
-        body={"type": "array", "items": _ref("Row"), "maxItems": _MAX_ROWS},
+        body={"type": "array", "items": ref("Row"), "maxItems": _MAX_ROWS},
         errors=(400, 403, 404, 413, 429),
         summary="A streaming dataset's Push URL: a bare JSON array of rows.",
         description="Other query parameters (ctid, experience) are ignored.",
@@ -374,7 +232,7 @@ def _api_paths() -> dict[str, Schema]:
     page = {
         "type": "object",
         "properties": {
-            "rows": {"type": "array", "items": _ref("StoredRow")},
+            "rows": {"type": "array", "items": ref("StoredRow")},
             "next": {"type": "integer", "nullable": True},
         },
     }
@@ -403,7 +261,7 @@ def _api_paths() -> dict[str, Schema]:
     d = "dashboard"
     cursor_text = "One row id per dataset, joined by '.', in the order of the datasets."
     board = [_path_param("dashboardId", "The dashboard id.", uuid=False)]
-    obj = _json_body(_ANY_OBJECT, "The answer.")
+    obj = _json_body(ANY_OBJECT, "The answer.")
     text = {"description": "Prometheus text format 0.0.4.", "content": {"text/plain": {}}}
     e404 = (401, 404)
     e400 = (400, 401, 404)
@@ -412,14 +270,14 @@ def _api_paths() -> dict[str, Schema]:
             "get": _op(
                 "Api_ListDatasets",
                 p,
-                ("200", _json_body(_value_list(_ref("DatasetSummary")), "Every dataset.")),
+                ("200", _json_body(_value_list(ref("DatasetSummary")), "Every dataset.")),
             )
         },
         "/api/datasets/{datasetId}": {
             "get": _op(
                 "Api_GetDataset",
                 p,
-                ("200", _json_body(_ref("DatasetDetail"), "Details and the Push URL.")),
+                ("200", _json_body(ref("DatasetDetail"), "Details and the Push URL.")),
                 params=[_DATASET],
                 errors=e404,
             )
@@ -463,12 +321,12 @@ def _api_paths() -> dict[str, Schema]:
                         "name": "dataset",
                         "in": "query",
                         "required": True,
-                        "schema": _array(_UUID, 100) | {"minItems": 1},
+                        "schema": array(UUID, 100) | {"minItems": 1},
                         "style": "form",
                         "explode": True,
                     },
                     _query("cursor", {"type": "string", "pattern": r"^\d+(\.\d+)*$"}, cursor_text),
-                    {"name": "Last-Event-ID", "in": "header", "required": False, "schema": _STR},
+                    {"name": "Last-Event-ID", "in": "header", "required": False, "schema": STR},
                 ],
                 errors=(400, 401),
                 description="One Server-Sent Events stream for several datasets (the "
@@ -481,7 +339,7 @@ def _api_paths() -> dict[str, Schema]:
         "/api/dashboards": {
             "get": _op("Api_ListDashboards", d, ("200", obj)),
             "post": _op(
-                "Api_CreateDashboard", d, ("201", obj), body=_ref("Dashboard"), errors=(400, 401)
+                "Api_CreateDashboard", d, ("201", obj), body=ref("Dashboard"), errors=(400, 401)
             ),
         },
         "/api/dashboards/{dashboardId}": {
@@ -491,7 +349,7 @@ def _api_paths() -> dict[str, Schema]:
                 d,
                 ("200", obj),
                 params=board,
-                body=_ref("Dashboard"),
+                body=ref("Dashboard"),
                 errors=e400,
             ),
             "delete": _op("Api_DeleteDashboard", d, ("204", _OK_EMPTY), params=board, errors=e404),
@@ -501,7 +359,7 @@ def _api_paths() -> dict[str, Schema]:
             "get": _op(
                 "Healthz",
                 p,
-                ("200", _json_body(_ANY_OBJECT, "The server answers.")),
+                ("200", _json_body(ANY_OBJECT, "The server answers.")),
                 errors=(),
                 security=[],
             )
@@ -536,7 +394,7 @@ def openapi_document(server_url: str) -> dict[str, Any]:
         "servers": [{"url": server_url.rstrip("/")}],
         "security": [{"bearerAuth": []}],
         "paths": paths,
-        "components": _components(),
+        "components": components(),
     }
 
 
