@@ -128,14 +128,21 @@ def _last_row_at(storage: Storage, dataset: Dataset, floor: float | None) -> flo
     return newest[0].received_at if newest else None
 
 
-def dataset_summary(storage: Storage, dataset: Dataset, floor: float | None) -> dict[str, Any]:
-    """The list entry of one dataset (blocking: call from a worker thread)."""
+def _identity(dataset: Dataset) -> dict[str, Any]:
+    """What the list entry and the detail both say about a dataset."""
     return {
         "id": dataset.id,
         "name": dataset.name,
         "groupId": dataset.group_id,
         "defaultMode": dataset.mode.value,
         "defaultRetentionPolicy": dataset.retention.value,
+    }
+
+
+def dataset_summary(storage: Storage, dataset: Dataset, floor: float | None) -> dict[str, Any]:
+    """The list entry of one dataset (blocking: call from a worker thread)."""
+    return {
+        **_identity(dataset),
         "rowCount": sum(storage.count_rows(dataset.id, t.name) for t in dataset.tables),
         "lastRowAt": _last_row_at(storage, dataset, floor),
     }
@@ -153,11 +160,7 @@ def _dataset_detail(
         for t in dataset.tables
     ]
     return {
-        "id": dataset.id,
-        "name": dataset.name,
-        "groupId": dataset.group_id,
-        "defaultMode": dataset.mode.value,
-        "defaultRetentionPolicy": dataset.retention.value,
+        **_identity(dataset),
         "pushUrl": push_url(base_url, tenant_id(storage), dataset),
         "tables": tables,
         "rowCount": sum(t["rowCount"] for t in tables),
