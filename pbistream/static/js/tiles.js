@@ -106,15 +106,8 @@ class Tile {
   dispose() {}
 }
 
-class CardTile extends Tile {
-  constructor(spec, dataset, tools) {
-    super(spec, dataset, tools);
-    this.valueEl = h("div", { class: "card-value", "data-testid": "tile-value", text: "—" });
-    this.timeEl = h("div", { class: "card-time", text: "" });
-    mount(this.body, h("div", { class: "card-body" }, this.valueEl, h("div", { class: "card-label", text: spec.fields[0] }), this.timeEl));
-    this.current = null;
-  }
-
+// Card and gauge show one field's latest value: they fill and update the same way.
+class LatestValueTile extends Tile {
   async fill() {
     const rows = await readRows(this.dataset.id, this.spec.table, { limit: 50 });
     this.update(rows.slice().reverse());
@@ -124,6 +117,16 @@ class CardTile extends Tile {
   update(rows) {
     const found = this.latestValue(rows, this.spec.fields[0]);
     if (found) this.current = found;
+  }
+}
+
+class CardTile extends LatestValueTile {
+  constructor(spec, dataset, tools) {
+    super(spec, dataset, tools);
+    this.valueEl = h("div", { class: "card-value", "data-testid": "tile-value", text: "—" });
+    this.timeEl = h("div", { class: "card-time", text: "" });
+    mount(this.body, h("div", { class: "card-body" }, this.valueEl, h("div", { class: "card-label", text: spec.fields[0] }), this.timeEl));
+    this.current = null;
   }
 
   render() {
@@ -137,7 +140,7 @@ class CardTile extends Tile {
   }
 }
 
-class GaugeTile extends Tile {
+class GaugeTile extends LatestValueTile {
   constructor(spec, dataset, tools) {
     super(spec, dataset, tools);
     this.box = h("div", { class: "chart" });
@@ -150,14 +153,7 @@ class GaugeTile extends Tile {
 
   async fill() {
     this.view = makeChart(this.box);
-    const rows = await readRows(this.dataset.id, this.spec.table, { limit: 50 });
-    this.update(rows.slice().reverse());
-    return rows.length ? rows[0].id : 0;
-  }
-
-  update(rows) {
-    const found = this.latestValue(rows, this.spec.fields[0]);
-    if (found) this.current = found;
+    return super.fill();
   }
 
   render() {
