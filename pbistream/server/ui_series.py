@@ -30,7 +30,7 @@ from pbistream.server.ui_http import api_endpoint, json_response
 from pbistream.storage.base import Storage
 from pbistream.values import DataType
 
-__all__ = ["MAX_POINTS", "MAX_SCAN_ROWS", "downsample_minmax", "routes"]
+__all__ = ["MAX_POINTS", "MAX_SCAN_ROWS", "MAX_SCAN_VALUES", "downsample_minmax", "routes"]
 
 #: Most points a caller may ask for per field (a 4K-wide chart at 2 points per pixel).
 MAX_POINTS = 8_000
@@ -38,6 +38,10 @@ MAX_POINTS = 8_000
 DEFAULT_WINDOW_SECONDS = 300.0
 #: Most rows one pass reads; past it ``truncated`` is true and the newest rows are drawn.
 MAX_SCAN_ROWS = 1_000_000
+#: Most values (rows x fields) one pass keeps before downsampling. A kept value costs
+#: about 110 bytes, so 10 fields of 1,000,000 rows would hold over a gigabyte for one
+#: request; this budget keeps it near 110 MB, and fewer rows are read per extra field.
+MAX_SCAN_VALUES = 1_000_000
 #: Most fields one chart may plot.
 MAX_FIELDS = 10
 _PAGE = 5_000
@@ -128,6 +132,11 @@ def _epoch(value: Any) -> float | None:
         return None
 
 
+def _row_budget(fields: list[str]) -> int:
+    """Rows one pass may read: MAX_SCAN_ROWS, fewer when many fields share the value budget."""
+    return max(1, min(MAX_SCAN_ROWS, MAX_SCAN_VALUES // max(1, len(fields))))
+
+
 def _scan(
     storage: Storage,
     dataset_id: str,
@@ -136,7 +145,7 @@ def _scan(
     window: tuple[float, float],
     time_field: str | None,
 ) -> tuple[dict[str, list[Point]], int, int | None, float | None]:
-    """Read up to MAX_SCAN_ROWS rows of the window, oldest first.
+    """Read up to :func:`_row_budget` rows of the window, oldest first.
 
     Returns:
         The points per field, rows scanned, the last row id and its arrival time.
@@ -146,8 +155,9 @@ def _scan(
     scanned = 0
     last_id: int | None = None
     last_at: float | None = None
-    while scanned < MAX_SCAN_ROWS:
-        limit = min(_PAGE, MAX_SCAN_ROWS - scanned)
+    budget = _row_budget(fields)
+    while scanned < budget:
+        limit = min(_PAGE, budget - scanned)
         page = storage.read_rows(
             dataset_id, table, after_id=after, since=window[0], until=window[1], limit=limit
         )
@@ -181,7 +191,7 @@ def _read_series(
     raw, scanned, last_id, last_at = _scan(
         storage, dataset_id, table, fields, (since, until), time_field
     )
-    truncated = scanned >= MAX_SCAN_ROWS
+    truncated = scanned >= _row_budget(fields)
     if truncated and last_at is not None and last_at > since:
         # Too many rows: the oldest ones filled the budget. A chart wants the newest, so
         # scan again from where the same budget should reach the end of the window.

@@ -518,3 +518,29 @@ def test_a_window_past_the_scan_budget_draws_its_newest_rows(
     assert body["truncated"] is True
     assert max(values) == 29.0  # the newest second is drawn, not only the oldest ten
     assert body["rawCount"]["v"] <= 1000
+
+
+def test_many_fields_share_one_scan_budget(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ten fields of a million rows each would keep over a gigabyte of points."""
+    from pbistream.schema import Dataset, Mode, Retention, Table
+    from pbistream.server import ui_series
+    from pbistream.storage import open_storage
+
+    monkeypatch.setattr(ui_series, "MAX_SCAN_VALUES", 1000)
+    names = ["a", "b", "c", "d"]
+    storage = open_storage(str(tmp_path / "data"))
+    try:
+        columns = [{"name": n, "dataType": "Double"} for n in names]
+        table = Table.from_json({"name": "T", "columns": columns})
+        storage.create_dataset(Dataset("d", "d", Mode.PUSH, Retention.NONE, [table]))
+        for second in range(9):  # 900 rows: within one field's budget, not four's
+            rows = [dict.fromkeys(names, float(second))] * 100
+            storage.insert_rows("d", "T", rows, received_at=1000.0 + second)
+        one = ui_series._read_series(storage, "d", "T", ["a"], 1000.0, 1010.0, 50)
+        four = ui_series._read_series(storage, "d", "T", names, 1000.0, 1010.0, 50)
+    finally:
+        storage.close()
+    assert one["truncated"] is False and one["rawCount"]["a"] == 900
+    assert four["truncated"] is True
+    assert sum(four["rawCount"].values()) <= 1000  # 250 rows of four fields
+    assert max(v for _, v in four["series"]["d"]) == 8.0  # still the newest rows
