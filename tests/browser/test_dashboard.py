@@ -45,11 +45,13 @@ def login(page: Any, server: RunningServer, target: str = "") -> None:
     page.wait_for_url("**/ui/**")
 
 
-def make_dashboard(api: httpx.Client, dataset_id: str, tiles: list[dict[str, Any]]) -> str:
+def make_dashboard(
+    api: httpx.Client, dataset_id: str, tiles: list[dict[str, Any]], name: str = "Test board"
+) -> str:
     for tile in tiles:
         tile.setdefault("datasetId", dataset_id)
         tile.setdefault("table", "RealTimeData")
-    response = api.post("/api/dashboards", json={"name": "Test board", "tiles": tiles})
+    response = api.post("/api/dashboards", json={"name": name, "tiles": tiles})
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
 
@@ -232,6 +234,7 @@ def test_strings_from_data_render_as_text_and_run_no_script(
                 {"id": "hbar", "type": "bar", "fields": [XSS], "x": 4, "y": 4},
                 {"id": "gauge", "type": "gauge", "fields": [XSS], "x": 8, "y": 4},
             ],
+            name=XSS,
         )
     login(page, pbistream_server, f"#/dashboards/{board}")
     wait_tiles_ready(page, 6)
@@ -247,6 +250,7 @@ def test_strings_from_data_render_as_text_and_run_no_script(
     assert XSS in page.locator('[data-tile-id="rows"] thead').inner_text()
     assert page.locator('[data-tile-id="card"] .tile-title').inner_text() == XSS
     assert page.locator('[data-tile-id="line"] .tile-title').inner_text() == XSS
+    assert page.locator(".view-head h2").first.inner_text() == XSS  # the dashboard's name
     page.wait_for_function(LINE_POINTS.replace("=l]", "=line]"), arg=2)
     # Chart tooltips name the category and the series (the column): text, not markup.
     for tile_id in ("bars", "line", "hbar"):
