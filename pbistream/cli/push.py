@@ -203,7 +203,7 @@ class _Progress:
     type=float,
     default=30.0,
     show_default=True,
-    help="Seconds to keep retrying before giving up on a row (without --spool).",
+    help="Seconds to keep retrying; then a row is given up (or, with --spool, left in it).",
 )
 @click.option(
     "--time-scale",

@@ -112,6 +112,8 @@ def replay(
     before = client.pending
     with client:
         left = client.flush(timeout)
+        # Now, not on leaving `with`: that would flush for close_timeout (30 s) more.
+        client.close(timeout=0)
     payload = {"replayed": client.stats.sent, "left": left, "before": before}
     emit(as_json, payload, f"{client.stats.sent:,} rows delivered, {left:,} left in {path}.")
     if left:

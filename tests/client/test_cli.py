@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -124,6 +125,19 @@ def test_usage_mistakes_are_one_line_errors(fast_server: RunningServer) -> None:
     assert code == 1 and "'novalue' is not FIELD=VALUE" in err
     code, _, err = run("spool", "status", "/nonexistent/spool")
     assert code == 1 and "no spool at" in err
+
+
+def test_replay_gives_up_after_its_timeout(tmp_path: Path) -> None:
+    dead_url = f"http://127.0.0.1:{free_port()}/beta/t/datasets/d/rows?key=K"
+    spool = str(tmp_path / "r.spool")
+    code, _, err = run("push", dead_url, "n=1", "--spool", spool, "--timeout", "0.2")
+    assert code == 0, err
+    started = time.monotonic()
+    code, _, err = run("spool", "replay", spool, dead_url, "--timeout", "0.5")
+    assert time.monotonic() - started < 10  # it took 30 s more: close() flushed again
+    assert code == 1 and "1 rows are still in" in err and "key=K" not in err
+    code, out, _ = run("spool", "status", spool, "--json")
+    assert json.loads(out)["ready"] == 1
 
 
 def test_purge(tmp_path: Path) -> None:
