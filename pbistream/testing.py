@@ -151,7 +151,8 @@ def serve_in_thread(
     """Run a server (uvicorn in a daemon thread) on 127.0.0.1, stop it on exit.
 
     The port is taken by binding a socket first and handing it to uvicorn, so
-    there is no window in which another process can take it.
+    there is no window in which another process can take it. ``settings.port`` 0
+    picks a free port; a fixed one can be served again right after a stop.
 
     Args:
         settings: The server's settings.
@@ -170,6 +171,8 @@ def serve_in_thread(
         Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
         storage = open_storage(settings.storage_url)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # A server restarted on its fixed port takes it back at once (not after TIME_WAIT).
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(("127.0.0.1", settings.port))
         port = sock.getsockname()[1]

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import os
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pbistream.testing import RunningServer
+from pbistream.testing import serve_in_thread
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -93,42 +90,6 @@ def serve_on_port() -> Any:
     return _serve_on_port
 
 
-@contextmanager
-def _serve_on_port(settings: Any) -> Iterator[RunningServer]:
-    """Like ``pbistream.testing.serve_in_thread`` but on ``settings.port`` with uvicorn's own
-    socket (SO_REUSEADDR), so a restart can take the same port back at once."""
-    import uvicorn
-
-    from pbistream.server import create_app
-    from pbistream.storage import open_storage
-
-    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    storage = open_storage(settings.storage_url)
-    app = create_app(settings, storage)
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=settings.port,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=1,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="pbistream-browser-test-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
-        assert server.started, "the test server did not start"
-        yield RunningServer(
-            url=f"http://127.0.0.1:{settings.port}",
-            token=app.state.settings.token,
-            settings=app.state.settings,
-            storage=storage,
-            app=app,
-        )
-    finally:
-        server.should_exit = True
-        thread.join(20)
-        storage.close()
+def _serve_on_port(settings: Any) -> Any:
+    """``serve_in_thread`` on ``settings.port``: a restart takes the same port back at once."""
+    return serve_in_thread(settings)
