@@ -57,7 +57,8 @@ MAX_ROW_ID = 2**63 - 1
 
 
 def _json(payload: Any, status: int = 200) -> Response:
-    return PbiJSONResponse(payload, status_code=status)
+    # Push URLs carry their key: no browser or proxy cache may keep these answers.
+    return PbiJSONResponse(payload, status_code=status, headers={"Cache-Control": "no-store"})
 
 
 def _settings(request: Request) -> Settings:

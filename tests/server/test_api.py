@@ -45,7 +45,9 @@ def test_detail_of_a_streaming_dataset_has_tables_counts_and_a_working_push_url(
     before = time.time()
     _push(created["push_url"], [{"temp": 20.5, "room": "a"}, {"temp": 21.0, "room": "b"}])
 
-    detail = api.get(f"/api/datasets/{created['id']}").json()
+    answer = api.get(f"/api/datasets/{created['id']}")
+    assert answer.headers["cache-control"] == "no-store"  # the Push URL carries its key
+    detail = answer.json()
     assert detail["id"] == created["id"]
     assert detail["name"] == "Sensors"
     assert detail["defaultMode"] == "Streaming"
