@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import anyio
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -42,6 +43,9 @@ MAX_SCAN_ROWS = 1_000_000
 #: about 110 bytes, so 10 fields of 1,000,000 rows would hold over a gigabyte for one
 #: request; this budget keeps it near 110 MB, and fewer rows are read per extra field.
 MAX_SCAN_VALUES = 1_000_000
+#: Scans one server runs at once; more wait their turn. Each may keep MAX_SCAN_VALUES
+#: values, so this bounds the memory all of them hold together (and the machine's cores).
+MAX_CONCURRENT_SCANS = 2
 #: Most fields one chart may plot.
 MAX_FIELDS = 10
 _PAGE = 5_000
@@ -260,10 +264,20 @@ async def series(request: Request) -> Response:
         column = table.column(time_field)
         if column is None or column.data_type is not DataType.DATETIME:
             raise BadRequest(f"'time': {time_field!r} is not a DateTime column of {table.name!r}.")
-    body = await run_in_threadpool(
-        _read_series, storage, dataset_id, table.name, fields, since, until, points, time_field
-    )
+    async with _scan_slots(request):
+        body = await run_in_threadpool(
+            _read_series, storage, dataset_id, table.name, fields, since, until, points, time_field
+        )
     return json_response(body)
+
+
+def _scan_slots(request: Request) -> anyio.Semaphore:
+    """This app's MAX_CONCURRENT_SCANS slots (made on first use, on the event loop)."""
+    slots: anyio.Semaphore | None = getattr(request.app.state, "series_scans", None)
+    if slots is None:
+        slots = anyio.Semaphore(MAX_CONCURRENT_SCANS)
+        request.app.state.series_scans = slots
+    return slots
 
 
 routes: list[BaseRoute] = [Route("/api/datasets/{dataset_id}/series", series, methods=["GET"])]

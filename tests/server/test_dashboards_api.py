@@ -544,3 +544,42 @@ def test_many_fields_share_one_scan_budget(tmp_path: Any, monkeypatch: pytest.Mo
     assert four["truncated"] is True
     assert sum(four["rawCount"].values()) <= 1000  # 250 rows of four fields
     assert max(v for _, v in four["series"]["d"]) == 8.0  # still the newest rows
+
+
+def test_series_scans_take_turns(server_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """However many charts ask at once, at most MAX_CONCURRENT_SCANS scans hold memory."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pbistream.server import ui_series
+
+    server = server_factory()
+    dataset_id = server.create_dataset({"v": "Number"}, mode="Push")["id"]
+    active, peak = 0, 0
+    lock = threading.Lock()
+    overlap = threading.Event()
+    real_scan = ui_series._scan
+
+    def counting_scan(*args: Any) -> Any:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+            if active > ui_series.MAX_CONCURRENT_SCANS:
+                overlap.set()
+        try:
+            overlap.wait(0.3)  # hold the slot a moment so that scans would overlap
+            return real_scan(*args)
+        finally:
+            with lock:
+                active -= 1
+
+    monkeypatch.setattr(ui_series, "_scan", counting_scan)
+    url = f"/api/datasets/{dataset_id}/series?field=v&since=0"
+    with (
+        httpx.Client(base_url=server.url, headers=server.headers, timeout=30) as api,
+        ThreadPoolExecutor(6) as pool,
+    ):
+        answers = list(pool.map(lambda _: api.get(url), range(6)))
+    assert [a.status_code for a in answers] == [200] * 6
+    assert 1 <= peak <= ui_series.MAX_CONCURRENT_SCANS
