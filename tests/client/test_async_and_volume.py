@@ -167,6 +167,29 @@ def test_dataframes_keep_push_order_and_the_buffer_policy(
     assert blocking.close(timeout=0.1) == 8
 
 
+def test_async_client_push_dataframe_returns_at_once_and_delivers(
+    fast_server: RunningServer,
+) -> None:
+    pd = pytest.importorskip("pandas")
+    dataset = fast_server.create_dataset(FIELDS, mode="PushStreaming")
+    frame = pd.DataFrame({"n": range(30_000), "value": [0.5] * 30_000})
+
+    async def main() -> AsyncClient:
+        async with AsyncClient(
+            dataset["push_url"], token=fast_server.token, pacing=PacingOptions(enabled=False)
+        ) as client:
+            client.push({"n": -1})
+            client.push_dataframe(frame)
+            assert client.pending == 30_001
+            assert await client.aflush(timeout=60) == 0
+        return client
+
+    client = asyncio.run(main())
+    assert client.stats.sent == 30_001 and client.stats.dead_lettered == 0
+    stored = [row["n"] for row in rows_of(fast_server, dataset["id"])]
+    assert stored == [-1, *range(30_000)]
+
+
 AT_EXIT = textwrap.dedent(
     """
     import sys
