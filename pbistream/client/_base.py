@@ -313,7 +313,7 @@ class BaseClient:
 
     def _build(self, items: list[Item], prior_seq: int | None) -> Batch | None:
         """Validate, encode and group taken rows into one batch (worker thread)."""
-        items = expand_frames(items)
+        items = expand_frames(items, self._frame_failed)
         builder = BodyBuilder(
             self.sink.shape,
             max_rows=self.batch_options.max_rows if prior_seq is None else len(items),
@@ -371,6 +371,17 @@ class BaseClient:
         if self.spool is not None and prior_seq is None:
             self.spool.assign([ref for ref, _, _ in kept if ref is not None], seq)
         return Batch(builder.body(), len(kept), seq, kept)
+
+    def _frame_failed(self, part: FramePart, index: int, error: Exception) -> None:
+        """Dead-letter the rows of a DataFrame part that could not become rows."""
+        why = f"the DataFrame could not be turned into rows: {type(error).__name__}: {error}"
+        self._settle_rows(len(part))
+        self._dead_letter(
+            [
+                DeadLetter(None, index + i, "dataframe", None, f"row {index + i}: {why}")
+                for i in range(len(part))
+            ]
+        )
 
     def _give_back(self, items: list[Item]) -> None:
         if self.spool is not None:

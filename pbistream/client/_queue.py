@@ -56,14 +56,26 @@ class FramePart:
         return rows
 
 
-def expand_frames(items: list[Item]) -> list[Item]:
-    """Replace each :class:`FramePart` item by one item per row, in order."""
+def expand_frames(
+    items: list[Item], failed: Callable[[FramePart, int, Exception], None]
+) -> list[Item]:
+    """Replace each :class:`FramePart` item by one item per row, in order.
+
+    A part that cannot be converted is handed to ``failed(part, index, error)`` (to be
+    dead-lettered) instead of raising: its rows were already taken from the queue, and
+    an exception here would lose them without a word.
+    """
     if not any(type(row) is FramePart for _, row, _ in items):
         return items
     out: list[Item] = []
     for ref, row, index in items:
         if type(row) is FramePart:
-            out.extend((None, converted, index + i) for i, converted in enumerate(row.rows()))
+            try:
+                converted = row.rows()
+            except Exception as exc:  # anything pandas raises: the rows must be reported
+                failed(row, index, exc)
+                continue
+            out.extend((None, value, index + i) for i, value in enumerate(converted))
         else:
             out.append((ref, row, index))
     return out

@@ -231,3 +231,24 @@ def test_interpreter_exit_spools_and_reports_what_it_could_not_send(tmp_path: Pa
     assert "SECRET" not in done.stderr
     lost = _run_at_exit(tmp_path, unreachable)
     assert "300 rows were NOT delivered before close" in lost.stderr
+
+
+def test_a_frame_that_cannot_become_rows_is_dead_lettered_not_lost(tmp_path: Path) -> None:
+    pd = pytest.importorskip("pandas")
+
+    class Unconvertible(pd.DataFrame):  # type: ignore[misc]
+        @property
+        def _constructor(self) -> type:
+            return Unconvertible
+
+        def astype(self, *args: object, **kwargs: object) -> object:
+            raise TypeError("no object form")
+
+    unreachable = f"http://127.0.0.1:{free_port()}/beta/t/datasets/d/rows?key=k"
+    client = Client(unreachable, schema=None, dead_letter_path=tmp_path / "dead.jsonl")
+    client.push_dataframe(Unconvertible({"n": range(5)}))
+    assert client.flush(timeout=10) == 0  # settled: dead-lettered, not stuck as pending
+    assert client.stats.dead_lettered == 5
+    lines = (tmp_path / "dead.jsonl").read_text().splitlines()
+    assert len(lines) == 5 and "no object form" in lines[0] and '"rule":"dataframe"' in lines[0]
+    assert client.close(timeout=0.1) == 0
