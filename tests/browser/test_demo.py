@@ -90,7 +90,7 @@ def test_demo_serves_a_live_dashboard_and_stops_cleanly(
         first = page.locator('[data-testid="tile-value"]').first.inner_text()
         assert first.endswith("°C")
         page.screenshot(path=str(artifacts / "demo-dashboard.png"), full_page=True)
-        page.goto("about:blank")  # close the live feed before stopping the server
+        # The dashboard stays open, its live feed too: Ctrl-C must still stop at once.
     finally:
         process.send_signal(signal.SIGINT)  # what Ctrl-C does
         try:
@@ -104,6 +104,7 @@ def test_demo_serves_a_live_dashboard_and_stops_cleanly(
     assert code == 0, text
     assert "pbistream demo stopped." in text
     assert "Traceback" not in text
+    assert "graceful shutdown exceeded" not in text  # the open feed did not hold the stop
 
 
 def test_demo_on_a_busy_port_says_so_in_one_line() -> None:
