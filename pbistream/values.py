@@ -358,6 +358,8 @@ class RowRules:
                 out[key] = convert(value)
             except RuleError as exc:
                 raise RowErrorException(RowError(index, key, exc.rule, exc.message)) from None
+            except Exception as exc:  # the value's own __float__, __index__, ... failed
+                raise RowErrorException(_unreadable(index, key, value, exc)) from None
         return out
 
     def normalize_rows(
@@ -381,6 +383,16 @@ class RowErrorException(ValueError):
     def __init__(self, error: RowError) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+def _unreadable(index: int, key: Any, value: Any, exc: Exception) -> RowError:
+    """A value whose own conversion raised: refuse the row, naming the field and why."""
+    return RowError(
+        index,
+        str(key),
+        "type",
+        f"a {type(value).__name__} value could not be read: {type(exc).__name__}: {exc}",
+    )
 
 
 def _kind(value: Any) -> str:
@@ -472,4 +484,6 @@ class UntypedRules:
                 out[key] = _untyped_value(value, naive)
             except RuleError as exc:
                 raise RowErrorException(RowError(index, key, exc.rule, exc.message)) from None
+            except Exception as exc:  # the value's own __float__, __index__, ... failed
+                raise RowErrorException(_unreadable(index, key, value, exc)) from None
         return out

@@ -117,6 +117,22 @@ def test_row_rules_name_row_field_and_rule() -> None:
     assert str(errors[0]) == "row 11, column 't': NaN is not allowed for Double"
 
 
+class _Unreadable:
+    """A value whose own conversion fails, like a sensor object that raises."""
+
+    def __float__(self) -> float:
+        raise RuntimeError("sensor offline")
+
+
+def test_a_value_that_raises_in_its_own_code_is_a_row_error_naming_the_field() -> None:
+    for rules in (RowRules({"t": DataType.DOUBLE}), UntypedRules()):
+        with pytest.raises(RowFailure) as info:
+            rules.normalize_row({"t": _Unreadable()}, 4)
+        error = info.value.error
+        assert (error.row, error.column, error.rule) == (4, "t", "type")
+        assert "RuntimeError: sensor offline" in str(error)
+
+
 def test_untyped_rules_normalise_rich_values_and_refuse_what_power_bi_refuses() -> None:
     np = pytest.importorskip("numpy")
     pd = pytest.importorskip("pandas")

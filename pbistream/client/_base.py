@@ -333,6 +333,10 @@ class BaseClient:
             except TypeError as exc:  # orjson: a value with no JSON form slipped through
                 dead.append(DeadLetter(row, index, "type", None, f"row {index}: {exc}"))
                 continue
+            except Exception as exc:  # a row object that fails in its own code (a Mapping)
+                why = f"row {index}: the row could not be read: {type(exc).__name__}: {exc}"
+                dead.append(DeadLetter(row, index, "shape", None, why))
+                continue
             if builder.add(part):
                 kept.append(item)
             elif not builder.fits_alone(part):

@@ -192,6 +192,28 @@ def test_flush_from_a_callback_is_refused_not_a_deadlock(fast_server: RunningSer
     assert refused and "wait for itself" in str(refused[0])
 
 
+def test_a_row_whose_value_raises_is_dead_lettered_and_holds_back_no_other(
+    fast_server: RunningServer,
+) -> None:
+    class Unreadable:
+        def __float__(self) -> float:
+            raise RuntimeError("sensor offline")
+
+    class BrokenMapping(dict):  # type: ignore[type-arg]
+        def items(self):  # type: ignore[no-untyped-def]
+            raise OSError("the row's source went away")
+
+    dataset = fast_server.create_dataset(FIELDS, mode="PushStreaming")
+    letters: list[DeadLetter] = []
+    with Client(dataset["push_url"], schema=None, on_dead_letter=letters.extend) as client:
+        client.push([{"n": 1}, {"value": Unreadable()}, BrokenMapping(n=3), {"n": 4}])
+        assert client.flush(timeout=10) == 0
+    assert [r["n"] for r in rows_of(fast_server, dataset["id"])] == [1, 4]
+    assert client.stats.dead_lettered == 2
+    assert [(d.index, d.column) for d in letters] == [(1, "value"), (2, None)]
+    assert "sensor offline" in letters[0].message and "went away" in letters[1].message
+
+
 def test_the_worker_is_supervised_and_restarts_after_an_unexpected_error(
     fast_server: RunningServer,
 ) -> None:
