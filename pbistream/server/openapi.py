@@ -306,9 +306,10 @@ def _api_paths() -> dict[str, Schema]:
                 p,
                 ("200", stream),
                 params=live_params,
-                errors=e400,
+                errors=(*e400, 429),
                 description="Server-Sent Events: replays rows after `after` / Last-Event-ID, "
-                "then streams `rows` events, `: keepalive` every 15 s. It does not end.",
+                "then streams `rows` events, `: keepalive` every 15 s. It does not end. "
+                "429 when the server already serves its cap of live subscriptions.",
             )
         },
         "/api/live": {
@@ -328,9 +329,10 @@ def _api_paths() -> dict[str, Schema]:
                     _query("cursor", {"type": "string", "pattern": r"^\d+(\.\d+)*$"}, cursor_text),
                     {"name": "Last-Event-ID", "in": "header", "required": False, "schema": STR},
                 ],
-                errors=(400, 401),
+                errors=(400, 401, 429),
                 description="One Server-Sent Events stream for several datasets (the "
-                "dashboard's): each event's data names its dataset. It does not end.",
+                "dashboard's): each event's data names its dataset. It does not end. "
+                "429 when the server already serves its cap of live subscriptions.",
             )
         },
         "/api/datasets/{datasetId}/series": {
