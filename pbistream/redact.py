@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
+from urllib.parse import unquote_plus
 
 __all__ = ["Secret", "constant_time_equal", "new_secret", "redact_text", "redact_url"]
 
@@ -53,14 +54,24 @@ def constant_time_equal(a: str | None, b: str | None) -> bool:
 
 
 # key=..., token=..., sig=..., code=... in query strings; Bearer tokens in text.
-_QUERY_SECRET = re.compile(r"(?i)([?&](?:key|token|sig|code|access_token)=)[^&#\s\"']*")
+# Every name=value pair in a query string; the name is percent-decoded before it is
+# compared, because servers decode it too (``tok%65n=`` is ``token=``).
+_QUERY_PAIR = re.compile(r"([?&;])([^=&#\s\"'?;]+)=([^&#\s\"';]*)")
+_SECRET_NAMES = frozenset({"key", "token", "sig", "code", "access_token", "client_secret"})
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9\-._~+/=]+")
 MASK = "REDACTED"
 
 
 def redact_url(url: str) -> str:
     """Return ``url`` with secret query values replaced by ``REDACTED``."""
-    return _QUERY_SECRET.sub(r"\g<1>" + MASK, url)
+    return _QUERY_PAIR.sub(_mask_secret_pair, url)
+
+
+def _mask_secret_pair(match: re.Match[str]) -> str:
+    sep, name, _value = match.groups()
+    if unquote_plus(name).strip().lower() in _SECRET_NAMES:
+        return f"{sep}{name}={MASK}"
+    return match.group(0)
 
 
 def redact_text(text: str) -> str:
