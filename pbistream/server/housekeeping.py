@@ -38,11 +38,21 @@ def purge_streaming_cache(storage: Storage, settings: Settings, now: float | Non
 async def run_housekeeping(storage: Storage, settings: Settings) -> None:
     """Purge the streaming cache forever, every ``housekeeping_seconds`` (scaled)."""
     interval = max(settings.scaled(settings.housekeeping_seconds), 0.05)
+    failing = False
     while True:
         try:
             removed = await anyio.to_thread.run_sync(purge_streaming_cache, storage, settings)
             if removed:
                 logger.debug("streaming cache: %d expired rows removed", removed)
-        except Exception:  # keep purging on the next tick; a failed pass loses nothing
-            logger.exception("streaming cache purge failed")
+            if failing:
+                logger.info("streaming cache purge works again")
+            failing = False
+        except Exception as exc:  # keep purging on the next tick; a failed pass loses nothing
+            # While the database is down every tick fails the same way: one traceback,
+            # then one short line a tick, not a traceback a tick.
+            if failing:
+                logger.warning("streaming cache purge still failing: %s", exc)
+            else:
+                logger.exception("streaming cache purge failed")
+            failing = True
         await anyio.sleep(interval)

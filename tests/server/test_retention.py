@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from pbistream.testing import RunningServer
 
@@ -79,3 +82,28 @@ def test_streaming_rows_within_the_window_stay(server_factory: Any) -> None:
     assert purge_streaming_cache(server.storage, server.settings) == 0
     assert server.count_rows(streaming["id"]) == 1
     assert purge_streaming_cache(server.storage, server.settings, time.time() + 61) == 1
+
+
+def test_a_failing_purge_logs_one_traceback_then_short_lines(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import anyio
+
+    from pbistream.server.housekeeping import run_housekeeping
+    from pbistream.server.settings import Settings
+    from pbistream.storage import open_storage
+
+    storage = open_storage(tmp_path)
+    storage.close()  # a closed store refuses reads, as a database that went away does
+    settings = Settings(data_dir=str(tmp_path), housekeeping_seconds=0.05)
+
+    async def run_a_few_ticks() -> None:
+        with anyio.move_on_after(0.5):
+            await run_housekeeping(storage, settings)
+
+    with caplog.at_level(logging.WARNING, logger="pbistream.server"):
+        anyio.run(run_a_few_ticks)
+    failures = [r for r in caplog.records if "purge" in r.getMessage()]
+    assert len(failures) >= 3
+    assert failures[0].exc_info is not None
+    assert all(r.exc_info is None for r in failures[1:])
