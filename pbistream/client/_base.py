@@ -356,14 +356,16 @@ class BaseClient:
         if leftover:
             self._give_back(leftover)
         if dead:
-            self._settle_rows(len(dead))
             if self._spool_queue is not None:
                 failed = [d.index for d in dead if d.index is not None]
                 self._spool_queue.forget(failed)
                 for letter in dead:  # rare: one short transaction each, with its reason
                     if letter.index is not None:
                         self._spool_queue.spool.fail([letter.index], letter.message)
+            # Recorded before settled: a flush() that returns has every dead letter
+            # counted, written and passed to the callback.
             self._dead_letter(dead)
+            self._settle_rows(len(dead))
         if not kept:
             return None
         # A running estimate of a row's encoded size, to size the next take.
@@ -379,13 +381,13 @@ class BaseClient:
     def _frame_failed(self, part: FramePart, index: int, error: Exception) -> None:
         """Dead-letter the rows of a DataFrame part that could not become rows."""
         why = f"the DataFrame could not be turned into rows: {type(error).__name__}: {error}"
-        self._settle_rows(len(part))
         self._dead_letter(
             [
                 DeadLetter(None, index + i, "dataframe", None, f"row {index + i}: {why}")
                 for i in range(len(part))
             ]
         )
+        self._settle_rows(len(part))
 
     def _give_back(self, items: list[Item]) -> None:
         if self.spool is not None:
@@ -407,8 +409,8 @@ class BaseClient:
             if self._spool_queue is not None:
                 self._spool_queue.ack(refs)
             self.stats.sent += batch.rows
-            self._settle_rows(batch.rows)
             self._call(self._on_success, batch.rows)
+            self._settle_rows(batch.rows)
             return
         error = self._error_for(outcome)
         self._last_error = error
@@ -435,7 +437,6 @@ class BaseClient:
         if self._spool_queue is not None:
             self._spool_queue.forget(refs)
             self._spool_queue.spool.fail(refs, why)
-        self._settle_rows(batch.rows)
         self._dead_letter(
             [
                 DeadLetter(row, index, rule, None, why, outcome.status)
@@ -443,6 +444,7 @@ class BaseClient:
             ]
         )
         self._call(self._on_error, error)
+        self._settle_rows(batch.rows)
 
     def _error_for(self, outcome: Outcome) -> PushError:
         # The server's answer may quote the request's URL (and its key) back.
