@@ -141,6 +141,10 @@ def is_public_path(path: str, extra_public: Iterable[str] = ()) -> bool:
     return False
 
 
+#: Shorter chosen tokens draw a warning at start; generated ones have 43 characters.
+MIN_TOKEN_CHARS = 16
+
+
 def resolve_token(settings: Settings, storage: Storage) -> tuple[str, bool]:
     """The API token: ``settings.token``, else the one kept in storage, else a new one.
 
@@ -155,6 +159,15 @@ def resolve_token(settings: Settings, storage: Storage) -> tuple[str, bool]:
             "mode, for tests); /api, /metrics and the dashboard still need the server token"
         )
     if settings.token:
+        if len(settings.token) < MIN_TOKEN_CHARS:
+            # Accepted (it is the user's choice, e.g. a fixed token in CI), but said once.
+            logger.warning(
+                "the API token given is only %d characters; anyone who can reach the server "
+                "could guess it. Use at least %d random characters, or let the server "
+                "generate one.",
+                len(settings.token),
+                MIN_TOKEN_CHARS,
+            )
         return settings.token, False
     kept = storage.get_meta(_TOKEN_META_KEY)
     if kept:

@@ -254,3 +254,23 @@ def test_keys_and_tokens_never_reach_a_real_servers_output(tmp_path: Path) -> No
     assert "pbistream.access" in log
     assert key not in log
     assert server.token not in log
+
+
+def test_a_short_chosen_token_is_warned_about_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from pbistream.server.auth import resolve_token
+
+    storage = open_storage(tmp_path)
+    try:
+        with caplog.at_level(logging.WARNING, logger="pbistream.server"):
+            assert resolve_token(Settings(data_dir=str(tmp_path), token="abc123"), storage) == (
+                "abc123",
+                False,
+            )
+            resolve_token(Settings(data_dir=str(tmp_path), token="x" * 32), storage)
+    finally:
+        storage.close()
+    warnings = [r.getMessage() for r in caplog.records if "characters" in r.getMessage()]
+    assert len(warnings) == 1 and "6 characters" in warnings[0]
+    assert "abc123" not in warnings[0]  # the token itself is never logged
