@@ -29,7 +29,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pbistream.redact import redact_url
-from pbistream.server import api, auth, dashboard, live, metrics, openapi, push, rest
+from pbistream.server import api, auth, dashboard, groups, live, metrics, openapi, push, rest
 from pbistream.server.errors import PbiJSONResponse, exception_handlers
 from pbistream.server.housekeeping import run_housekeeping
 from pbistream.server.settings import Settings
@@ -139,6 +139,7 @@ def create_app(settings: Settings, storage: Storage) -> Starlette:
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         *rest.routes,
+        *groups.routes,
         *push.routes,
         *api.routes,
         *openapi.routes,

@@ -53,6 +53,7 @@ _ERRORS: dict[int, Schema] = {
     401: _UNAUTHORIZED,
     403: _error("Missing or wrong Push URL key."),
     404: _NOT_FOUND,
+    409: _error("A workspace with that name exists (PowerBIEntityAlreadyExists)."),
     413: _TOO_LARGE,
     429: _THROTTLED,
 }
@@ -197,6 +198,56 @@ def _rest_paths(prefix: str, tag: str) -> dict[str, Schema]:
                 params=table,
                 errors=(400, 401, 404),
             ),
+        },
+    }
+
+
+def _groups_paths() -> dict[str, Schema]:
+    """The workspace endpoints (Power BI's Groups API): list, create, delete."""
+    tag = "Workspaces"
+    count = {"type": "integer", "minimum": 0, "maximum": 999_999_999}
+    listed = {
+        "type": "object",
+        "properties": {
+            "@odata.context": STR,
+            "@odata.count": {"type": "integer"},
+            "value": array(ref("Group")),
+        },
+    }
+    filter_text = "Only the form name eq 'Workspace name' (other filters are a 400)."
+    list_params = [
+        _query("$filter", {"type": "string"}, filter_text),
+        _query("$top", count, "At most this many workspaces."),
+        _query("$skip", count, "Skip this many workspaces first."),
+    ]
+    v2 = _query("workspaceV2", {"type": "boolean"}, "Accepted and ignored (always a workspace).")
+    return {
+        "/v1.0/myorg/groups": {
+            "get": _op(
+                "Groups_GetGroups",
+                tag,
+                ("200", _json_body(listed, "Named workspaces, then those holding datasets.")),
+                params=list_params,
+                errors=(400, 401),
+            ),
+            "post": _op(
+                "Groups_CreateGroup",
+                tag,
+                ("200", _json_body(ref("Group"), "The new workspace.")),
+                params=[v2],
+                body=ref("CreateGroupRequest"),
+                errors=(400, 401, 409, 413),
+            ),
+        },
+        "/v1.0/myorg/groups/{groupId}": {
+            "delete": _op(
+                "Groups_DeleteGroup",
+                tag,
+                ("200", _OK_EMPTY),
+                params=[_GROUP],
+                errors=(401, 404),
+                description="Deletes the workspace and every dataset in it.",
+            )
         },
     }
 
@@ -379,6 +430,7 @@ def openapi_document(server_url: str) -> dict[str, Any]:
     paths: dict[str, Schema] = {}
     paths |= _rest_paths("/v1.0/myorg", "Push datasets")
     paths |= _rest_paths("/v1.0/myorg/groups/{groupId}", "Push datasets in a workspace")
+    paths |= _groups_paths()
     paths |= _push_url_path()
     paths |= _api_paths()
     return {

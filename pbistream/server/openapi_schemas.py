@@ -162,6 +162,20 @@ def components() -> Schema:
     dashboard = obj(
         {"name": {"type": "string", "minLength": 1}, "tiles": array(ANY_OBJECT)}, "name"
     )
+    group = obj(
+        {
+            "@odata.context": STR,
+            "id": UUID,
+            "name": STR,
+            "isReadOnly": BOOL,
+            "isOnDedicatedCapacity": BOOL,
+            "type": STR,
+        },
+        "id",
+        "name",
+    )
+    group_name = {"type": "string", "minLength": 1, "maxLength": 256}
+    create_group = obj({"name": group_name}, "name", strict=True)
     bearer = {"type": "http", "scheme": "bearer"}
     bearer["description"] = "The token `pbistream serve` printed at first start."
     key = {"type": "apiKey", "in": "query", "name": "key"}
@@ -181,5 +195,7 @@ def components() -> Schema:
             "DatasetSummary": obj(summary_props),
             "DatasetDetail": obj(detail_props),
             "Dashboard": dashboard,
+            "Group": group,
+            "CreateGroupRequest": create_group,
         },
     }

@@ -142,9 +142,8 @@ def pbiapi_client(server: RunningServer) -> Iterator[Any]:
     pbiapi has no base-URL argument; ``base_url`` is a plain public attribute. It fetches
     its token from login.microsoftonline.com, so, as for every library here, the test
     hands it one (``token``, its expiry and the ``headers`` it sends). pbiapi addresses
-    workspaces by name, looked up through GET /groups, which is not part of the push API
-    pbistream serves (workspaces there are any group UUID), so the name → id map is given
-    to it; that is the only other thing set.
+    workspaces by name: its own ``create_workspace`` makes one (GET /groups?$filter=...,
+    then a form POST /groups) and every later call finds its id through GET /groups.
     """
     client = pbiapi.PowerBIAPIClient("tenant", "client-id", "not-a-secret")
     client.base_url = f"{server.url}/v1.0/myorg/"
@@ -155,7 +154,8 @@ def pbiapi_client(server: RunningServer) -> Iterator[Any]:
         "Content-Type": "application/x-www-form-urlencoded",
         **client.get_auth_header(),
     }
-    client._workspaces = [{"id": str(uuid.uuid4()), "name": WORKSPACE}]
+    client.create_workspace(WORKSPACE)
+    client.create_workspace(WORKSPACE)  # already there: pbiapi checks by name and stops
     yield client
 
 
@@ -197,6 +197,11 @@ def test_pbiapi_creates_pushes_reads_truncates_and_deletes(
 
     pbiapi_client.delete_dataset(WORKSPACE, "pbiapi readings")
     assert pbiapi_client.get_datasets_in_workspace(WORKSPACE) == []
+
+    # The workspace pbiapi made is a real one: listed once, and deletable by name.
+    assert [w["name"] for w in pbiapi_client.get_workspaces()] == [WORKSPACE]
+    pbiapi_client.delete_workspace(WORKSPACE)
+    assert pbiapi_client.get_workspaces() == []
 
 
 # --- pbipy 2.13.0 (no push operations: it reads and deletes datasets) -------------------
