@@ -356,6 +356,22 @@ class Spool:
                     (MessageStatus.READY, lo, hi, MessageStatus.LOCKED),
                 )
 
+    def unassign(self, ids: Sequence[int]) -> None:
+        """Return claimed rows to READY as fresh rows (no sequence number).
+
+        Used when the server refused their request as a whole: they are resent in
+        smaller groups, under new numbers, to find the row it refuses.
+        """
+        if not ids:
+            return
+        with self._lock, self._transaction():
+            for lo, hi in _ranges(ids):
+                self._conn.execute(
+                    "UPDATE messages SET status = ?, seq = NULL, locked_at = NULL "
+                    "WHERE id BETWEEN ? AND ? AND status = ?",
+                    (MessageStatus.READY, lo, hi, MessageStatus.LOCKED),
+                )
+
     def requeue_stale(self, older_than: float) -> int:
         """Return claims older than ``older_than`` seconds to READY (keeping their seq).
 

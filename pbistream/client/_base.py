@@ -111,6 +111,9 @@ class BaseClient:
         self._lock = threading.Lock()
         self._dead_letter_lock = threading.Lock()
         self._max_bytes = self.batch_options.max_body_bytes or self.sink.default_max_bytes
+        # After a 400 on a many-row batch: (rows per batch, last index of the refused
+        # rows) while they are resent in halves to isolate the row the server refuses.
+        self._split: tuple[int, int] | None = None
         self._row_bytes = 0.0  # running estimate of one encoded row (sizes the takes)
 
         self._memory = MemoryQueue(self.buffer_options, self._lock)
@@ -307,9 +310,38 @@ class BaseClient:
         if self._row_bytes:
             # Take about what fits the byte limit, not 10,000 rows to give most back.
             max_rows = max(1, min(max_rows, int(self._max_bytes / self._row_bytes)))
+        if self._split is not None:
+            max_rows = min(max_rows, self._split[0])
         if self._spool_queue is not None:
-            return self._spool_queue.take(max_rows)
-        return self._memory.take_locked(max_rows), None
+            items, seq = self._spool_queue.take(max_rows)
+        else:
+            items, seq = self._memory.take_locked(max_rows), None
+        if self._split is not None and (not items or items[0][2] > self._split[1]):
+            self._split = None  # past the refused rows: full batches again
+        return items, seq
+
+    def _bisect(self, batch: Batch, why: str) -> None:
+        """Put a refused many-row batch back, to be resent in halves (worker thread).
+
+        Power BI refuses a request as a whole when one row is bad; halving isolates
+        that row in log2(rows) requests, so the valid rows are delivered, not
+        dead-lettered with it.
+        """
+        last = max(index for _, _, index in batch.items)
+        self._split = (max(1, batch.rows // 2), last)
+        logger.warning(
+            "%s: %d rows refused (%s); resending them in halves to find the bad ones",
+            self.sink.label,
+            batch.rows,
+            why,
+        )
+        if self._spool_queue is not None:
+            refs = [ref for ref, _, _ in batch.items if ref is not None]
+            self._spool_queue.forget(refs)
+            self._spool_queue.spool.unassign(refs)
+            return
+        with self._lock:
+            self._memory.give_back_locked([row for _, row, _ in batch.items])
 
     def _build(self, items: list[Item], prior_seq: int | None) -> Batch | None:
         """Validate, encode and group taken rows into one batch (worker thread)."""
@@ -425,6 +457,9 @@ class BaseClient:
                 delay,
             )
             self._call(self._on_error, error)
+            return
+        if verdict is Verdict.REJECTED and outcome.status == 400 and batch.rows > 1:
+            self._bisect(batch, redact_text(outcome.message or "HTTP 400"))
             return
         rule = "gave_up" if verdict is Verdict.GAVE_UP else "server"
         why = (

@@ -214,6 +214,30 @@ def test_a_row_whose_value_raises_is_dead_lettered_and_holds_back_no_other(
     assert "sensor offline" in letters[0].message and "went away" in letters[1].message
 
 
+@pytest.mark.parametrize("spooled", [False, True])
+def test_a_batch_the_server_refuses_is_halved_so_valid_rows_are_delivered(
+    fast_server: RunningServer, tmp_path: Path, spooled: bool
+) -> None:
+    dataset = fast_server.create_dataset(FIELDS, mode="PushStreaming")
+    letters: list[DeadLetter] = []
+    rows = [{"n": n} for n in range(40)]
+    rows[13] = {"n": "thirteen"}  # Text passes the untyped check; the Int64 column refuses it
+    with Client(
+        dataset["push_url"],
+        schema=None,  # the client cannot tell: only the server can refuse the row
+        spool=tmp_path / "b.spool" if spooled else None,
+        on_dead_letter=letters.extend,
+    ) as client:
+        client.push(rows)
+        assert client.flush(timeout=30) == 0
+    stored = [r["n"] for r in rows_of(fast_server, dataset["id"])]
+    assert stored == [n for n in range(40) if n != 13]
+    assert len(letters) == 1 and letters[0].rule == "server" and letters[0].status == 400
+    assert letters[0].row == {"n": "thirteen"}
+    assert client.stats.sent == 39 and client.stats.dead_lettered == 1
+    assert client.stats.requests <= 2 * 6 + 1  # about two requests per halving
+
+
 def test_the_worker_is_supervised_and_restarts_after_an_unexpected_error(
     fast_server: RunningServer,
 ) -> None:
