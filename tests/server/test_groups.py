@@ -201,3 +201,15 @@ def test_the_groups_api_needs_a_token_except_in_emulator_mode(
     assert response.status_code == 200, response.text
     listed = httpx.get(emulated.url + "/beta/myorg/groups", headers=headers, timeout=10)
     assert [g["name"] for g in listed.json()["value"]] == ["x"]
+
+
+def test_concurrent_creates_of_one_name_make_one_workspace(server: RunningServer) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def post(_: int) -> int:
+        return _call(server, "POST", GROUPS, json={"name": "Race"}).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = sorted(pool.map(post, range(8)))
+    assert statuses == [200] + [409] * 7
+    assert _names(server) == ["Race"]
