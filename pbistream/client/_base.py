@@ -25,7 +25,7 @@ from pbistream.client._queue import (
     expand_frames,
     monotonic,
 )
-from pbistream.client._settling import Callback, SettlingMixin
+from pbistream.client._settling import Callback, Isolation, SettlingMixin
 from pbistream.client._types import ClientState, ClientStats, DeadLetter
 from pbistream.client.engine import Batch, Engine, SequenceCounter
 from pbistream.client.options import BatchOptions, BufferOptions, PacingOptions, RetryOptions
@@ -106,9 +106,8 @@ class BaseClient(SettlingMixin):
         self._lock = threading.Lock()
         self._dead_letter_lock = threading.Lock()
         self._max_bytes = self.batch_options.max_body_bytes or self.sink.default_max_bytes
-        # After a 400 on a many-row batch: (rows per batch, last index of the refused
-        # rows) while they are resent in halves to isolate the row the server refuses.
-        self._split: tuple[int, int] | None = None
+        # After a 400 on a many-row batch: the search for the row the server refuses.
+        self._isolation: Isolation | None = None
         self._row_bytes = 0.0  # running estimate of one encoded row (sizes the takes)
 
         self._memory = MemoryQueue(self.buffer_options, self._lock)
@@ -302,14 +301,15 @@ class BaseClient(SettlingMixin):
         if self._row_bytes:
             # Take about what fits the byte limit, not 10,000 rows to give most back.
             max_rows = max(1, min(max_rows, int(self._max_bytes / self._row_bytes)))
-        if self._split is not None:
-            max_rows = min(max_rows, self._split[0])
+        iso = self._isolation
+        if iso is not None and not iso.doomed:
+            max_rows = min(max_rows, iso.limit)
         if self._spool_queue is not None:
             items, seq = self._spool_queue.take(max_rows)
         else:
             items, seq = self._memory.take_locked(max_rows), None
-        if self._split is not None and (not items or items[0][2] > self._split[1]):
-            self._split = None  # past the refused rows: full batches again
+        if iso is not None and (not items or items[0][2] > iso.until):
+            self._isolation = None  # past the refused rows: full batches again
         return items, seq
 
     def _build(self, items: list[Item], prior_seq: int | None) -> Batch | None:
@@ -324,8 +324,15 @@ class BaseClient(SettlingMixin):
         kept: list[Item] = []
         dead: list[DeadLetter] = []
         leftover: list[Item] = []
+        iso = self._isolation
+        doomed_until = iso.until if iso is not None and iso.doomed else -1
         for position, item in enumerate(items):
             _ref, row, index = item
+            if index <= doomed_until:
+                assert iso is not None
+                why = f"row {index}: not sent, the server refused every part: {iso.why}"
+                dead.append(DeadLetter(row, index, "server", None, why, 400))
+                continue
             try:
                 part = orjson.dumps(normalize(row, index))
             except RowErrorException as exc:

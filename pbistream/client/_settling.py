@@ -31,11 +31,33 @@ from pbistream.redact import redact_text
 from pbistream.spool import Spool
 from pbistream.values import RowError
 
-__all__ = ["Callback", "SettlingMixin"]
+__all__ = ["Callback", "Isolation", "SettlingMixin"]
 
 logger = logging.getLogger("pbistream.client")
 
 Callback = Callable[..., Any]
+
+
+class Isolation:
+    """The search for the row(s) a server refused in a batch (see ``_isolate``).
+
+    Attributes:
+        limit: Rows per batch while searching.
+        until: The last index of the first refused batch: past it, the search is over.
+        why: The server's last refusal, for rows dead-lettered unsent.
+        refusals_left: Refusals still allowed before the rest is given up.
+        doomed: The budget ran out: rows up to ``until`` are dead-lettered unsent.
+    """
+
+    __slots__ = ("doomed", "limit", "refusals_left", "until", "why")
+
+    def __init__(self, rows: int, until: int, why: str) -> None:
+        self.limit = rows
+        self.until = until
+        self.why = why
+        # Enough for a few bad rows (each costs about 2·log2(rows)), not one per row.
+        self.refusals_left = 3 * max(1, (rows - 1).bit_length()) + 3
+        self.doomed = False
 
 
 class SettlingMixin:
@@ -61,7 +83,7 @@ class SettlingMixin:
     _unsettled: int
     _oldest_at: float | None
     _last_error: PbiStreamError | None
-    _split: tuple[int, int] | None
+    _isolation: Isolation | None
 
     def _letter(self, row: Any, error: RowError) -> DeadLetter:
         return DeadLetter(row, error.row, error.rule, error.column, str(error))
@@ -77,28 +99,49 @@ class SettlingMixin:
         )
         self._settle_rows(len(part))
 
-    def _bisect(self, batch: Batch, why: str) -> None:
-        """Put a refused many-row batch back, to be resent in halves (worker thread).
+    def _isolate(self, batch: Batch, why: str) -> bool:
+        """Handle a 400 by isolating the refused row(s) (worker thread).
 
-        Power BI refuses a request as a whole when one row is bad; halving isolates
-        that row in log2(rows) requests, so the valid rows are delivered, not
-        dead-lettered with it.
+        Power BI refuses a request as a whole when one row is bad. The batch goes back
+        to the front of the queue and is resent in halves; after each delivered part
+        the size doubles again. One bad row costs about 2·log2(rows) requests. When
+        every part is refused (a schema mismatch: every row is bad), a budget of
+        refusals ends the search and the rest of the refused rows are dead-lettered
+        unsent, so a systematic refusal never turns into one request per row.
+
+        Returns:
+            True when the batch was put back to be resent in parts; False when it is
+            to be dead-lettered as it is.
         """
-        last = max(index for _, _, index in batch.items)
-        self._split = (max(1, batch.rows // 2), last)
-        logger.warning(
-            "%s: %d rows refused (%s); resending them in halves to find the bad ones",
-            self.sink.label,
-            batch.rows,
-            why,
-        )
+        first = min(index for _, _, index in batch.items)
+        iso = self._isolation
+        if iso is None or first > iso.until:
+            if batch.rows == 1:
+                return False
+            last = max(index for _, _, index in batch.items)
+            iso = self._isolation = Isolation(batch.rows, last, why)
+            logger.warning(
+                "%s: %d rows refused (%s); resending them in halves to find the bad ones",
+                self.sink.label,
+                batch.rows,
+                why,
+            )
+        iso.why = why
+        iso.refusals_left -= 1
+        if iso.refusals_left <= 0:
+            iso.doomed = True  # _build dead-letters the rest of the refused rows unsent
+            return False
+        if batch.rows == 1:
+            return False
+        iso.limit = max(1, batch.rows // 2)
         if self._spool_queue is not None:
             refs = [ref for ref, _, _ in batch.items if ref is not None]
             self._spool_queue.forget(refs)
             self._spool_queue.spool.unassign(refs)
-            return
-        with self._lock:
-            self._memory.give_back_locked([row for _, row, _ in batch.items])
+        else:
+            with self._lock:
+                self._memory.give_back_locked([row for _, row, _ in batch.items])
+        return True
 
     def _settle(self, batch: Batch, outcome: Outcome, verdict: Verdict, delay: float) -> None:
         """Book-keeping after a response (worker thread)."""
@@ -110,6 +153,8 @@ class SettlingMixin:
             if self._spool_queue is not None:
                 self._spool_queue.ack(refs)
             self.stats.sent += batch.rows
+            if self._isolation is not None:  # a part got through: try larger parts again
+                self._isolation.limit = min(self._isolation.limit * 2, 1 << 30)
             self._call(self._on_success, batch.rows)
             self._settle_rows(batch.rows)
             return
@@ -127,8 +172,11 @@ class SettlingMixin:
             )
             self._call(self._on_error, error)
             return
-        if verdict is Verdict.REJECTED and outcome.status == 400 and batch.rows > 1:
-            self._bisect(batch, redact_text(outcome.message or "HTTP 400"))
+        if (
+            verdict is Verdict.REJECTED
+            and outcome.status == 400
+            and self._isolate(batch, redact_text(outcome.message or "HTTP 400"))
+        ):
             return
         rule = "gave_up" if verdict is Verdict.GAVE_UP else "server"
         why = (

@@ -235,7 +235,23 @@ def test_a_batch_the_server_refuses_is_halved_so_valid_rows_are_delivered(
     assert len(letters) == 1 and letters[0].rule == "server" and letters[0].status == 400
     assert letters[0].row == {"n": "thirteen"}
     assert client.stats.sent == 39 and client.stats.dead_lettered == 1
-    assert client.stats.requests <= 2 * 6 + 1  # about two requests per halving
+    assert client.stats.requests < 25  # about 2·log2(40), not one request per row
+
+
+def test_a_server_refusing_every_row_costs_a_bounded_number_of_requests(
+    fast_server: RunningServer,
+) -> None:
+    dataset = fast_server.create_dataset(FIELDS, mode="PushStreaming")
+    letters: list[DeadLetter] = []
+    with Client(dataset["push_url"], schema=None, on_dead_letter=letters.extend) as client:
+        client.push([{"n": f"row {n}"} for n in range(300)])
+        assert client.flush(timeout=30) == 0
+        client.push({"n": 300})  # after the refused rows: sent in a batch of its own
+        assert client.flush(timeout=30) == 0
+    assert [r["n"] for r in rows_of(fast_server, dataset["id"])] == [300]
+    assert len(letters) == 300 and {d.rule for d in letters} == {"server"}
+    assert "not sent, the server refused every part" in letters[-1].message
+    assert client.stats.requests < 50  # a budget of refusals, not 300 single-row requests
 
 
 def test_the_worker_is_supervised_and_restarts_after_an_unexpected_error(
