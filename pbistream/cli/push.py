@@ -14,6 +14,7 @@ import io
 import logging
 import re
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -140,6 +141,29 @@ class _LineMap:
         return index + self._offsets[position] if position >= 0 else None
 
 
+class _Refusals:
+    """Counts refused rows and keeps the first (for the one-line report), not all of them.
+
+    A file of millions of bad rows must not hold millions of dead letters in memory;
+    the full list is the dead-letter file's job. Fed from the worker thread (the
+    client's callback) and the reading thread (lines that are not rows).
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: DeadLetter | None = None
+        self._lock = threading.Lock()
+
+    def extend(self, letters: list[DeadLetter]) -> None:
+        with self._lock:
+            if letters and self.first is None:
+                self.first = letters[0]
+            self.count += len(letters)
+
+    def append(self, letter: DeadLetter) -> None:
+        self.extend([letter])
+
+
 class _Progress:
     """tqdm when the ``progress`` extra is installed, else a counter on stderr."""
 
@@ -248,7 +272,7 @@ def push(
     table = sink.fetch_table()  # type: ignore[attr-defined]
     schema = table.table if table is not None else None
     types, known = _types(schema), schema is not None
-    letters: list[DeadLetter] = []
+    letters = _Refusals()
     lines = _LineMap()
     client = Client(
         sink,
@@ -286,7 +310,7 @@ def _push_file(
     types: dict[str, DataType],
     known: bool,
     progress: bool | None,
-    letters: list[DeadLetter],
+    letters: _Refusals,
     lines: _LineMap,
 ) -> None:
     if fmt == "auto":
@@ -328,26 +352,27 @@ def _push_file(
 def _report(
     client: Client,
     left: int,
-    letters: list[DeadLetter],
+    letters: _Refusals,
     spool: str | None,
     as_json: bool,
     lines: _LineMap | None,
 ) -> None:
     stats = client.stats
-    payload: dict[str, Any] = {**stats.as_dict(), "pending": left, "refused": len(letters)}
+    payload: dict[str, Any] = {**stats.as_dict(), "pending": left, "refused": letters.count}
     if spool:
         payload["spool"] = spool
     human = f"{stats.sent:,} row{'s' if stats.sent != 1 else ''} delivered"
     if spool and left:
         human += f", {left:,} kept in the spool {spool} for later delivery"
     emit(as_json, payload, human + ".")
-    if letters:
-        first = letters[0].message
-        line = lines.line_of(letters[0].index) if lines and letters[0].index is not None else None
+    if letters.first is not None:
+        letter = letters.first
+        first = letter.message
+        line = lines.line_of(letter.index) if lines and letter.index is not None else None
         if line is not None:
             first = f"line {line}: {first}"
-        more = f" (and {len(letters) - 1:,} more)" if len(letters) > 1 else ""
-        raise PushCommandError(f"{len(letters):,} row(s) not delivered: {first}{more}")
+        more = f" (and {letters.count - 1:,} more)" if letters.count > 1 else ""
+        raise PushCommandError(f"{letters.count:,} row(s) not delivered: {first}{more}")
     if left and not spool:
         reason = client.last_error or "no answer from the server"
         raise PushCommandError(f"{left:,} row(s) not delivered: {reason}")
