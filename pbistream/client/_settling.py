@@ -9,6 +9,7 @@ reported. :class:`~pbistream.client._base.BaseClient` builds and sends the batch
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -230,7 +231,12 @@ class SettlingMixin:
         if self.dead_letter_path is not None:
             try:
                 # Callers (spool pre-checks) and the worker may both write: whole lines only.
-                with self._dead_letter_lock, self.dead_letter_path.open("ab") as out:
+                # 0600 like the spool: the file holds the rows themselves.
+                flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+                with (
+                    self._dead_letter_lock,
+                    os.fdopen(os.open(self.dead_letter_path, flags, 0o600), "ab") as out,
+                ):
                     for letter in letters:
                         out.write(
                             orjson.dumps(

@@ -98,6 +98,8 @@ def test_spooled_rows_refused_locally_are_failed_with_their_reason(
     spool = Spool(tmp_path / "f.spool")
     reasons = [error for _, _, error in spool.failed()]
     assert len(reasons) == 2
+    # The dead letters hold the rows: private like the spool itself.
+    assert (tmp_path / "f.spool.deadletter.jsonl").stat().st_mode & 0o777 == 0o600
     assert "column 'v': expected a number" in reasons[0]
     assert "'w' is not a column" in reasons[1]
     assert spool.stats().ready == 0
