@@ -192,7 +192,7 @@ class SettlingMixin:
             self._spool_queue.spool.fail(refs, why)
         self._dead_letter(
             [
-                DeadLetter(row, index, rule, None, why, outcome.status)
+                DeadLetter(row, index, rule, None, f"row {index}: {why}", outcome.status)
                 for _, row, index in batch.items
             ]
         )

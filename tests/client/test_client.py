@@ -234,6 +234,7 @@ def test_a_batch_the_server_refuses_is_halved_so_valid_rows_are_delivered(
     assert stored == [n for n in range(40) if n != 13]
     assert len(letters) == 1 and letters[0].rule == "server" and letters[0].status == 400
     assert letters[0].row == {"n": "thirteen"}
+    assert letters[0].message.startswith(f"row {letters[0].index}: refused by the server: HTTP 400")
     assert client.stats.sent == 39 and client.stats.dead_lettered == 1
     assert client.stats.requests < 25  # about 2·log2(40), not one request per row
 
