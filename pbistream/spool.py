@@ -6,7 +6,8 @@ through an explicit lifecycle::
 
     READY ──claim()──▶ LOCKED ──ack()──▶ DONE (deleted unless keep_done=True)
       ▲                  │
-      └──requeue_stale()─┤ (a claim older than the timeout, e.g. after a crash)
+      ├──requeue_stale()─┤ (a claim older than the timeout, e.g. after a crash)
+      └──unassign()──────┤ (its request was refused as a whole: resent in parts)
                          └──fail()──▶ FAILED ──requeue_failed()──▶ READY
 
 A claimed batch gets its request's sequence number (:meth:`Spool.assign`) before it is
