@@ -151,7 +151,10 @@ class AsyncClient(BaseClient):
         failures = 0
         try:
             if self.wants_schema:
-                self._use_remote_table(await self.sink.fetch_table())  # type: ignore[attr-defined]
+                try:
+                    self._use_remote_table(await self.sink.fetch_table())  # type: ignore[attr-defined]
+                except Exception:
+                    self._schema_failed()
             while not self._stop:
                 try:
                     await self._loop()
@@ -160,13 +163,7 @@ class AsyncClient(BaseClient):
                     raise
                 except Exception:
                     failures += 1
-                    pause = min(30.0, 0.1 * 2.0**failures)
-                    logger.exception(
-                        "%s: the client's worker failed; restarting in %.1f s",
-                        self.sink.label,
-                        pause,
-                    )
-                    await asyncio.sleep(pause)
+                    await asyncio.sleep(self._worker_failed(failures))
         finally:
             self._notify_settled()
 

@@ -172,6 +172,22 @@ class BaseClient(SettlingMixin):
         self._rules = remote.table.rules(unknown=self._unknown, naive=self._naive)
         self._engine.pacer.table_rows = remote.row_count
 
+    def _schema_failed(self) -> None:
+        """The schema request raised: deliver anyway, checking rows by value."""
+        logger.warning(
+            "%s: reading the table's schema failed; rows are checked by value only",
+            self.sink.label,
+            exc_info=True,
+        )
+
+    def _worker_failed(self, failures: int) -> float:
+        """Log an unexpected worker error; return the pause before it restarts."""
+        pause = min(30.0, 0.1 * 2.0**failures)
+        logger.exception(
+            "%s: the client's worker failed; restarting in %.1f s", self.sink.label, pause
+        )
+        return pause
+
     @property
     def wants_schema(self) -> bool:
         """True when the worker should ask the server for the table's columns first."""

@@ -199,19 +199,17 @@ class Client(BaseClient):
         failures = 0
         try:
             if self.wants_schema:
-                self._use_remote_table(self.sink.fetch_table())  # type: ignore[attr-defined]
+                try:
+                    self._use_remote_table(self.sink.fetch_table())  # type: ignore[attr-defined]
+                except Exception:
+                    self._schema_failed()
             while not self._stop:
                 try:
                     self._loop()
                     return
                 except Exception:
                     failures += 1
-                    pause = min(30.0, 0.1 * 2.0**failures)
-                    logger.exception(
-                        "%s: the client's worker failed; restarting in %.1f s",
-                        self.sink.label,
-                        pause,
-                    )
+                    pause = self._worker_failed(failures)
                     with self._lock:
                         if not self._stop:
                             self._cond.wait(pause)

@@ -255,6 +255,22 @@ def test_a_server_refusing_every_row_costs_a_bounded_number_of_requests(
     assert client.stats.requests < 50  # a budget of refusals, not 300 single-row requests
 
 
+def test_a_schema_request_that_raises_does_not_stop_delivery(
+    fast_server: RunningServer,
+) -> None:
+    from pbistream.client import PushUrlSink
+
+    class OddSchemaSink(PushUrlSink):
+        def fetch_table(self):  # type: ignore[no-untyped-def]
+            raise ValueError("invalid literal for int() with base 10: 'abc'")  # an odd rowCount
+
+    dataset = fast_server.create_dataset(FIELDS, mode="PushStreaming")
+    with Client(OddSchemaSink(dataset["push_url"])) as client:
+        client.push([{"n": 1}, {"n": 2}])
+        assert client.flush(timeout=10) == 0
+    assert [r["n"] for r in rows_of(fast_server, dataset["id"])] == [1, 2]
+
+
 def test_the_worker_is_supervised_and_restarts_after_an_unexpected_error(
     fast_server: RunningServer,
 ) -> None:
