@@ -32,6 +32,7 @@ from pbistream.client.options import BatchOptions, BufferOptions, PacingOptions,
 from pbistream.client.sinks import SinkBase, parse_rest_url
 from pbistream.encoding import BodyBuilder
 from pbistream.exceptions import (
+    BufferFullError,
     ClientClosedError,
     ConfigError,
     PbiStreamError,
@@ -291,7 +292,8 @@ class BaseClient(SettlingMixin):
         Raises:
             ConfigError: ``df`` is not a DataFrame.
             ClientClosedError: The client was closed.
-            BufferFullError: ``when_full="block"`` and the buffer stayed full.
+            BufferFullError: ``when_full="block"`` and the buffer stayed full; the
+                message says how many of the frame's rows were queued before.
         """
         if getattr(df, "iloc", None) is None or getattr(df, "to_dict", None) is None:
             raise ConfigError(f"push_dataframe() needs a pandas DataFrame, got {type(df).__name__}")
@@ -308,7 +310,14 @@ class BaseClient(SettlingMixin):
         # for room part by part (as push() of as many rows would) instead of failing.
         for start in range(0, total, _FRAME_PART_ROWS):
             part = FramePart(frame, start, min(total, start + _FRAME_PART_ROWS))
-            self._push_memory([part], len(part))
+            try:
+                self._push_memory([part], len(part))
+            except BufferFullError as exc:
+                # Say where it stopped: pushing the whole frame again would repeat rows.
+                raise BufferFullError(
+                    f"{exc}; the frame's first {start:,} of {total:,} rows were queued "
+                    f"(push df.iloc[{start}:] to send the rest)"
+                ) from None
 
     # --- worker side: building and settling batches --------------------------------
 

@@ -166,6 +166,17 @@ def test_dataframes_keep_push_order_and_the_buffer_policy(
         blocking.push([{"n": n} for n in range(11)])
     assert blocking.close(timeout=0.1) == 8
 
+    partial = Client(
+        unreachable,
+        schema=None,
+        buffer=BufferOptions(max_rows=60_000, when_full="block", timeout=0.2),
+        batch=BatchOptions(max_delay=60),
+    )
+    with pytest.raises(BufferFullError, match=r"first 50,000 of 100,000 rows were queued"):
+        partial.push_dataframe(pd.DataFrame({"n": range(100_000)}))
+    assert partial.pending == 50_000
+    assert partial.close(timeout=0.1) == 50_000
+
 
 def test_async_client_push_dataframe_returns_at_once_and_delivers(
     fast_server: RunningServer,
