@@ -20,7 +20,7 @@ from pbistream.client.options import BufferOptions
 from pbistream.exceptions import BufferFullError
 from pbistream.spool import Spool
 
-__all__ = ["FramePart", "Item", "MemoryQueue", "SpoolQueue", "expand_frames"]
+__all__ = ["FramePart", "Item", "MemoryQueue", "SpoolQueue", "entry_rows", "expand_frames"]
 
 logger = logging.getLogger("pbistream.client")
 
@@ -214,16 +214,25 @@ class MemoryQueue:
         self.taken -= len(rows)
 
     def drain_locked(self) -> list[Any]:
-        """Remove and return every row (the client is closing); FrameParts are converted."""
-        rows: list[Any] = []
-        for entry in self._rows:
-            if type(entry) is FramePart:
-                rows.extend(entry.rows())
-            else:
-                rows.append(entry)
+        """Remove and return every entry (the client is closing): rows and FrameParts.
+
+        Convert them with :func:`entry_rows` outside the lock, and only if needed.
+        """
+        entries = list(self._rows)
         self._rows.clear()
         self._count = self._parts = 0
-        return rows
+        return entries
+
+
+def entry_rows(entries: Iterable[Any]) -> list[Any]:
+    """Rows from queue entries, FrameParts converted (what close() reports)."""
+    rows: list[Any] = []
+    for entry in entries:
+        if type(entry) is FramePart:
+            rows.extend(entry.rows())
+        else:
+            rows.append(entry)
+    return rows
 
 
 class SpoolQueue:

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from pbistream.client._queue import FramePart, MemoryQueue, SpoolQueue
+from pbistream.client._queue import FramePart, MemoryQueue, SpoolQueue, entry_rows
 from pbistream.client._types import ClientStats, DeadLetter
 from pbistream.client.engine import Batch, Engine, Outcome, Verdict
 from pbistream.client.sinks import SinkBase
@@ -278,7 +278,9 @@ class SettlingMixin:
         batch = self._engine.abandon()
         rows: list[Any] = [row for _, row, _ in batch.items] if batch else []
         with self._lock:
-            rows.extend(self._memory.drain_locked())
+            entries = self._memory.drain_locked()
+        if self.dead_letter_path is not None:  # else no need to convert a pending frame
+            rows.extend(entry_rows(entries))
         logger.error(
             "%s: %d rows were NOT delivered before close (no spool to keep them)%s",
             self.sink.label,

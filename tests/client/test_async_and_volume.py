@@ -263,3 +263,19 @@ def test_a_frame_that_cannot_become_rows_is_dead_lettered_not_lost(tmp_path: Pat
     lines = (tmp_path / "dead.jsonl").read_text().splitlines()
     assert len(lines) == 5 and "no object form" in lines[0] and '"rule":"dataframe"' in lines[0]
     assert client.close(timeout=0.1) == 0
+
+
+def test_closing_with_a_frame_pending_does_not_convert_it_for_nothing() -> None:
+    np = pytest.importorskip("numpy")
+    pd = pytest.importorskip("pandas")
+    unreachable = f"http://127.0.0.1:{free_port()}/beta/t/datasets/d/rows?key=k"
+    client = Client(unreachable, schema=None, batch=BatchOptions(max_delay=60))
+    size = 1_000_000
+    frame = pd.DataFrame(
+        {"n": np.arange(size), "value": np.linspace(0, 1, size), "label": ["a"] * size}
+    )
+    client.push_dataframe(frame)
+    started = time.monotonic()
+    assert client.close(timeout=0.1) == 1_000_000  # reported as not delivered
+    # No dead-letter file to write: turning the frame into dicts took 1.7 s here.
+    assert time.monotonic() - started < 1.0
