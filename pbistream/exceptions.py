@@ -104,10 +104,17 @@ class PushHTTPStatusError(PushError):
 def require_extra(module: str, extra: str) -> None:
     """Raise ConfigError naming the pip command when an optional dependency is missing.
 
+    The module is imported (not merely looked up), so a broken install is caught
+    here too, with the same one-line advice instead of a traceback later.
+
     Raises:
         ConfigError: ``module`` cannot be imported.
     """
-    import importlib.util
+    import importlib
 
-    if importlib.util.find_spec(module) is None:
-        raise ConfigError(f"this needs the {extra!r} extra: pip install 'pbistream[{extra}]'")
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(
+            f"this needs the {extra!r} extra: pip install 'pbistream[{extra}]'"
+        ) from None
