@@ -160,13 +160,11 @@ def test_bearer_auth_refreshes_before_expiry() -> None:
 
 
 def test_missing_extra_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib.util
+    import sys
 
     from pbistream.exceptions import ConfigError
 
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "msal" else real(name, *a)
-    )
+    # None in sys.modules makes `import msal` fail as if it were not installed.
+    monkeypatch.setitem(sys.modules, "msal", None)
     with pytest.raises(ConfigError, match=r"pip install 'pbistream\[entra\]'"):
         EntraAuth.service_principal("t", "c", client_secret="s")
