@@ -27,3 +27,8 @@ def test_every_limit_is_documented() -> None:
     text = (ROOT / "docs" / "limits.md").read_text(encoding="utf-8")
     for limit in LIMITS:
         assert f"`{limit.name}`" in text
+
+
+def test_cli_doc_is_current() -> None:
+    text = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    assert text == _gen_docs().cli_markdown(), "run: python scripts/gen_docs.py"
