@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from storage_helpers import follow_while_writing
 
 from pbistream.schema import Column, Dataset, Mode, Retention, Table
 from pbistream.storage.base import Dashboard, InsertResult, Storage
@@ -339,41 +340,19 @@ def test_a_cursor_follower_sees_every_row(storage: Storage, dataset: Dataset) ->
     """The live feed's pattern: read every table after the last id seen, while writes land."""
     writers, batches, per_batch = 3, 15, 10
     total = writers * batches * per_batch
-    errors: list[BaseException] = []
-    seen: dict[int, float] = {}
-    done = threading.Event()
 
     def write(worker: int) -> None:
-        try:
-            for b in range(batches):
-                start = (worker * batches + b) * per_batch
-                table = ("A", "B", "C")[(worker + b) % 3]
-                storage.insert_rows(dataset.id, table, rows(per_batch, start), received_at=1.0)
-        except BaseException as exc:
-            errors.append(exc)
+        for b in range(batches):
+            start = (worker * batches + b) * per_batch
+            table = ("A", "B", "C")[(worker + b) % 3]
+            storage.insert_rows(dataset.id, table, rows(per_batch, start), received_at=1.0)
 
-    def follow() -> None:
-        cursor = 0
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            finished = done.is_set()
-            batch = storage.read_rows(dataset.id, after_id=cursor, limit=40)
-            for row in batch:
-                seen[row.id] = row.data["temp"]
-                cursor = row.id
-            if finished and not batch:
-                return
-
-    reader = threading.Thread(target=follow)
-    reader.start()
-    pool = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join(timeout=60)
-    done.set()
-    reader.join(timeout=60)
-    assert not errors
+    seen = follow_while_writing(
+        write,
+        lambda cursor: storage.read_rows(dataset.id, after_id=cursor, limit=40),
+        lambda row: row.data["temp"],
+        writers,
+    )
     assert sorted(seen.values()) == [float(i) for i in range(total)]
 
 

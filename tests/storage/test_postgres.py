@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
+from storage_helpers import follow_while_writing
 
 from pbistream.exceptions import ConfigError
 from pbistream.schema import Dataset, Mode, Retention
@@ -39,45 +40,21 @@ def test_replicas_share_ids_counts_and_cursor(replicas: list[PostgresStorage]) -
     ds = _dataset(replicas[0])
     writers, batches, per_batch = 4, 15, 20
     total = writers * batches * per_batch
-    errors: list[BaseException] = []
-    seen: dict[int, Any] = {}
-    done = threading.Event()
 
     def write(worker: int) -> None:
         store = replicas[worker % 2]
-        try:
-            for b in range(batches):
-                start = (worker * batches + b) * per_batch
-                batch = [{"n": start + i} for i in range(per_batch)]
-                store.insert_rows(ds, f"T{worker % 3}", batch, received_at=time.time())
-        except BaseException as exc:
-            errors.append(exc)
+        for b in range(batches):
+            start = (worker * batches + b) * per_batch
+            batch = [{"n": start + i} for i in range(per_batch)]
+            store.insert_rows(ds, f"T{worker % 3}", batch, received_at=time.time())
 
-    def follow() -> None:
-        # A live-feed reader: it only ever asks for ids above the last one it saw.
-        # If a row could commit with an id below one already seen, it would be missed.
-        cursor = 0
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            finished = done.is_set()
-            for row in replicas[1].read_rows(ds, after_id=cursor, limit=500):
-                seen[row.id] = row.data["n"]
-                cursor = row.id
-            if finished and len(seen) >= total:
-                return
-            if finished and not replicas[1].read_rows(ds, after_id=cursor, limit=1):
-                return
-
-    reader = threading.Thread(target=follow)
-    reader.start()
-    pool = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join(timeout=60)
-    done.set()
-    reader.join(timeout=60)
-    assert not errors
+    # Written through both replicas, followed through the second.
+    seen = follow_while_writing(
+        write,
+        lambda cursor: replicas[1].read_rows(ds, after_id=cursor, limit=500),
+        lambda row: row.data["n"],
+        writers,
+    )
     assert sorted(seen.values()) == list(range(total))
     counts = sum(replicas[0].count_rows(ds, f"T{i}") for i in range(3))
     assert counts == total
