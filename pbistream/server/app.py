@@ -29,7 +29,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pbistream.redact import redact_url
-from pbistream.server import api, auth, dashboard, groups, live, metrics, openapi, push, rest
+from pbistream.server import api, auth, groups, live, metrics, openapi, push, rest
+from pbistream.server.ui import routes as dashboard
 from pbistream.server.errors import PbiJSONResponse, exception_handlers
 from pbistream.server.housekeeping import run_housekeeping
 from pbistream.server.settings import Settings

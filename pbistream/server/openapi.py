@@ -26,7 +26,7 @@ from pbistream.server.openapi_schemas import (
     components,
     ref,
 )
-from pbistream.server.ui_series import MAX_POINTS
+from pbistream.server.ui.series import MAX_POINTS
 
 __all__ = ["openapi_document", "routes"]
 

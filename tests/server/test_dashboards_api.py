@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pbistream.server.ui_series import downsample_minmax
+from pbistream.server.ui.series import downsample_minmax
 from pbistream.testing import RunningServer
 
 FIELDS = {"name": "Text", "temperature": "Number", "count": "Int64", "ok": "Boolean"}
@@ -501,7 +501,7 @@ def test_a_window_past_the_scan_budget_draws_its_newest_rows(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from pbistream.schema import Dataset, Mode, Retention, Table
-    from pbistream.server import ui_series
+    from pbistream.server.ui import series as ui_series
     from pbistream.storage import open_storage
 
     monkeypatch.setattr(ui_series, "MAX_SCAN_ROWS", 1000)
@@ -524,7 +524,7 @@ def test_a_window_past_the_scan_budget_draws_its_newest_rows(
 def test_many_fields_share_one_scan_budget(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Ten fields of a million rows each would keep over a gigabyte of points."""
     from pbistream.schema import Dataset, Mode, Retention, Table
-    from pbistream.server import ui_series
+    from pbistream.server.ui import series as ui_series
     from pbistream.storage import open_storage
 
     monkeypatch.setattr(ui_series, "MAX_SCAN_VALUES", 1000)
@@ -552,7 +552,7 @@ def test_series_scans_take_turns(server_factory: Any, monkeypatch: pytest.Monkey
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from pbistream.server import ui_series
+    from pbistream.server.ui import series as ui_series
 
     server = server_factory()
     dataset_id = server.create_dataset({"v": "Number"}, mode="Push")["id"]

@@ -27,7 +27,7 @@ from starlette.routing import BaseRoute, Route
 
 from pbistream.server.api import streaming_floor
 from pbistream.server.errors import BadRequest, EntityNotFound
-from pbistream.server.ui_http import api_endpoint, json_response
+from pbistream.server.ui.http import api_endpoint, json_response
 from pbistream.storage.base import Storage
 from pbistream.values import DataType
 

@@ -1,6 +1,6 @@
 """Dashboards kept on the server: ``/api/dashboards`` create, list, read, replace, delete.
 
-The documents are checked by :mod:`pbistream.server.ui_tiles` and stored through the
+The documents are checked by :mod:`pbistream.server.ui.tiles` and stored through the
 Storage protocol, so dashboards survive a restart and are shared by every browser.
 """
 
@@ -16,8 +16,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from pbistream.server.errors import BadRequest, EntityNotFound
-from pbistream.server.ui_http import api_endpoint, json_response, read_json_body
-from pbistream.server.ui_tiles import DashboardError, validate_dashboard
+from pbistream.server.ui.http import api_endpoint, json_response, read_json_body
+from pbistream.server.ui.tiles import DashboardError, validate_dashboard
 from pbistream.storage.base import Dashboard, Storage
 
 __all__ = ["MAX_BODY_BYTES", "MAX_DASHBOARDS", "routes"]

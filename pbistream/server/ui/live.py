@@ -35,7 +35,7 @@ from pbistream.server.errors import BadRequest
 from pbistream.server.live import LiveHub
 from pbistream.server.live_feed import check_feed_room, event_stream
 from pbistream.server.settings import Settings
-from pbistream.server.ui_http import api_endpoint
+from pbistream.server.ui.http import api_endpoint
 from pbistream.storage.base import Storage
 
 __all__ = ["MAX_DATASETS", "merged_stream", "parse_cursor", "routes"]
