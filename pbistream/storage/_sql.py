@@ -17,6 +17,8 @@ from typing import Any
 
 import orjson
 
+from pbistream.dax import QueryPlan, json_rows
+from pbistream.dax.sql import SQLITE, Dialect, compile_plan
 from pbistream.schema import Dataset, Table
 from pbistream.storage._records import (
     dashboard_from_record,
@@ -25,7 +27,7 @@ from pbistream.storage._records import (
     format_style,
     with_table,
 )
-from pbistream.storage.base import Dashboard, InsertResult
+from pbistream.storage.base import Dashboard, InsertResult, QueryError
 
 __all__ = ["SQLStorage"]
 
@@ -57,6 +59,10 @@ class SQLStorage(ABC):
     _row_lock = ""
     #: Whether queries need ``%s`` placeholders (psycopg) instead of ``?``.
     _format_style = False
+    #: How DAX plans become this backend's SQL.
+    _dax_dialect: Dialect = SQLITE
+    #: The driver's exceptions that mean "the data could not be computed" (not a bug).
+    _data_errors: tuple[type[Exception], ...] = ()
 
     # --- what a backend provides ------------------------------------------------------
     @abstractmethod
@@ -327,3 +333,26 @@ class SQLStorage(ABC):
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (key, value),
             )
+
+    # --- DAX queries ------------------------------------------------------------------
+    def _is_data_error(self, exc: Exception) -> bool:
+        """Whether one of ``_data_errors`` is about the values (not the database)."""
+        return True
+
+    def execute_plan(
+        self, dataset_id: str, plan: QueryPlan, *, max_rows: int
+    ) -> list[tuple[Any, ...]]:
+        """Run a DAX query plan over a dataset's rows, in one SQL statement."""
+        query, params = compile_plan(plan, dataset_id, self._dax_dialect, limit=max_rows)
+        if self._format_style:
+            # Not through the cached _q: every DAX query is a new text.
+            query = query.replace("?", "%s")
+        with self._reading() as conn:
+            try:
+                records = conn.execute(query, tuple(params)).fetchall()
+            except self._data_errors as exc:
+                if not self._is_data_error(exc):
+                    raise
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise QueryError(f"The database could not compute the query: {first}") from None
+        return json_rows(plan.columns, records)

@@ -35,6 +35,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
+from pbistream.dax.sql import POSTGRES
 from pbistream.exceptions import ConfigError
 from pbistream.redact import redact_text
 from pbistream.storage._records import (
@@ -128,6 +129,9 @@ class PostgresStorage(SQLStorage):
 
     _row_lock = " FOR UPDATE"
     _format_style = True
+    _dax_dialect = POSTGRES
+    # SQLSTATE class 22 (data exception): out of range, a cast the stored text cannot take.
+    _data_errors = (psycopg.DataError,)
 
     def __init__(
         self,
