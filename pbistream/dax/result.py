@@ -30,8 +30,15 @@ def _as_bool(value: Any) -> Any:
     return bool(value)
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _as_int(value: Any) -> Any:
-    return int(value)
+    number = int(value)
+    if not _INT64_MIN <= number <= _INT64_MAX:
+        # PostgreSQL sums bigints as numeric; DAX's Int64 would overflow.
+        raise OverflowError(f"the whole number {number} is outside the Int64 range")
+    return number
 
 
 def _as_float(value: Any) -> Any:

@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pbistream.redact import redact_url
 from pbistream.server import api, auth, groups, live, metrics, openapi, push, rest
+from pbistream.server import execute_queries
 from pbistream.server.ui import routes as dashboard
 from pbistream.server.errors import PbiJSONResponse, exception_handlers
 from pbistream.server.housekeeping import run_housekeeping
@@ -146,6 +147,7 @@ def create_app(settings: Settings, storage: Storage) -> Starlette:
         *openapi.routes,
         *metrics.routes,
         *dashboard.routes,
+        *execute_queries.routes,
     ]
     app = Starlette(
         routes=routes,
@@ -164,4 +166,5 @@ def create_app(settings: Settings, storage: Storage) -> Starlette:
     app.state.throttle = Throttle(settings, on_throttled=app_metrics.throttled, storage=storage)
     app.state.tenant_id = api.tenant_id(storage)
     app.state.token_generated = generated
+    app.state.query_rate = execute_queries.QueryRate()
     return app

@@ -127,6 +127,10 @@ class Settings:
     fifo_max_rows: int = documented.FIFO_MAX_ROWS.value
     none_retention_max_rows: int = documented.NONE_RETENTION_MAX_ROWS.value
     streaming_cache_seconds: float = float(documented.STREAMING_CACHE_SECONDS.value)
+    query_max_rows: int = documented.QUERY_MAX_ROWS.value
+    query_max_values: int = documented.QUERY_MAX_VALUES.value
+    query_max_bytes: int = documented.QUERY_MAX_BYTES.value
+    queries_per_minute: int = documented.QUERIES_PER_MINUTE.value
 
     def __post_init__(self) -> None:
         if self.fifo_min_rows > self.fifo_max_rows:

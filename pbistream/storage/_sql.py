@@ -355,4 +355,7 @@ class SQLStorage(ABC):
                     raise
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise QueryError(f"The database could not compute the query: {first}") from None
-        return json_rows(plan.columns, records)
+        try:
+            return json_rows(plan.columns, records)
+        except OverflowError as exc:
+            raise QueryError(f"The database could not compute the query: {exc}") from None

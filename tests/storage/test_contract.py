@@ -393,3 +393,96 @@ def test_any_normalised_row_round_trips(
     assert result.first_id is not None
     back = storage.read_rows(dataset.id, TABLE, after_id=result.first_id - 1, limit=len(batch))
     assert [r.data for r in back] == batch
+
+
+# --- execute_plan: DAX plans run in the database (pbistream.dax) -----------------------------
+def _typed_dataset(storage: Storage) -> Dataset:
+    ds = Dataset(
+        id=secrets.token_hex(8),
+        name="Typed",
+        mode=Mode.PUSH,
+        retention=Retention.NONE,
+        tables=[
+            Table(
+                "Sales",
+                (
+                    Column("Region", DataType.STRING),
+                    Column("Amount", DataType.DOUBLE),
+                    Column("Qty", DataType.INT64),
+                    Column("Price", DataType.DECIMAL),
+                    Column("Sold", DataType.DATETIME),
+                    Column("Returned", DataType.BOOLEAN),
+                ),
+            )
+        ],
+        group_id=None,
+        push_key=None,
+        created_at=time.time(),
+    )
+    storage.create_dataset(ds)
+    return ds
+
+
+def _plan(text: str, ds: Dataset) -> Any:
+    from pbistream.dax import plan_dax
+
+    return plan_dax(text, ds.tables)[0]
+
+
+def test_execute_plan_returns_typed_values_and_blanks(storage: Storage) -> None:
+    ds = _typed_dataset(storage)
+    storage.insert_rows(
+        ds.id,
+        "Sales",
+        [
+            {
+                "Region": "East",
+                "Amount": 1.5,
+                "Qty": 2,
+                "Price": 9.99,
+                "Sold": "2026-01-02T03:04:05.000Z",
+                "Returned": True,
+            },
+            {"Region": "West", "Qty": 7, "Returned": False, "Amount": None},
+        ],
+        received_at=1.0,
+    )
+    got = storage.execute_plan(ds.id, _plan("EVALUATE 'Sales' ORDER BY 'Sales'[Qty]", ds), max_rows=10)
+    assert got == [
+        ("East", 1.5, 2, 9.99, "2026-01-02T03:04:05", True),
+        ("West", None, 7, None, None, False),
+    ]
+    assert [type(v) for v in got[0]] == [str, float, int, float, str, bool]
+
+
+def test_execute_plan_aggregates_filters_and_stays_in_its_dataset(storage: Storage) -> None:
+    ds = _typed_dataset(storage)
+    other = _typed_dataset(storage)
+    data = [{"Region": r, "Qty": q, "Amount": q / 2} for r, q in [("E", 1), ("E", 3), ("W", 5)]]
+    storage.insert_rows(ds.id, "Sales", data, received_at=1.0)
+    storage.insert_rows(other.id, "Sales", data * 3, received_at=1.0)
+    query = (
+        "EVALUATE SUMMARIZECOLUMNS('Sales'[Region], FILTER(Sales, Sales[Qty] > 1), "
+        '"Total", SUM(Sales[Qty]), "Avg", AVERAGE(Sales[Amount]), "Rows", COUNTROWS(Sales)) '
+        "ORDER BY 'Sales'[Region]"
+    )
+    assert storage.execute_plan(ds.id, _plan(query, ds), max_rows=10) == [
+        ("E", 3, 1.5, 1),
+        ("W", 5, 2.5, 1),
+    ]
+
+
+def test_execute_plan_stops_at_max_rows_in_order(storage: Storage) -> None:
+    ds = _typed_dataset(storage)
+    storage.insert_rows(ds.id, "Sales", [{"Qty": i} for i in range(20)], received_at=1.0)
+    plan = _plan("EVALUATE SELECTCOLUMNS(Sales, \"Q\", Sales[Qty]) ORDER BY [Q] DESC", ds)
+    assert storage.execute_plan(ds.id, plan, max_rows=3) == [(19,), (18,), (17,)]
+
+
+def test_execute_plan_overflow_is_a_query_error(storage: Storage) -> None:
+    from pbistream.storage.base import QueryError
+
+    ds = _typed_dataset(storage)
+    storage.insert_rows(ds.id, "Sales", [{"Qty": 2**62}, {"Qty": 2**62}, {"Qty": 2**62}], received_at=1.0)
+    with pytest.raises(QueryError, match="could not compute"):
+        storage.execute_plan(ds.id, _plan('EVALUATE ROW("S", SUM(Sales[Qty]))', ds), max_rows=10)
