@@ -54,6 +54,9 @@ _INFIX = {
 }
 _NOT_POWER = 3  # NOT a = b is NOT (a = b); a && NOT b is a && (NOT b)
 _UNARY_POWER = 7  # -2^2 is -(2^2), as in DAX; -a*b is (-a)*b
+#: Deepest nesting of expressions; past it the query is refused (also keeps the
+#: planner's and SQLite's own recursion, limited to 1,000 levels, far away).
+MAX_DEPTH = 64
 _STATEMENT_WORDS = frozenset({"EVALUATE", "DEFINE", "ORDER", "START", "MEASURE", "VAR", "RETURN"})
 
 
@@ -79,6 +82,7 @@ class _Parser:
     def __init__(self, tokens: list[Token]) -> None:
         self.tokens = tokens
         self.i = 0
+        self.depth = 0
 
     # --- token helpers ---------------------------------------------------------------
     @property
@@ -193,7 +197,17 @@ class _Parser:
 
     # --- expressions -----------------------------------------------------------------
     def expression(self, min_power: int = 0) -> Expr:
+        self.depth += 1
+        try:
+            return self._expression(min_power)
+        finally:
+            self.depth -= 1
+
+    def _expression(self, min_power: int) -> Expr:
+        if self.depth > MAX_DEPTH:
+            raise self.error(f"The query nests expressions more than {MAX_DEPTH} levels deep.")
         left = self.prefix()
+        chain = 0
         while True:
             token = self.tok
             op = token.text.upper() if token.kind in (Kind.OP, Kind.NAME) else ""
@@ -212,6 +226,12 @@ class _Parser:
                 # ^ is right-associative; the others associate to the left.
                 right = self.expression(power - 1 if op == "^" else power)
             left = Binary(op, left, right, token.position)
+            chain += 1
+            if chain + self.depth > MAX_DEPTH:
+                # a + b + c ... nests to the left: as deep for the planner as parentheses.
+                raise self.error(
+                    f"The query nests expressions more than {MAX_DEPTH} levels deep.", token
+                )
         return left
 
     def prefix(self) -> Expr:

@@ -72,6 +72,8 @@ _AGGREGATES = {
 _TABLE_FUNCTIONS = (
     "FILTER CALCULATETABLE SUMMARIZECOLUMNS TOPN ROW SELECTCOLUMNS ADDCOLUMNS DISTINCT VALUES ALL"
 )
+# Tables that can filter another (their rows are a filter on their source table's rows).
+_FILTER_TABLE_FUNCTIONS = frozenset({"FILTER", "VALUES", "DISTINCT", "ALL", "CALCULATETABLE"})
 _SCALAR_FUNCTIONS = "BLANK TRUE FALSE DATE DATETIME NOT AND OR ISBLANK " + " ".join(_AGGREGATES)
 #: Every function the subset knows, for error messages and the docs.
 SUPPORTED_FUNCTIONS = tuple(sorted((_TABLE_FUNCTIONS + " " + _SCALAR_FUNCTIONS).split()))
@@ -311,12 +313,16 @@ class _Planner:
             return self.filter_source_table(self.vars[expr.name.lower()])
         if isinstance(expr, TableRef | Name):
             return self.table_of(expr.table if isinstance(expr, TableRef) else expr.name, expr.position)
-        if isinstance(expr, Call) and expr.args:
+        if isinstance(expr, Call) and expr.args and expr.name in _FILTER_TABLE_FUNCTIONS:
             first = expr.args[0]
             if isinstance(first, ColumnRef):
                 return self.column_key(first)[0]
             return self.filter_source_table(first)
-        raise DaxError(f"{_describe(expr)} cannot be used as a filter here.", _position(expr))
+        raise DaxError(
+            f"{_describe(expr)} cannot be used as a filter table here; use a table, "
+            "FILTER, VALUES, DISTINCT, ALL or CALCULATETABLE.",
+            _position(expr),
+        )
 
     def all_target(self, call: Call) -> tuple[Table, frozenset[str] | None]:
         _arity(call, 1, None)

@@ -238,8 +238,13 @@ class _Compiler:
                 params += [*prior[1], prior_value.value]
             last = i == len(keys) - 1
             op = (">=" if last else ">") if asc else ("<=" if last else "<")
-            terms.append(f"{key[0]} {op} ?")
-            params += [*key[1], value.value]
+            if asc:
+                terms.append(f"{key[0]} {op} ?")
+                params += [*key[1], value.value]
+            else:
+                # BLANK sorts last descending, so it comes after any START AT value.
+                terms.append(f"({key[0]} {op} ? OR {key[0]} IS NULL)")
+                params += [*key[1], value.value, *key[1]]
             clauses.append("(" + " AND ".join(terms) + ")")
         return "(" + " OR ".join(clauses) + ")", params
 
