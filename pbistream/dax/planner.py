@@ -161,6 +161,12 @@ class _Planner:
         # re-planned where used (same rows: the subset has no outer context that
         # could differ); scalar ones must be constants.
         if not self.is_table_expr(expr):
+            if self.tables_in(expr):
+                raise DaxError(
+                    f"VAR {name} must be a constant or a table here; "
+                    "use DEFINE MEASURE for an aggregate.",
+                    _position(expr),
+                )
             const = self.scalar(expr, _EMPTY, ())
             if not isinstance(const, Const):
                 raise DaxError(
@@ -186,11 +192,6 @@ class _Planner:
 
     # --- statements -------------------------------------------------------------------
     def evaluate(self, statement: Evaluate) -> QueryPlan:
-        if not self.is_table_expr(statement.table):
-            raise DaxError(
-                "EVALUATE needs a table expression (a table, FILTER, SUMMARIZECOLUMNS, ROW, ...).",
-                _position(statement.table),
-            )
         table = self.table(statement.table, ())
         scope = _Scope({key: Column(key, dtype) for key, dtype in table.columns})
         order = tuple((self.scalar(e, scope, ()), asc) for e, asc in statement.order_by)
@@ -229,7 +230,8 @@ class _Planner:
                 )
             raise _unsupported(expr)
         raise DaxError(
-            f"A table expression is expected here, not {_describe(expr)}.", _position(expr)
+            f"A table expression is expected here (EVALUATE needs a table), not {_describe(expr)}.",
+            _position(expr),
         )
 
     def filtered_scan(self, table: Table, ctx: Sequence[_ContextFilter]) -> TablePlan:
@@ -626,14 +628,14 @@ class _Planner:
             return matches[0]
         define = self.measures.get(name)
         if define is not None:
-            if scope.base is None or inside:
+            if name in self.expanding:
+                raise DaxError(f"The measure [{ref.name}] refers to itself.", ref.position)
+            if scope.row or inside:
                 raise DaxError(
                     f"The measure [{ref.name}] can be used in SUMMARIZECOLUMNS or ROW "
                     "expressions only (not per row, nor inside another aggregate).",
                     ref.position,
                 )
-            if name in self.expanding:
-                raise DaxError(f"The measure [{ref.name}] refers to itself.", ref.position)
             self.expanding.add(name)
             try:
                 return self.scalar(define.expr, scope, inside)

@@ -40,7 +40,7 @@ def _dax(server: RunningServer, dataset_id: str, query: str) -> httpx.Response:
 @pytest.mark.parametrize(
     ("query", "names", "position"),
     [
-        ("EVALUATE SUMMARIZE(T, T[Name])", "SUMMARIZE", "(1, 10)"),
+        ("EVALUATE SUMMARIZE(T, T[Name])", "function SUMMARIZE is not supported", "(1, 10)"),
         ("EVALUATE\n  FILTER(T, T[N] >> 2)", "'>'", "(2, 19)"),
         ("EVALUATE T ORDER BY T[Missing]", "Missing", "(1, 21)"),
         ("EVALUATE 'Nope'", "Nope", "(1, 10)"),
