@@ -33,8 +33,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from pbistream.dax import plan_dax
 from pbistream.dax.sql import POSTGRES, SQLITE, compile_plan
 from pbistream.schema import Column, Dataset, Mode, Retention, Table
@@ -46,7 +44,7 @@ from pbistream.values import DataType
 RESULTS = Path(__file__).parent / "results" / "dax.json"
 QUERY = (
     "EVALUATE SUMMARIZECOLUMNS('Sales'[Region], "
-    '"Total", SUM(\'Sales\'[Amount]), "Qty", SUM(\'Sales\'[Qty]))'
+    "\"Total\", SUM('Sales'[Amount]), \"Qty\", SUM('Sales'[Qty]))"
 )
 TABLE = Table(
     "Sales",
@@ -108,13 +106,19 @@ def best(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
 
 
 def run_backend(
-    name: str, storage: Storage, direct: Callable[[str, list[Any]], Any], typed: Callable[[], Any],
-    dataset: Dataset, repeat: int,
+    name: str,
+    storage: Storage,
+    direct: Callable[[str, list[Any]], Any],
+    typed: Callable[[], Any],
+    dataset: Dataset,
+    repeat: int,
 ) -> dict[str, Any]:
     plan, _ = plan_dax(QUERY, dataset.tables)
     dialect = SQLITE if name == "sqlite" else POSTGRES
     sql, params = compile_plan(plan, dataset.id, dialect, limit=100_001)
-    settings = Settings(host="127.0.0.1", port=0, token=secrets.token_urlsafe(16), data_dir=tempfile.mkdtemp())
+    settings = Settings(
+        host="127.0.0.1", port=0, token=secrets.token_urlsafe(16), data_dir=tempfile.mkdtemp()
+    )
     out: dict[str, Any] = {"backend": name}
     with serve_in_thread(settings, storage=storage) as server, server.client(timeout=120) as client:
         url = f"/v1.0/myorg/datasets/{dataset.id}/executeQueries"
@@ -125,7 +129,9 @@ def run_backend(
             return response.json()["results"][0]["tables"][0]["rows"]
 
         out["executeQueries_s"], rows = best(http, repeat)
-    out["execute_plan_s"], _ = best(lambda: storage.execute_plan(dataset.id, plan, max_rows=100_001), repeat)
+    out["execute_plan_s"], _ = best(
+        lambda: storage.execute_plan(dataset.id, plan, max_rows=100_001), repeat
+    )
     out["direct_sql_s"], direct_rows = best(lambda: direct(sql, params), repeat)
     out["typed_columns_s"], _ = best(typed, repeat)
     assert len(rows) == len(direct_rows) == 20, (len(rows), len(direct_rows))
@@ -207,7 +213,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument(
         "--postgres",
-        default=os.environ.get("PBISTREAM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+        default=os.environ.get(
+            "PBISTREAM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+        ),
     )
     args = parser.parse_args()
     print(f"SUMMARIZECOLUMNS, one group, two SUMs, over {args.rows:,} rows", flush=True)
@@ -223,13 +231,17 @@ def main() -> int:
     else:
         results.append(pg)
     print()
-    print(f"{'backend':<10} {'executeQueries':>15} {'execute_plan':>13} {'same SQL':>10} {'typed cols':>11} "
-          f"{'HTTP/SQL':>9} {'SQL/typed':>10}")
+    print(
+        f"{'backend':<10} {'executeQueries':>15} {'execute_plan':>13} {'same SQL':>10} "
+        f"{'typed cols':>11} "
+        f"{'HTTP/SQL':>9} {'SQL/typed':>10}"
+    )
     for r in results:
         r["endpoint_over_sql"] = r["executeQueries_s"] / r["direct_sql_s"]
         r["json_over_typed"] = r["direct_sql_s"] / r["typed_columns_s"]
         print(
-            f"{r['backend']:<10} {r['executeQueries_s'] * 1000:>12.0f} ms {r['execute_plan_s'] * 1000:>10.0f} ms "
+            f"{r['backend']:<10} {r['executeQueries_s'] * 1000:>12.0f} ms "
+            f"{r['execute_plan_s'] * 1000:>10.0f} ms "
             f"{r['direct_sql_s'] * 1000:>7.0f} ms {r['typed_columns_s'] * 1000:>8.0f} ms "
             f"{r['endpoint_over_sql']:>8.2f}x {r['json_over_typed']:>9.1f}x"
         )
@@ -241,7 +253,11 @@ def main() -> int:
                 "query": QUERY,
                 "results": results,
                 "notes": notes,
-                "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count()},
+                "machine": {
+                    "python": sys.version.split()[0],
+                    "platform": platform.platform(),
+                    "cpus": os.cpu_count(),
+                },
             },
             indent=2,
         )

@@ -50,8 +50,8 @@ class Token:
 
 
 # Longest first, so "<=" is not read as "<" then "=".
-_OPERATORS = ("&&", "||", "==", "<>", "<=", ">=", "(", ")", ",", "{", "}", "=", "<", ">")
-_OPERATORS += ("+", "-", "*", "/", "^", "&")
+_OPERATORS: tuple[str, ...] = ("&&", "||", "==", "<>", "<=", ">=", "(", ")", ",", "{", "}")
+_OPERATORS += ("=", "<", ">", "+", "-", "*", "/", "^", "&")
 _NAME_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
 _NAME_PART = _NAME_START | frozenset("0123456789.")
 _DIGITS = frozenset("0123456789")
@@ -130,7 +130,9 @@ class _Scanner:
             elif text.startswith("/*", self.i):
                 end = text.find("*/", self.i + 2)
                 if end < 0:
-                    raise DaxError("The comment that starts here is never closed with */.", self.pos())
+                    raise DaxError(
+                        "The comment that starts here is never closed with */.", self.pos()
+                    )
                 self.advance_to(end + 2)
             else:
                 return

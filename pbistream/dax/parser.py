@@ -130,12 +130,16 @@ class _Parser:
             while self.is_word("MEASURE") or self.is_word("VAR"):
                 defines.append(self.define())
             if not defines:
-                raise self.error(f"Expected MEASURE or VAR after DEFINE, found {self.tok.describe()}.")
+                raise self.error(
+                    f"Expected MEASURE or VAR after DEFINE, found {self.tok.describe()}."
+                )
         evaluates: list[Evaluate] = []
         while self.is_word("EVALUATE"):
             evaluates.append(self.evaluate())
         if not evaluates:
-            raise self.error(f"A query starts with EVALUATE (or DEFINE), found {self.tok.describe()}.")
+            raise self.error(
+                f"A query starts with EVALUATE (or DEFINE), found {self.tok.describe()}."
+            )
         self.expect_end()
         return Query(tuple(defines), tuple(evaluates))
 
@@ -292,7 +296,9 @@ class _Parser:
         while True:
             name = self.take()
             if name.kind is not Kind.NAME or name.text.upper() in _STATEMENT_WORDS:
-                raise self.error(f"Expected a variable name after VAR, found {name.describe()}.", name)
+                raise self.error(
+                    f"Expected a variable name after VAR, found {name.describe()}.", name
+                )
             self.expect_op("=", "after the variable's name")
             bindings.append((name.text, self.expression()))
             if self.is_word("VAR"):

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
+from pbistream.datetimes import quantised_text
 from pbistream.dax.errors import DaxError, Position
 from pbistream.dax.plan import (
     Aggregate,
@@ -52,7 +53,6 @@ from pbistream.dax.syntax import (
     Unary,
     VarBlock,
 )
-from pbistream.datetimes import quantised_text
 from pbistream.schema import Table
 from pbistream.values import DataType
 
@@ -153,7 +153,9 @@ class _Planner:
     def scan(self, table: Table) -> Scan:
         return Scan(
             table.name,
-            tuple(ScanColumn(f"{table.name}[{c.name}]", c.name, c.data_type) for c in table.columns),
+            tuple(
+                ScanColumn(f"{table.name}[{c.name}]", c.name, c.data_type) for c in table.columns
+            ),
         )
 
     def bind_var(self, name: str, expr: Expr) -> None:
@@ -284,9 +286,7 @@ class _Planner:
                 new.append(_ContextFilter(table_name, frozenset(keys), predicate))
         return tuple(new)
 
-    def filter_table(
-        self, expr: Expr, ctx: tuple[_ContextFilter, ...]
-    ) -> list[_ContextFilter]:
+    def filter_table(self, expr: Expr, ctx: tuple[_ContextFilter, ...]) -> list[_ContextFilter]:
         """A table used as a filter → the predicates it adds on its table's rows."""
         if isinstance(expr, Name) and expr.name.lower() in self.vars:
             return self.filter_table(self.vars[expr.name.lower()], ctx)
@@ -314,7 +314,9 @@ class _Planner:
         if isinstance(expr, Name) and expr.name.lower() in self.vars:
             return self.filter_source_table(self.vars[expr.name.lower()])
         if isinstance(expr, TableRef | Name):
-            return self.table_of(expr.table if isinstance(expr, TableRef) else expr.name, expr.position)
+            return self.table_of(
+                expr.table if isinstance(expr, TableRef) else expr.name, expr.position
+            )
         if isinstance(expr, Call) and expr.args and expr.name in _FILTER_TABLE_FUNCTIONS:
             first = expr.args[0]
             if isinstance(first, ColumnRef):
@@ -350,7 +352,9 @@ class _Planner:
         if keys is None:
             return source
         ordered = tuple(f.key for f in source.fields if f.key in keys)
-        return Distinct(Project(source, tuple((k, Column(k, _type_of(source, k))) for k in ordered)))
+        return Distinct(
+            Project(source, tuple((k, Column(k, _type_of(source, k))) for k in ordered))
+        )
 
     def table_values(self, call: Call, ctx: tuple[_ContextFilter, ...]) -> TablePlan:
         _arity(call, 1, 1)
@@ -399,7 +403,9 @@ class _Planner:
                     _position(arg),
                 )
             if i + 1 >= len(args):
-                raise DaxError(f"{call.name}: the column \"{arg.value}\" has no expression.", arg.position)
+                raise DaxError(
+                    f'{call.name}: the column "{arg.value}" has no expression.', arg.position
+                )
             out.append((f"[{arg.value}]", self.scalar(args[i + 1], scope, ())))
             i += 2
         _unique_names(out, call)
@@ -408,7 +414,7 @@ class _Planner:
     def table_row(self, call: Call, ctx: tuple[_ContextFilter, ...]) -> TablePlan:
         _arity(call, 2, None)
         if len(call.args) % 2:
-            raise DaxError("ROW takes pairs of \"Name\", expression.", call.position)
+            raise DaxError('ROW takes pairs of "Name", expression.', call.position)
         base = self.aggregated_table(call.args[1::2])
         if base is None:
             return Project(One(), self.named_columns(call, call.args, _EMPTY, names_required=True))
@@ -433,14 +439,14 @@ class _Planner:
             else:
                 raise DaxError(
                     "SUMMARIZECOLUMNS takes group columns, filter tables, then "
-                    f"\"Name\", expression pairs; {_describe(arg)} is none of these.",
+                    f'"Name", expression pairs; {_describe(arg)} is none of these.',
                     _position(arg),
                 )
             i += 1
         named = args[i:]
         if len(named) % 2:
             raise DaxError(
-                "SUMMARIZECOLUMNS: every \"Name\" needs an expression after it.", _position(named[-1])
+                'SUMMARIZECOLUMNS: every "Name" needs an expression after it.', _position(named[-1])
             )
         candidates = {t.name for t, _, _ in groups}
         aggregated = self.aggregated_table(named[1::2])
@@ -470,7 +476,11 @@ class _Planner:
     def table_topn(self, call: Call, ctx: tuple[_ContextFilter, ...]) -> TablePlan:
         _arity(call, 2, None)
         count = self.scalar(call.args[0], _EMPTY, ())
-        if not (isinstance(count, Const) and isinstance(count.value, int) and count.dtype is DataType.INT64):
+        if not (
+            isinstance(count, Const)
+            and isinstance(count.value, int)
+            and count.dtype is DataType.INT64
+        ):
             raise DaxError("TOPN's first argument must be a whole number.", _position(call.args[0]))
         if count.value < 0:
             raise DaxError("TOPN's first argument cannot be negative.", _position(call.args[0]))
@@ -497,7 +507,8 @@ class _Planner:
                 found[table.name] = table
         if len(found) > 1:
             raise DaxError(
-                f"These expressions aggregate columns of several tables ({', '.join(sorted(found))}); "
+                "These expressions aggregate columns of several tables "
+                f"({', '.join(sorted(found))}); "
                 "the subset supports one table per query.",
                 _position(exprs[0]),
             )
@@ -597,9 +608,13 @@ class _Planner:
                 return self.scalar(expr.body, scope, inside)
             finally:
                 self.vars = saved
-        raise DaxError(f"{_describe(expr)} is a table; a single value is expected here.", _position(expr))
+        raise DaxError(
+            f"{_describe(expr)} is a table; a single value is expected here.", _position(expr)
+        )
 
-    def column(self, key: str, scope: _Scope, inside: tuple[str, ...], position: Position) -> Column:
+    def column(
+        self, key: str, scope: _Scope, inside: tuple[str, ...], position: Position
+    ) -> Column:
         found = scope.row.get(key)
         if found is not None:
             return found
@@ -674,7 +689,10 @@ class _Planner:
         name = _ARITHMETIC[op]
         if name == "div":
             dtype: DataType | None = DataType.DOUBLE
-        elif DataType.DOUBLE in (left.dtype, right.dtype) or DataType.DECIMAL in (left.dtype, right.dtype):
+        elif DataType.DOUBLE in (left.dtype, right.dtype) or DataType.DECIMAL in (
+            left.dtype,
+            right.dtype,
+        ):
             dtype = DataType.DOUBLE
         else:
             dtype = DataType.INT64
@@ -692,7 +710,9 @@ class _Planner:
             return self.date(call)
         if name == "NOT":
             _arity(call, 1, 1)
-            return Op("not", (_boolean(self.scalar(call.args[0], scope, inside), call),), DataType.BOOLEAN)
+            return Op(
+                "not", (_boolean(self.scalar(call.args[0], scope, inside), call),), DataType.BOOLEAN
+            )
         if name in ("AND", "OR"):
             _arity(call, 2, 2)
             args = tuple(_boolean(self.scalar(a, scope, inside), a) for a in call.args)
@@ -703,7 +723,10 @@ class _Planner:
         if name in _AGGREGATES:
             return self.aggregate(call, scope, inside)
         if name in SUPPORTED_FUNCTIONS:
-            raise DaxError(f"The function {name} returns a table; a single value is expected here.", call.position)
+            raise DaxError(
+                f"The function {name} returns a table; a single value is expected here.",
+                call.position,
+            )
         raise _unsupported(call)
 
     def aggregate(self, call: Call, scope: _Scope, inside: tuple[str, ...]) -> Scalar:
@@ -711,7 +734,8 @@ class _Planner:
         if scope.base is None or inside:
             where = "inside another aggregate" if inside else "per row (FILTER, SELECTCOLUMNS, ...)"
             raise DaxError(
-                f"{call.name} can be used in SUMMARIZECOLUMNS or ROW expressions only, not {where}.",
+                f"{call.name} can be used in SUMMARIZECOLUMNS or ROW expressions only, not "
+                f"{where}.",
                 call.position,
             )
         _arity(call, 1, 1)
@@ -722,18 +746,24 @@ class _Planner:
             if isinstance(arg, Call) and arg.name == "FILTER" and len(arg.args) == 2:
                 target = arg.args[0]
                 where_pred = self.predicate(arg.args[1], _row_scope(scope.base))
-            if not isinstance(target, TableRef | Name) or self.filter_source_table(target).name != scope.base.table:
+            if (
+                not isinstance(target, TableRef | Name)
+                or self.filter_source_table(target).name != scope.base.table
+            ):
                 raise DaxError(
                     f"COUNTROWS takes the table '{scope.base.table}' or FILTER over it here.",
                     _position(arg),
                 )
             return Aggregate("countrows", None, DataType.INT64, where_pred)
         if not isinstance(arg, ColumnRef):
-            raise DaxError(f"{call.name} takes a column, like {call.name}('Table'[Column]).", _position(arg))
+            raise DaxError(
+                f"{call.name} takes a column, like {call.name}('Table'[Column]).", _position(arg)
+            )
         column = self.scalar(arg, scope, (call.name,))
         if func in ("sum", "avg") and column.dtype not in _NUMERIC:
             raise DaxError(
-                f"{call.name} needs a numeric column; {_describe(arg)} is {column.dtype.value if column.dtype else 'BLANK'}.",
+                f"{call.name} needs a numeric column; {_describe(arg)} is "
+                f"{column.dtype.value if column.dtype else 'BLANK'}.",
                 arg.position,
             )
         if func in ("count", "distinctcount"):
@@ -754,9 +784,12 @@ class _Planner:
                 raise DaxError(f"{call.name} takes whole numbers.", _position(arg))
             parts.append(int(value.value))
         try:
-            moment = datetime(*parts, tzinfo=timezone.utc)  # type: ignore[misc]
+            y, mo, d, h, mi, sec = [*parts, 0, 0, 0][:6]
+            moment = datetime(y, mo, d, h, mi, sec, tzinfo=UTC)
         except (ValueError, OverflowError) as exc:
-            raise DaxError(f"{call.name}{tuple(parts)} is not a valid date: {exc}.", call.position) from None
+            raise DaxError(
+                f"{call.name}{tuple(parts)} is not a valid date: {exc}.", call.position
+            ) from None
         return Const(quantised_text(moment), DataType.DATETIME)
 
 

@@ -70,6 +70,9 @@ def json_rows(
     """Convert SQL records to JSON-ready tuples in column order (None stays None: BLANK)."""
     converters = [_CONVERT[dtype] for _, dtype in columns]
     return [
-        tuple(None if v is None else convert(v) for convert, v in zip(converters, record, strict=False))
+        tuple(
+            None if v is None else convert(v)
+            for convert, v in zip(converters, record, strict=False)
+        )
         for record in records
     ]

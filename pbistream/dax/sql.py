@@ -1,3 +1,6 @@
+# The SQL text is assembled from fixed fragments and generated aliases (t0, c0); every
+# value from a query and every column name is a bound parameter.
+# ruff: noqa: S608
 """A :class:`~pbistream.dax.plan.QueryPlan` → one SQL statement for SQLite or PostgreSQL.
 
 Rows are stored as JSON text (``rows.data``), so a scan extracts each field with
@@ -32,7 +35,7 @@ from pbistream.dax.plan import (
 )
 from pbistream.values import DataType
 
-__all__ = ["Dialect", "POSTGRES", "SQLITE", "compile_plan"]
+__all__ = ["POSTGRES", "SQLITE", "Dialect", "compile_plan"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,11 +193,14 @@ class _Compiler:
             parts.append(f"{text} AS c{i}")
             select_params += more
             cols[key] = f"c{i}"
-        return _Rel(f"SELECT {', '.join(parts) or '1 AS one'} FROM {source}", select_params + params, cols)
+        return _Rel(
+            f"SELECT {', '.join(parts) or '1 AS one'} FROM {source}", select_params + params, cols
+        )
 
     def group(self, node: Group, scope: dict[str, str], source: str, params: list[Any]) -> _Rel:
-        exprs = tuple((k, Column(k, None)) for k in node.keys) + node.measures
-        rel = self.select(exprs, scope, source, params)  # type: ignore[arg-type]
+        keys: tuple[tuple[str, Scalar], ...] = tuple((k, Column(k, None)) for k in node.keys)
+        exprs = keys + node.measures
+        rel = self.select(exprs, scope, source, params)
         if node.keys:
             rel.sql += " GROUP BY " + ", ".join(scope[k] for k in node.keys)
         if node.drop_blank and node.measures:
@@ -298,7 +304,8 @@ class _Compiler:
         if expr.func == "distinctcount":
             # DAX counts BLANK as one more distinct value.
             return (
-                f"NULLIF(COUNT(DISTINCT {text}) + MAX(CASE WHEN {text} IS NULL THEN 1 ELSE 0 END), 0)",
+                f"NULLIF(COUNT(DISTINCT {text}) + MAX(CASE WHEN {text} IS NULL THEN 1 ELSE 0 "
+                "END), 0)",
                 params + params,
             )
         if expr.func == "avg" and self.dialect.name == "postgres":
@@ -306,4 +313,14 @@ class _Compiler:
         return f"{expr.func.upper()}({text})", params
 
 
-_SYMBOLS = {"eq": "=", "ne": "<>", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "add": "+", "sub": "-", "mul": "*"}
+_SYMBOLS = {
+    "eq": "=",
+    "ne": "<>",
+    "lt": "<",
+    "le": "<=",
+    "gt": ">",
+    "ge": ">=",
+    "add": "+",
+    "sub": "-",
+    "mul": "*",
+}

@@ -85,7 +85,7 @@ def _check_request(body: Any) -> tuple[str, bool]:
         raise BadRequest("The body must be a JSON object with a 'queries' list.")
     queries = body.get("queries")
     if not isinstance(queries, list) or not queries:
-        raise BadRequest("'queries' must be a list holding one {\"query\": \"EVALUATE ...\"}.")
+        raise BadRequest('\'queries\' must be a list holding one {"query": "EVALUATE ..."}.')
     if len(queries) > 1:
         raise BadRequest(
             f"'queries' holds {len(queries)} queries; executeQueries runs one query per call."
@@ -169,7 +169,10 @@ def _rows(
         else:
             row = {k: v for k, v in zip(keys, record, strict=True) if v is not None}
         if any(isinstance(v, float) and not math.isfinite(v) for v in row.values()):
-            row = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
+            row = {
+                k: None if isinstance(v, float) and not math.isfinite(v) else v
+                for k, v in row.items()
+            }
         rows.append(row)
         size += len(orjson.dumps(row)) + 1
         if size > max_bytes:

@@ -79,8 +79,11 @@ class Dashboard:
 
 
 class QueryError(ValueError):
-    """The database refused to compute a query over the stored values (an overflow, a
-    value that no longer fits its column's type after the table was redefined)."""
+    """The database refused to compute a query over the stored values.
+
+    For example an overflow, or a value that no longer fits its column's type after
+    the table was redefined.
+    """
 
 
 @runtime_checkable

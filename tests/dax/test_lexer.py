@@ -58,7 +58,9 @@ def test_comments_are_skipped_and_positions_count_lines() -> None:
         ("EVALUATE\n  T @", (2, 5), "'@'"),
     ],
 )
-def test_errors_name_the_character_and_position(text: str, position: tuple[int, int], fragment: str) -> None:
+def test_errors_name_the_character_and_position(
+    text: str, position: tuple[int, int], fragment: str
+) -> None:
     with pytest.raises(DaxError) as caught:
         tokenize(text)
     assert caught.value.position == position

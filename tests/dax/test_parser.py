@@ -53,7 +53,7 @@ def shape(expr: object) -> object:
         ("2 ^ 3 ^ 2", ("^", 2, ("^", 3, 2))),
         ("a || b && c", ("||", "a", ("&&", "b", "c"))),
         ("NOT T[x] = 1 && y", ("&&", ("NOT", ("=", "T[x]", 1)), "y")),
-        ("T[x] IN {1, \"a\"}", ("IN", "T[x]", (1, "a"))),
+        ('T[x] IN {1, "a"}', ("IN", "T[x]", (1, "a"))),
         ("T[x] + 1 > 2 * [m]", (">", ("+", "T[x]", 1), ("*", 2, "[m]"))),
         ("'My T'[c] <> BLANK()", ("<>", "My T[c]", ("BLANK",))),
         ("sum ( T[x] )", ("SUM", "T[x]")),
@@ -69,8 +69,8 @@ def test_precedence_and_forms(text: str, tree: object) -> None:
 def test_query_with_define_order_by_and_start_at() -> None:
     query = parse_query(
         "DEFINE MEASURE 'Sales'[Total] = SUM(Sales[Amount]) VAR lim = 3\n"
-        "EVALUATE SUMMARIZECOLUMNS(Sales[Region], \"T\", [Total])\n"
-        "ORDER BY Sales[Region] DESC, [T] START AT \"W\""
+        'EVALUATE SUMMARIZECOLUMNS(Sales[Region], "T", [Total])\n'
+        'ORDER BY Sales[Region] DESC, [T] START AT "W"'
     )
     assert [(d.kind, d.name, d.table) for d in query.defines] == [
         ("MEASURE", "Total", "Sales"),
@@ -78,7 +78,10 @@ def test_query_with_define_order_by_and_start_at() -> None:
     ]
     (statement,) = query.evaluates
     assert shape(statement.table)[0] == "SUMMARIZECOLUMNS"
-    assert [(shape(e), asc) for e, asc in statement.order_by] == [("Sales[Region]", False), ("[T]", True)]
+    assert [(shape(e), asc) for e, asc in statement.order_by] == [
+        ("Sales[Region]", False),
+        ("[T]", True),
+    ]
     assert [shape(v) for v in statement.start_at] == ["W"]
     assert statement.position == (2, 1)
 
@@ -105,7 +108,9 @@ def test_several_evaluates_are_kept_in_order() -> None:
         ("EVALUATE VAR 1 = 2 RETURN 1", (1, 14), "variable name"),
     ],
 )
-def test_syntax_errors_name_the_token_and_position(text: str, position: tuple[int, int], fragment: str) -> None:
+def test_syntax_errors_name_the_token_and_position(
+    text: str, position: tuple[int, int], fragment: str
+) -> None:
     with pytest.raises(DaxError) as caught:
         parse_query(text)
     assert caught.value.position == position, caught.value

@@ -61,10 +61,16 @@ def test_several_evaluates_are_counted() -> None:
         ("EVALUATE SUMMARIZE(Sales, Sales[Region])", "The function SUMMARIZE is not supported"),
         ("EVALUATE Nope", "Cannot find table 'Nope'"),
         ("EVALUATE FILTER(Sales, Sales[Nope] = 1)", "Column 'Nope'"),
-        ("EVALUATE FILTER(Sales, Sales[Region] = 1)", "comparing values of type String with values of type Int64"),
-        ("EVALUATE FILTER(Sales, Sales[Qty] + \"a\" > 1)", "Arithmetic needs numbers"),
+        (
+            "EVALUATE FILTER(Sales, Sales[Region] = 1)",
+            "comparing values of type String with values of type Int64",
+        ),
+        ('EVALUATE FILTER(Sales, Sales[Qty] + "a" > 1)', "Arithmetic needs numbers"),
         ("EVALUATE FILTER(Sales, Sales[Qty])", "true or false"),
-        ("EVALUATE FILTER(Sales, SUM(Sales[Qty]) > 1)", "SUM can be used in SUMMARIZECOLUMNS or ROW"),
+        (
+            "EVALUATE FILTER(Sales, SUM(Sales[Qty]) > 1)",
+            "SUM can be used in SUMMARIZECOLUMNS or ROW",
+        ),
         ('EVALUATE ROW("a", Sales[Qty])', "single value for column 'Qty'"),
         ('EVALUATE ROW("a", SUM(Sales[Region]))', "numeric column"),
         ('EVALUATE ROW("a", SUM(Sales[Qty]), "b", COUNTROWS(Other))', "several tables"),
@@ -74,11 +80,11 @@ def test_several_evaluates_are_counted() -> None:
         ("EVALUATE TOPN(-1, Sales)", "cannot be negative"),
         ("EVALUATE TOPN(1.5, Sales)", "whole number"),
         ('EVALUATE SELECTCOLUMNS(Sales, "a", 1, "A", 2)', "used twice"),
-        ("DEFINE MEASURE Sales[m] = [m] + 1 EVALUATE ROW(\"x\", [m])", "refers to itself"),
+        ('DEFINE MEASURE Sales[m] = [m] + 1 EVALUATE ROW("x", [m])', "refers to itself"),
         ("DEFINE VAR v = SUM(Sales[Qty]) EVALUATE Sales", "use DEFINE MEASURE"),
         ('EVALUATE ROW("a", [nothing])', "Cannot find a column or measure named [nothing]"),
         ("EVALUATE T ORDER BY 1", "Cannot find table 'T'"),
-        ("EVALUATE Sales ORDER BY Sales[Qty] START AT \"x\"", "comparing"),
+        ('EVALUATE Sales ORDER BY Sales[Qty] START AT "x"', "comparing"),
     ],
 )
 def test_outside_the_subset_names_the_function_or_token(text: str, fragment: str) -> None:

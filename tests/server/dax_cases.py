@@ -33,7 +33,8 @@ def make_rows(n: int = 150, seed: int = 9) -> list[Row]:
             "Amount": round(rng.uniform(-50, 500), 2),
             "Qty": rng.randint(0, 12),
             "Price": round(rng.uniform(1, 99), 2),
-            "Sold": f"2026-0{rng.randint(1, 9)}-{rng.randint(10, 28)}T{rng.randint(10, 23)}:00:00.000Z",
+            "Sold": f"2026-0{rng.randint(1, 9)}-{rng.randint(10, 28)}"
+            f"T{rng.randint(10, 23)}:00:00.000Z",
             "Returned": rng.random() < 0.3,
         }
         for name in ("Product", "Amount", "Qty", "Price", "Sold", "Returned"):
@@ -55,7 +56,9 @@ def qualified(row: Row) -> Row:
     return {f"Sales[{k}]": shown(v) for k, v in row.items() if v is not None}
 
 
-def group_by(rows: list[Row], keys: list[str], measures: dict[str, Callable[[list[Row]], Any]]) -> list[Row]:
+def group_by(
+    rows: list[Row], keys: list[str], measures: dict[str, Callable[[list[Row]], Any]]
+) -> list[Row]:
     """SUMMARIZECOLUMNS: one row per existing key combination; all-blank measures dropped."""
     groups: dict[tuple[Any, ...], list[Row]] = {}
     for row in rows:
@@ -80,7 +83,9 @@ def agg_sum(field: str) -> Callable[[list[Row]], Any]:
 
 
 def agg_avg(field: str) -> Callable[[list[Row]], Any]:
-    return lambda rows: (sum(present(rows, field)) / len(present(rows, field))) if present(rows, field) else None
+    return lambda rows: (
+        (sum(present(rows, field)) / len(present(rows, field))) if present(rows, field) else None
+    )
 
 
 def agg_min(field: str) -> Callable[[list[Row]], Any]:

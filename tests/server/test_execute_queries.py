@@ -40,9 +40,13 @@ class Sales:
         made = server.create_dataset(FIELDS, mode="Push", table="Sales", name="Sales")
         self.id = made["id"]
         self.client = server.client(timeout=30.0)
-        posted = self.client.post(f"{PBI}/datasets/{self.id}/tables/Sales/rows", json={"rows": make_rows()})
+        posted = self.client.post(
+            f"{PBI}/datasets/{self.id}/tables/Sales/rows", json={"rows": make_rows()}
+        )
         assert posted.status_code == 200, posted.text
-        page = self.client.get(f"/api/datasets/{self.id}/rows", params={"table": "Sales", "limit": 1000})
+        page = self.client.get(
+            f"/api/datasets/{self.id}/rows", params={"table": "Sales", "limit": 1000}
+        )
         assert page.status_code == 200
         # The independent side reads the rows back through /api, as stored.
         self.rows: list[Row] = [r["data"] for r in page.json()["rows"]]
@@ -65,7 +69,9 @@ class Sales:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def sales(request: pytest.FixtureRequest, server_factory: Callable[..., RunningServer]) -> Iterator[Sales]:
+def sales(
+    request: pytest.FixtureRequest, server_factory: Callable[..., RunningServer]
+) -> Iterator[Sales]:
     if request.param == "postgres":
         server = server_factory(storage=request.getfixturevalue("postgres_storage"))
     else:
@@ -113,7 +119,8 @@ def test_filter_with_comparisons_and_or_not_in(sales: Sales) -> None:
 
 def test_filter_on_dates_booleans_decimals_and_blank(sales: Sales) -> None:
     got = sales.rows_of(
-        "EVALUATE FILTER(Sales, Sales[Sold] >= DATE(2026, 5, 1) && Sales[Sold] < DATETIME(2026, 8, 15, 12, 0, 0) "
+        "EVALUATE FILTER(Sales, Sales[Sold] >= DATE(2026, 5, 1) && Sales[Sold] < DATETIME(2026, "
+        "8, 15, 12, 0, 0) "
         "&& Sales[Returned] = FALSE() && Sales[Price] <> 50.5 && NOT ISBLANK(Sales[Product]))"
     )
     want = [
@@ -139,28 +146,41 @@ def test_topn_and_order_by_with_start_at(sales: Sales) -> None:
     assert [r["Sales[Amount]"] for r in got] == [r["Amount"] for r in want]
 
     ordered = sales.rows_of(
-        "EVALUATE SELECTCOLUMNS(Sales, \"R\", Sales[Region], \"Q\", Sales[Qty]) "
-        "ORDER BY [R] ASC, [Q] DESC START AT \"North\", 6"
+        'EVALUATE SELECTCOLUMNS(Sales, "R", Sales[Region], "Q", Sales[Qty]) '
+        'ORDER BY [R] ASC, [Q] DESC START AT "North", 6'
     )
-    expected = sorted(sales.rows, key=lambda r: (r["Region"], -blank_low(r.get("Qty"))[0], -(r.get("Qty") or 0)))
-    expected = [r for r in expected if r["Region"] > "North" or (r["Region"] == "North" and (r.get("Qty") is None or r["Qty"] <= 6))]
-    assert [(r["[R]"], r.get("[Q]")) for r in ordered] == [(r["Region"], r.get("Qty")) for r in expected]
+    expected = sorted(
+        sales.rows, key=lambda r: (r["Region"], -blank_low(r.get("Qty"))[0], -(r.get("Qty") or 0))
+    )
+    expected = [
+        r
+        for r in expected
+        if r["Region"] > "North"
+        or (r["Region"] == "North" and (r.get("Qty") is None or r["Qty"] <= 6))
+    ]
+    assert [(r["[R]"], r.get("[Q]")) for r in ordered] == [
+        (r["Region"], r.get("Qty")) for r in expected
+    ]
 
     ascending = sales.rows_of("EVALUATE TOPN(3, Sales, Sales[Qty], ASC) ORDER BY Sales[Qty]")
     qtys = sorted(blank_low(r.get("Qty")) for r in sales.rows)
     cut = qtys[2]
-    assert [r.get("Sales[Qty]") for r in ascending] == [q[1] if q[0] else None for q in qtys if q <= cut]
+    assert [r.get("Sales[Qty]") for r in ascending] == [
+        q[1] if q[0] else None for q in qtys if q <= cut
+    ]
 
 
 def test_calculatetable_with_filter_arguments(sales: Sales) -> None:
     got = sales.rows_of(
-        "EVALUATE CALCULATETABLE('Sales', 'Sales'[Region] = \"East\", FILTER(Sales, Sales[Qty] >= 3))"
+        "EVALUATE CALCULATETABLE('Sales', 'Sales'[Region] = \"East\", FILTER(Sales, Sales[Qty] >= "
+        "3))"
     )
     want = [r for r in sales.rows if r["Region"] == "East" and (r.get("Qty") or -1) >= 3]
     _same_bag(got, [qualified(r) for r in want])
     # A boolean filter on a column replaces the outer one on the same column (DAX's rule).
     override = sales.rows_of(
-        "EVALUATE CALCULATETABLE(CALCULATETABLE(Sales, Sales[Region] = \"West\"), Sales[Region] = \"East\")"
+        'EVALUATE CALCULATETABLE(CALCULATETABLE(Sales, Sales[Region] = "West"), Sales[Region] = '
+        '"East")'
     )
     _same_bag(override, [qualified(r) for r in sales.rows if r["Region"] == "West"])
 
@@ -168,8 +188,9 @@ def test_calculatetable_with_filter_arguments(sales: Sales) -> None:
 def test_summarizecolumns_with_every_aggregate(sales: Sales) -> None:
     got = sales.rows_of(
         "EVALUATE SUMMARIZECOLUMNS('Sales'[Region], \"Total\", SUM('Sales'[Amount]), "
-        "\"Avg\", AVERAGE(Sales[Price]), \"Min\", MIN(Sales[Sold]), \"Max\", MAX(Sales[Qty]), "
-        "\"N\", COUNT(Sales[Qty]), \"Rows\", COUNTROWS('Sales'), \"Products\", DISTINCTCOUNT(Sales[Product]))"
+        '"Avg", AVERAGE(Sales[Price]), "Min", MIN(Sales[Sold]), "Max", MAX(Sales[Qty]), '
+        '"N", COUNT(Sales[Qty]), "Rows", COUNTROWS(\'Sales\'), "Products", '
+        "DISTINCTCOUNT(Sales[Product]))"
     )
     want = group_by(
         sales.rows,
@@ -189,11 +210,14 @@ def test_summarizecolumns_with_every_aggregate(sales: Sales) -> None:
 
 def test_summarizecolumns_with_filter_tables_and_two_groups(sales: Sales) -> None:
     got = sales.rows_of(
-        "EVALUATE SUMMARIZECOLUMNS(Sales[Region], Sales[Product], FILTER(Sales, Sales[Returned] = FALSE), "
-        "\"Qty\", SUM(Sales[Qty]), \"Amount\", SUM(Sales[Amount]))"
+        "EVALUATE SUMMARIZECOLUMNS(Sales[Region], Sales[Product], FILTER(Sales, Sales[Returned] = "
+        "FALSE), "
+        '"Qty", SUM(Sales[Qty]), "Amount", SUM(Sales[Amount]))'
     )
     kept = [r for r in sales.rows if r.get("Returned") is False]
-    want = group_by(kept, ["Region", "Product"], {"Qty": agg_sum("Qty"), "Amount": agg_sum("Amount")})
+    want = group_by(
+        kept, ["Region", "Product"], {"Qty": agg_sum("Qty"), "Amount": agg_sum("Amount")}
+    )
     _same_bag(got, want)
     groups_only = sales.rows_of("EVALUATE SUMMARIZECOLUMNS(Sales[Product])")
     _same_bag(groups_only, group_by(sales.rows, ["Product"], {}))
@@ -202,7 +226,8 @@ def test_summarizecolumns_with_filter_tables_and_two_groups(sales: Sales) -> Non
 def test_row_of_literals_of_every_type(sales: Sales) -> None:
     query = (
         'EVALUATE ROW("Int", 42, "Dec", 2.5, "Text", "a ""quoted"" word", "T", TRUE(), "F", FALSE, '
-        '"Date", DATE(2024, 2, 29), "When", DATETIME(2024, 1, 2, 3, 4, 5), "Blank", BLANK(), "Neg", -7 * 3)'
+        '"Date", DATE(2024, 2, 29), "When", DATETIME(2024, 1, 2, 3, 4, 5), "Blank", BLANK(), '
+        '"Neg", -7 * 3)'
     )
     want = {
         "[Int]": 42,
@@ -217,7 +242,15 @@ def test_row_of_literals_of_every_type(sales: Sales) -> None:
     assert sales.rows_of(query) == [want]
     with_nulls = sales.rows_of(query, serializerSettings={"includeNulls": True})
     assert with_nulls == [{**want, "[Blank]": None}] and list(with_nulls[0]) == [
-        "[Int]", "[Dec]", "[Text]", "[T]", "[F]", "[Date]", "[When]", "[Blank]", "[Neg]"
+        "[Int]",
+        "[Dec]",
+        "[Text]",
+        "[T]",
+        "[F]",
+        "[Date]",
+        "[When]",
+        "[Blank]",
+        "[Neg]",
     ]
 
 
@@ -226,7 +259,8 @@ def test_row_of_aggregates_and_measures_and_vars(sales: Sales) -> None:
         "DEFINE MEASURE Sales[Total Qty] = SUM(Sales[Qty]) "
         "MEASURE 'Sales'[Per Row] = [Total Qty] / COUNTROWS(Sales) "
         "VAR floor = 2 "
-        'EVALUATE ROW("Total", [Total Qty], "PerRow", [Per Row], "Rows", COUNTROWS(FILTER(Sales, Sales[Qty] > floor)))'
+        'EVALUATE ROW("Total", [Total Qty], "PerRow", [Per Row], "Rows", COUNTROWS(FILTER(Sales, '
+        "Sales[Qty] > floor)))"
     )
     total = sum(present_qty := [r["Qty"] for r in sales.rows if r.get("Qty") is not None])
     assert present_qty
@@ -240,17 +274,34 @@ def test_row_of_aggregates_and_measures_and_vars(sales: Sales) -> None:
 
 def test_selectcolumns_addcolumns_distinct_values(sales: Sales) -> None:
     got = sales.rows_of(
-        'EVALUATE SELECTCOLUMNS(Sales, "Where", Sales[Region], Sales[Product], "Double", Sales[Qty] * 2)'
+        'EVALUATE SELECTCOLUMNS(Sales, "Where", Sales[Region], Sales[Product], "Double", '
+        "Sales[Qty] * 2)"
     )
     want = [
-        {k: v for k, v in {"[Where]": r["Region"], "Sales[Product]": r.get("Product"), "[Double]": None if r.get("Qty") is None else r["Qty"] * 2}.items() if v is not None}
+        {
+            k: v
+            for k, v in {
+                "[Where]": r["Region"],
+                "Sales[Product]": r.get("Product"),
+                "[Double]": None if r.get("Qty") is None else r["Qty"] * 2,
+            }.items()
+            if v is not None
+        }
         for r in sales.rows
     ]
     _same_bag(got, want)
-    added = sales.rows_of('EVALUATE ADDCOLUMNS(FILTER(Sales, Sales[Qty] > 10), "Half", Sales[Qty] / 2)')
-    _same_bag(added, [{**qualified(r), "[Half]": r["Qty"] / 2} for r in sales.rows if (r.get("Qty") or 0) > 10])
+    added = sales.rows_of(
+        'EVALUATE ADDCOLUMNS(FILTER(Sales, Sales[Qty] > 10), "Half", Sales[Qty] / 2)'
+    )
+    _same_bag(
+        added,
+        [{**qualified(r), "[Half]": r["Qty"] / 2} for r in sales.rows if (r.get("Qty") or 0) > 10],
+    )
     distinct = sales.rows_of("EVALUATE DISTINCT('Sales'[Product])")
-    _same_bag(distinct, [{"Sales[Product]": p} if p else {} for p in {r.get("Product") for r in sales.rows}])
+    _same_bag(
+        distinct,
+        [{"Sales[Product]": p} if p else {} for p in {r.get("Product") for r in sales.rows}],
+    )
     values = sales.rows_of("EVALUATE VALUES(Sales[Region]) ORDER BY Sales[Region]")
     assert values == [{"Sales[Region]": r} for r in sorted({r["Region"] for r in sales.rows})]
 
@@ -258,8 +309,9 @@ def test_selectcolumns_addcolumns_distinct_values(sales: Sales) -> None:
 def test_define_measure_and_var_in_summarizecolumns(sales: Sales) -> None:
     got = sales.rows_of(
         "DEFINE\n  MEASURE Sales[Total] = SUM(Sales[Amount])\n  VAR minQty = 4\n"
-        "EVALUATE\n  SUMMARIZECOLUMNS(Sales[Region], FILTER(VALUES(Sales[Qty]), Sales[Qty] >= minQty), "
-        "\"T\", [Total], \"Avg\", [Total] / COUNT(Sales[Amount]))\nORDER BY Sales[Region] DESC"
+        "EVALUATE\n  SUMMARIZECOLUMNS(Sales[Region], FILTER(VALUES(Sales[Qty]), Sales[Qty] >= "
+        "minQty), "
+        '"T", [Total], "Avg", [Total] / COUNT(Sales[Amount]))\nORDER BY Sales[Region] DESC'
     )
     kept = [r for r in sales.rows if (r.get("Qty") if r.get("Qty") is not None else -1) >= 4]
     want = group_by(kept, ["Region"], {"T": agg_sum("Amount"), "Avg": agg_avg("Amount")})
@@ -268,7 +320,10 @@ def test_define_measure_and_var_in_summarizecolumns(sales: Sales) -> None:
 
 
 def test_var_return_block_and_group_route(sales: Sales) -> None:
-    got = sales.rows_of('EVALUATE VAR big = FILTER(Sales, Sales[Qty] >= 11) RETURN SELECTCOLUMNS(big, "Q", Sales[Qty])')
+    got = sales.rows_of(
+        'EVALUATE VAR big = FILTER(Sales, Sales[Qty] >= 11) RETURN SELECTCOLUMNS(big, "Q", '
+        "Sales[Qty])"
+    )
     _same_bag(got, [{"[Q]": r["Qty"]} for r in sales.rows if (r.get("Qty") or 0) >= 11])
 
 

@@ -24,7 +24,9 @@ def _dataset(server: RunningServer, rows: int = 10, group_id: str | None = None)
     root = PBI + (f"/groups/{group_id}" if group_id else "")
     with server.client() as client:
         body = {"rows": [{"Name": f"n{i}", "N": i, "X": i / 2, "Y": -i} for i in range(rows)]}
-        assert client.post(f"{root}/datasets/{made['id']}/tables/T/rows", json=body).status_code == 200
+        assert (
+            client.post(f"{root}/datasets/{made['id']}/tables/T/rows", json=body).status_code == 200
+        )
     return str(made["id"])
 
 
@@ -45,9 +47,9 @@ def _dax(server: RunningServer, dataset_id: str, query: str) -> httpx.Response:
         ("EVALUATE T ORDER BY T[Missing]", "Missing", "(1, 21)"),
         ("EVALUATE 'Nope'", "Nope", "(1, 10)"),
         ("EVALUATE FILTER(T, T[Name] > 3)", "String", "(1, 28)"),
-        ("EVALUATE ROW(\"a\", SUM(T[N]) + T[N])", "single value", "(1, 31)"),
+        ('EVALUATE ROW("a", SUM(T[N]) + T[N])', "single value", "(1, 31)"),
         ("EVALUATE 'T", "never closed", "(1, 10)"),
-        ("EVALUATE FILTER(T, T[Name] & \"x\" = \"n1x\")", "'&'", "(1, 28)"),
+        ('EVALUATE FILTER(T, T[Name] & "x" = "n1x")', "'&'", "(1, 28)"),
         ("SELECT * FROM T", "SELECT", "(1, 1)"),
         ("EVALUATE " + "(" * 300 + "1" + ")" * 300, "nest", "(1, "),
     ],
@@ -77,12 +79,17 @@ def test_unsupported_or_wrong_dax_is_400_naming_token_and_position(
         ({"queries": [{"query": "EVALUATE T"}, {"query": "EVALUATE T"}]}, "one query per call"),
         ({"queries": [{"q": "EVALUATE T"}]}, "'query' string"),
         ({"queries": [{"query": "  "}]}, "empty"),
-        ({"queries": [{"query": "EVALUATE T"}], "serializerSettings": {"includeNulls": "yes"}}, "includeNulls"),
+        (
+            {"queries": [{"query": "EVALUATE T"}], "serializerSettings": {"includeNulls": "yes"}},
+            "includeNulls",
+        ),
         ({"queries": [{"query": "EVALUATE T"}], "serializerSettings": 3}, "serializerSettings"),
         ({"queries": [{"query": "EVALUATE T"}], "impersonatedUserName": 5}, "impersonatedUserName"),
     ],
 )
-def test_wrong_request_shapes_are_400(pbistream_server: RunningServer, body: Any, fragment: str) -> None:
+def test_wrong_request_shapes_are_400(
+    pbistream_server: RunningServer, body: Any, fragment: str
+) -> None:
     dataset_id = _dataset(pbistream_server)
     response = _post(pbistream_server, dataset_id, body)
     assert response.status_code == 400
@@ -90,11 +97,16 @@ def test_wrong_request_shapes_are_400(pbistream_server: RunningServer, body: Any
     assert fragment in response.json()["error"]["message"]
 
 
-def test_impersonated_user_is_accepted_and_group_route_answers(pbistream_server: RunningServer) -> None:
+def test_impersonated_user_is_accepted_and_group_route_answers(
+    pbistream_server: RunningServer,
+) -> None:
     with pbistream_server.client() as client:
         group = client.post(f"{PBI}/groups", json={"name": "dax-ws"}).json()["id"]
     dataset_id = _dataset(pbistream_server, group_id=group)
-    body = {"queries": [{"query": "EVALUATE ROW(\"n\", COUNTROWS(T))"}], "impersonatedUserName": "a@b.c"}
+    body = {
+        "queries": [{"query": 'EVALUATE ROW("n", COUNTROWS(T))'}],
+        "impersonatedUserName": "a@b.c",
+    }
     response = _post(pbistream_server, dataset_id, body, root=f"{PBI}/groups/{group}")
     assert response.status_code == 200
     assert response.json() == {"results": [{"tables": [{"rows": [{"[n]": 10}]}]}]}
@@ -103,10 +115,12 @@ def test_impersonated_user_is_accepted_and_group_route_answers(pbistream_server:
     assert _post(pbistream_server, "0" * 8, body).status_code == 404
 
 
-def test_row_and_value_limits_answer_200_with_the_rows_that_fit(server_factory: Callable[..., RunningServer]) -> None:
+def test_row_and_value_limits_answer_200_with_the_rows_that_fit(
+    server_factory: Callable[..., RunningServer],
+) -> None:
     server = server_factory(query_max_rows=5, query_max_values=12)
     dataset_id = _dataset(server, rows=10)
-    one_column = _dax(server, dataset_id, "EVALUATE SELECTCOLUMNS(T, \"N\", T[N]) ORDER BY [N]")
+    one_column = _dax(server, dataset_id, 'EVALUATE SELECTCOLUMNS(T, "N", T[N]) ORDER BY [N]')
     assert one_column.status_code == 200
     table = one_column.json()["results"][0]["tables"][0]
     assert table["rows"] == [{"[N]": i} for i in range(5)]
@@ -119,16 +133,20 @@ def test_row_and_value_limits_answer_200_with_the_rows_that_fit(server_factory: 
     assert "error" not in fits and len(fits["rows"]) == 2
 
 
-def test_more_than_one_evaluate_answers_the_first_with_an_error(pbistream_server: RunningServer) -> None:
+def test_more_than_one_evaluate_answers_the_first_with_an_error(
+    pbistream_server: RunningServer,
+) -> None:
     dataset_id = _dataset(pbistream_server)
-    response = _dax(pbistream_server, dataset_id, "EVALUATE ROW(\"a\", 1) EVALUATE ROW(\"b\", 2)")
+    response = _dax(pbistream_server, dataset_id, 'EVALUATE ROW("a", 1) EVALUATE ROW("b", 2)')
     assert response.status_code == 200
     result = response.json()["results"][0]
     assert result["tables"] == [{"rows": [{"[a]": 1}]}]
     assert result["error"]["message"] == "More than one result table in a query"
 
 
-def test_byte_limit_finishes_the_row_that_crosses_it(server_factory: Callable[..., RunningServer]) -> None:
+def test_byte_limit_finishes_the_row_that_crosses_it(
+    server_factory: Callable[..., RunningServer],
+) -> None:
     server = server_factory(query_max_bytes=100)
     dataset_id = _dataset(server, rows=10)
     table = _dax(server, dataset_id, "EVALUATE T ORDER BY T[N]").json()["results"][0]["tables"][0]
@@ -136,7 +154,9 @@ def test_byte_limit_finishes_the_row_that_crosses_it(server_factory: Callable[..
     assert "100 bytes" in table["error"]["message"]
 
 
-def test_queries_per_minute_per_user_is_429_with_retry_after(server_factory: Callable[..., RunningServer]) -> None:
+def test_queries_per_minute_per_user_is_429_with_retry_after(
+    server_factory: Callable[..., RunningServer],
+) -> None:
     server = server_factory(queries_per_minute=3)
     dataset_id = _dataset(server)
     for _ in range(3):

@@ -22,13 +22,102 @@ FUZZ = settings(
 )
 
 VOCABULARY = [
-    *"EVALUATE DEFINE MEASURE VAR RETURN ORDER BY ASC DESC START AT IN NOT TRUE FALSE".split(),
-    *"FILTER CALCULATETABLE SUMMARIZECOLUMNS TOPN ROW SELECTCOLUMNS ADDCOLUMNS DISTINCT VALUES ALL".split(),
-    *"SUM AVERAGE MIN MAX COUNT COUNTROWS DISTINCTCOUNT DATE DATETIME BLANK ISBLANK AND OR".split(),
-    "F", "'F'", "F[S]", "'F'[I]", "F[D]", "F[B]", "F[W]", "[S]", "[x]", "'Nope'", "F[Nope]",
-    "(", ")", ",", "{", "}", "=", "==", "<>", "<", "<=", ">", ">=", "&&", "||", "+", "-", "*", "/",
-    "^", "&", "1", "0", "-3", "2.5", "1e3", '"a"', '""', '"x""y"', "\n", "//c\n", "/*", "*/",
-    "'", "[", "]", '"', "@", "$", ";", "99999999999999999999999", "2147483648",
+    *[
+        "EVALUATE",
+        "DEFINE",
+        "MEASURE",
+        "VAR",
+        "RETURN",
+        "ORDER",
+        "BY",
+        "ASC",
+        "DESC",
+        "START",
+        "AT",
+        "IN",
+        "NOT",
+        "TRUE",
+        "FALSE",
+    ],
+    *[
+        "FILTER",
+        "CALCULATETABLE",
+        "SUMMARIZECOLUMNS",
+        "TOPN",
+        "ROW",
+        "SELECTCOLUMNS",
+        "ADDCOLUMNS",
+        "DISTINCT",
+        "VALUES",
+        "ALL",
+    ],
+    *[
+        "SUM",
+        "AVERAGE",
+        "MIN",
+        "MAX",
+        "COUNT",
+        "COUNTROWS",
+        "DISTINCTCOUNT",
+        "DATE",
+        "DATETIME",
+        "BLANK",
+        "ISBLANK",
+        "AND",
+        "OR",
+    ],
+    "F",
+    "'F'",
+    "F[S]",
+    "'F'[I]",
+    "F[D]",
+    "F[B]",
+    "F[W]",
+    "[S]",
+    "[x]",
+    "'Nope'",
+    "F[Nope]",
+    "(",
+    ")",
+    ",",
+    "{",
+    "}",
+    "=",
+    "==",
+    "<>",
+    "<",
+    "<=",
+    ">",
+    ">=",
+    "&&",
+    "||",
+    "+",
+    "-",
+    "*",
+    "/",
+    "^",
+    "&",
+    "1",
+    "0",
+    "-3",
+    "2.5",
+    "1e3",
+    '"a"',
+    '""',
+    '"x""y"',
+    "\n",
+    "//c\n",
+    "/*",
+    "*/",
+    "'",
+    "[",
+    "]",
+    '"',
+    "@",
+    "$",
+    ";",
+    "99999999999999999999999",
+    "2147483648",
 ]
 
 
@@ -45,10 +134,19 @@ def _setup(server: RunningServer) -> tuple[httpx.Client, str]:
     made = server.create_dataset(fields, mode="Push", table="F")
     client = server.client(timeout=30.0)
     rows = [
-        {"S": f"s{i % 4}", "I": i - 5, "D": i / 3, "B": i % 2 == 0, "W": f"2026-01-{i + 1:02d}T00:00:00Z"}
+        {
+            "S": f"s{i % 4}",
+            "I": i - 5,
+            "D": i / 3,
+            "B": i % 2 == 0,
+            "W": f"2026-01-{i + 1:02d}T00:00:00Z",
+        }
         for i in range(12)
     ] + [{"S": None}, {}]
-    assert client.post(f"{PBI}/datasets/{made['id']}/tables/F/rows", json={"rows": rows}).status_code == 200
+    assert (
+        client.post(f"{PBI}/datasets/{made['id']}/tables/F/rows", json={"rows": rows}).status_code
+        == 200
+    )
     return client, f"{PBI}/datasets/{made['id']}/executeQueries"
 
 
@@ -64,7 +162,10 @@ _FLOAT = st.floats(-1e6, 1e6, allow_nan=False).map(lambda f: repr(round(f, 3)))
 _NUMBER = st.one_of(_INT, _FLOAT)
 _BOOL = st.sampled_from(["TRUE", "FALSE", "TRUE()", "FALSE()"])
 _DATE = st.builds(
-    lambda y, m, d: f"DATE({y}, {m}, {d})", st.integers(1990, 2100), st.integers(1, 12), st.integers(1, 28)
+    lambda y, m, d: f"DATE({y}, {m}, {d})",
+    st.integers(1990, 2100),
+    st.integers(1, 12),
+    st.integers(1, 28),
 )
 _NUM_COL = st.sampled_from(["F[I]", "'F'[I]", "F[D]", "'F'[D]"])
 _CMP = st.sampled_from(["=", "==", "<>", "<", "<=", ">", ">="])
@@ -76,8 +177,13 @@ def _comparison() -> st.SearchStrategy[str]:
         st.builds(lambda op, v: f"F[S] {op} {v}", _CMP, _string()),
         st.builds(lambda op, v: f"F[W] {op} {v}", _CMP, _DATE),
         st.builds(lambda v: f"F[B] = {v}", _BOOL),
-        st.builds(lambda vs: "F[S] IN {" + ", ".join(vs) + "}", st.lists(_string(), min_size=1, max_size=3)),
-        st.builds(lambda vs: "F[I] IN {" + ", ".join(vs) + "}", st.lists(_INT, min_size=1, max_size=3)),
+        st.builds(
+            lambda vs: "F[S] IN {" + ", ".join(vs) + "}",
+            st.lists(_string(), min_size=1, max_size=3),
+        ),
+        st.builds(
+            lambda vs: "F[I] IN {" + ", ".join(vs) + "}", st.lists(_INT, min_size=1, max_size=3)
+        ),
         st.sampled_from(["ISBLANK(F[S])", "F[I] = BLANK()", "F[B]"]),
     )
 
@@ -116,25 +222,45 @@ _TABLE = st.recursive(
     max_leaves=3,
 )
 _AGG = st.one_of(
-    st.builds(lambda f, c: f"{f}({c})", st.sampled_from(["SUM", "AVERAGE", "MIN", "MAX", "COUNT"]), _NUM_COL),
-    st.sampled_from(["COUNTROWS(F)", "DISTINCTCOUNT(F[S])", "MIN(F[W])", "MAX(F[S])", "COUNT(F[B])"]),
+    st.builds(
+        lambda f, c: f"{f}({c})",
+        st.sampled_from(["SUM", "AVERAGE", "MIN", "MAX", "COUNT"]),
+        _NUM_COL,
+    ),
+    st.sampled_from(
+        ["COUNTROWS(F)", "DISTINCTCOUNT(F[S])", "MIN(F[W])", "MAX(F[S])", "COUNT(F[B])"]
+    ),
 )
 _QUERY = st.one_of(
     st.builds(
         lambda t, o: f"EVALUATE {t}{o}",
         _TABLE,
-        st.sampled_from(["", " ORDER BY F[I]", " ORDER BY F[D] DESC, F[S] ASC", " ORDER BY F[I] START AT 0"]),
+        st.sampled_from(
+            ["", " ORDER BY F[I]", " ORDER BY F[D] DESC, F[S] ASC", " ORDER BY F[I] START AT 0"]
+        ),
     ),
     st.builds(
         lambda flt, a, b: f'EVALUATE SUMMARIZECOLUMNS(F[S]{flt}, "A", {a}, "B", {b}) ORDER BY [A]',
-        st.one_of(st.just(""), _FILTER_TABLE.map(lambda t: f", FILTER({t}, TRUE)"), _PREDICATE.map(lambda p: f", FILTER(F, {p})")),
+        st.one_of(
+            st.just(""),
+            _FILTER_TABLE.map(lambda t: f", FILTER({t}, TRUE)"),
+            _PREDICATE.map(lambda p: f", FILTER(F, {p})"),
+        ),
         _AGG,
         _AGG,
     ),
     st.builds(lambda a, n: f'EVALUATE ROW("x", {a}, "n", {n})', _AGG, _NUMBER),
-    st.builds(lambda c: f"EVALUATE VALUES({c})", st.sampled_from(["F[S]", "F[I]", "'F'[B]", "F[W]"])),
-    st.builds(lambda t, c: f'EVALUATE SELECTCOLUMNS({t}, "v", {c} * 2 + 1, "w", {c} / 3)', _TABLE, _NUM_COL),
-    st.builds(lambda v, p: f"DEFINE VAR v = {v} EVALUATE FILTER(F, F[I] > v && {p})", _INT, _PREDICATE),
+    st.builds(
+        lambda c: f"EVALUATE VALUES({c})", st.sampled_from(["F[S]", "F[I]", "'F'[B]", "F[W]"])
+    ),
+    st.builds(
+        lambda t, c: f'EVALUATE SELECTCOLUMNS({t}, "v", {c} * 2 + 1, "w", {c} / 3)',
+        _TABLE,
+        _NUM_COL,
+    ),
+    st.builds(
+        lambda v, p: f"DEFINE VAR v = {v} EVALUATE FILTER(F, F[I] > v && {p})", _INT, _PREDICATE
+    ),
 )
 
 

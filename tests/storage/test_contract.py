@@ -447,7 +447,9 @@ def test_execute_plan_returns_typed_values_and_blanks(storage: Storage) -> None:
         ],
         received_at=1.0,
     )
-    got = storage.execute_plan(ds.id, _plan("EVALUATE 'Sales' ORDER BY 'Sales'[Qty]", ds), max_rows=10)
+    got = storage.execute_plan(
+        ds.id, _plan("EVALUATE 'Sales' ORDER BY 'Sales'[Qty]", ds), max_rows=10
+    )
     assert got == [
         ("East", 1.5, 2, 9.99, "2026-01-02T03:04:05", True),
         ("West", None, 7, None, None, False),
@@ -475,7 +477,7 @@ def test_execute_plan_aggregates_filters_and_stays_in_its_dataset(storage: Stora
 def test_execute_plan_stops_at_max_rows_in_order(storage: Storage) -> None:
     ds = _typed_dataset(storage)
     storage.insert_rows(ds.id, "Sales", [{"Qty": i} for i in range(20)], received_at=1.0)
-    plan = _plan("EVALUATE SELECTCOLUMNS(Sales, \"Q\", Sales[Qty]) ORDER BY [Q] DESC", ds)
+    plan = _plan('EVALUATE SELECTCOLUMNS(Sales, "Q", Sales[Qty]) ORDER BY [Q] DESC', ds)
     assert storage.execute_plan(ds.id, plan, max_rows=3) == [(19,), (18,), (17,)]
 
 
@@ -483,6 +485,8 @@ def test_execute_plan_overflow_is_a_query_error(storage: Storage) -> None:
     from pbistream.storage.base import QueryError
 
     ds = _typed_dataset(storage)
-    storage.insert_rows(ds.id, "Sales", [{"Qty": 2**62}, {"Qty": 2**62}, {"Qty": 2**62}], received_at=1.0)
+    storage.insert_rows(
+        ds.id, "Sales", [{"Qty": 2**62}, {"Qty": 2**62}, {"Qty": 2**62}], received_at=1.0
+    )
     with pytest.raises(QueryError, match="could not compute"):
         storage.execute_plan(ds.id, _plan('EVALUATE ROW("S", SUM(Sales[Qty]))', ds), max_rows=10)
