@@ -306,6 +306,12 @@ async def _publish(
     metrics = getattr(state, "metrics", None)
     if metrics is not None:
         await _maybe_await(metrics.rows_ingested(result.stored))
+    alerts = getattr(state, "alerts", None)
+    if alerts is not None and result.first_id is not None:
+        # Queued for the alerts thread (only if a rule watches this table): never waits.
+        alerts.observe(
+            dataset.id, table.name, good[len(good) - result.stored :], result.first_id, received_at
+        )
     hub = getattr(state, "hub", None)
     # Building 10,000 StoredRows costs more than parsing them: skip it when nobody
     # listens. A feed that subscribes later replays these committed rows from storage.
