@@ -30,6 +30,20 @@ SIGNATURE_HEADER = "X-PBIStream-Signature"
 TIMESTAMP_HEADER = "X-PBIStream-Timestamp"
 
 
+_OP_WORDS = {
+    ">": "above",
+    ">=": "at or above",
+    "<": "below",
+    "<=": "at or below",
+    "=": "equal to",
+    "!=": "not",
+}
+
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
 def iso(epoch: float) -> str:
     """Epoch seconds as ISO 8601 UTC with milliseconds (``2026-12-01T16:00:00.123Z``)."""
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace(
@@ -55,9 +69,10 @@ def event_payload(
         ago = f"{at - last_seen:.0f} s" if last_seen is not None else "a while"
         message = f"No {rule['field']} from {dataset_name}{where} for {ago}."
     else:
+        words = _OP_WORDS.get(rule.get("op") or "", rule.get("op"))
         message = (
-            f"{rule['field']} is {value!r}{where}: {rule['op']} {rule['threshold']!r} "
-            f"on {dataset_name}."
+            f"{rule['field']} is {_show(value)}{where} on {dataset_name} "
+            f"({words} {_show(rule.get('threshold'))})."
         )
     return {
         "rule": rule["id"],
