@@ -421,6 +421,72 @@ def _api_paths() -> dict[str, Schema]:
     }
 
 
+def _alert_paths() -> dict[str, Schema]:
+    """``/api/alerts``: tile alert rules and their notification history."""
+    a = "alerts"
+    number_or_text = {"oneOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}]}
+    seconds = {"type": "number", "minimum": 0}
+    rule = {
+        "type": "object",
+        "properties": {
+            "dataset": STR,
+            "table": STR,
+            "field": STR,
+            "op": {"type": "string", "enum": [">", ">=", "<", "<=", "=", "!="], "nullable": True},
+            "threshold": number_or_text,
+            "category": {"type": "string", "nullable": True},
+            "silenceSeconds": {"type": "number", "minimum": 1, "nullable": True},
+            "minIntervalSeconds": seconds,
+            "webhook": {"type": "string", "nullable": True},
+            "format": {"type": "string", "enum": ["json", "teams", "slack"]},
+            "name": STR,
+            "enabled": {"type": "boolean"},
+        },
+        "required": ["dataset", "field"],
+    }
+    rule_id = [_path_param("ruleId", "The alert rule id.")]
+    created = _json_body(
+        ANY_OBJECT, "The rule with its `id` and, this once, the webhook signing `secret`."
+    )
+    one = _json_body(ANY_OBJECT, "The rule, with `firing` (its condition holds now).")
+    history_params = [
+        _query("after", {"type": "integer", "minimum": 0}, "Only events with a larger id."),
+        _query("rule", STR, "Only this rule's events."),
+        _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "At most this many."),
+    ]
+    e400 = (400, 401, 404)
+    return {
+        "/api/alerts": {
+            "get": _op(
+                "Alerts_List",
+                a,
+                ("200", _json_body(_value_list(ANY_OBJECT), "Every rule and its state.")),
+                params=[_query("dataset", STR, "Only this dataset's rules.")],
+            ),
+            "post": _op("Alerts_Create", a, ("201", created), body=rule, errors=e400),
+        },
+        "/api/alerts/events": {
+            "get": _op(
+                "Alerts_History",
+                a,
+                ("200", _json_body(_value_list(ANY_OBJECT), "Notifications, newest first.")),
+                params=history_params,
+                errors=(400, 401),
+            )
+        },
+        "/api/alerts/{ruleId}": {
+            "get": _op("Alerts_Get", a, ("200", one), params=rule_id, errors=(401, 404)),
+            "put": _op("Alerts_Replace", a, ("200", one), params=rule_id, body=rule, errors=e400),
+            "patch": _op(
+                "Alerts_Update", a, ("200", one), params=rule_id, body=ANY_OBJECT, errors=e400
+            ),
+            "delete": _op(
+                "Alerts_Delete", a, ("204", _OK_EMPTY), params=rule_id, errors=(401, 404)
+            ),
+        },
+    }
+
+
 def openapi_document(server_url: str) -> dict[str, Any]:
     """The OpenAPI document, with ``server_url`` as its only server.
 
@@ -433,6 +499,7 @@ def openapi_document(server_url: str) -> dict[str, Any]:
     paths |= _groups_paths()
     paths |= _push_url_path()
     paths |= _api_paths()
+    paths |= _alert_paths()
     return {
         "openapi": "3.0.3",
         "info": {

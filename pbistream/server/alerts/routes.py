@@ -130,9 +130,13 @@ async def events(request: Request) -> Response:
     query = request.query_params
     try:
         after = int(query["after"]) if query.get("after") else None
-        limit = min(int(query.get("limit", "100")), MAX_EVENTS_PAGE)
+        limit = int(query.get("limit", "100"))
     except ValueError:
         raise BadRequest("'after' and 'limit' must be whole numbers.") from None
+    if after is not None and not 0 <= after < 2**63:
+        raise BadRequest("'after' must be an event id: a whole number from 0 to 2**63-1.")
+    if not 1 <= limit <= MAX_EVENTS_PAGE:
+        raise BadRequest(f"'limit' must be from 1 to {MAX_EVENTS_PAGE}.")
     found = await run_in_threadpool(
         lambda: storage.list_alert_events(rule_id=query.get("rule"), after_id=after, limit=limit)
     )
