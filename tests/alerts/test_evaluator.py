@@ -19,8 +19,8 @@ def rule(**kw):
 
 
 def feed(ev, *values, at=1.0, field="temperature", start=1, **extra):
-    rows = [(start + i, {field: v, **extra}) for i, v in enumerate(values)]
-    return ev.observe("D", "T", rows, received_at=at)
+    rows = [{field: v, **extra} for v in values]
+    return ev.observe("D", "T", rows, first_id=start, received_at=at)
 
 
 def kinds(events):
@@ -70,9 +70,9 @@ def test_fires_again_after_the_interval_while_the_condition_holds():
 def test_per_category_states_are_independent():
     ev = AlertEvaluator(now=0.0)
     ev.set_rules([rule(category="device")], now=0.0)
-    rows = [(1, {"temperature": 35, "device": "a"}), (2, {"temperature": 20, "device": "b"}),
-            (3, {"temperature": 36, "device": "a"}), (4, {"temperature": 31, "device": "b"})]
-    events = ev.observe("D", "T", rows, received_at=1.0)
+    rows = [{"temperature": 35, "device": "a"}, {"temperature": 20, "device": "b"},
+            {"temperature": 36, "device": "a"}, {"temperature": 31, "device": "b"}]
+    events = ev.observe("D", "T", rows, first_id=1, received_at=1.0)
     assert [(e.category_value, e.row_id) for e in events] == [("a", 1), ("b", 4)]
     assert sorted(ev.firing()[events[0].rule.id]) == ["a", "b"]
 
@@ -96,9 +96,9 @@ def test_silence_per_device_catches_the_one_that_went_quiet():
     silent = parse_rule({"table": "T", "field": "temperature", "silenceSeconds": 5,
                          "category": "device"}, columns=COLUMNS, dataset="D", now=0.0)
     ev.set_rules([silent], now=0.0)
-    ev.observe("D", "T", [(1, {"temperature": 1, "device": "a"}),
-                          (2, {"temperature": 1, "device": "b"})], received_at=1.0)
-    ev.observe("D", "T", [(3, {"temperature": 1, "device": "a"})], received_at=4.0)
+    ev.observe("D", "T", [{"temperature": 1, "device": "a"}, {"temperature": 1, "device": "b"}],
+               first_id=1, received_at=1.0)
+    ev.observe("D", "T", [{"temperature": 1, "device": "a"}], first_id=3, received_at=4.0)
     fired = ev.tick(7.0)
     assert [e.category_value for e in fired if e.category_value is not None] == ["b"]
 
@@ -131,6 +131,45 @@ def test_many_rules_match_a_brute_force_model():
                 want.append((r.id, "fired" if holds else "cleared"))
             state[r.id] = holds
         assert got == sorted(want)
+
+
+def test_batches_with_categories_and_gaps_match_a_brute_force_model():
+    rng = random.Random(11)
+    rules = [rule(op=rng.choice([">", ">=", "<", "<=", "=", "!="]), threshold=rng.randint(0, 10),
+                  category=rng.choice([None, "device"])) for _ in range(120)]
+    ev = AlertEvaluator(now=0.0)
+    ev.set_rules(rules, now=0.0)
+    ops = {">": float.__gt__, ">=": float.__ge__, "<": float.__lt__, "<=": float.__le__,
+           "=": float.__eq__, "!=": float.__ne__}
+    state: dict = {}
+    next_id = 1
+    for _ in range(60):
+        batch = [{"temperature": rng.choice([None, float(rng.randint(0, 10))]),
+                  "device": rng.choice("abc")} for _ in range(rng.randint(1, 30))]
+        got = sorted((e.row_id, e.rule.id, e.kind) for e in
+                     ev.observe("D", "T", batch, first_id=next_id, received_at=1.0))
+        want = []
+        for k, row in enumerate(batch):
+            v = row["temperature"]
+            if v is None:
+                continue
+            for r in rules:
+                key = (r.id, row["device"] if r.category else None)
+                holds = ops[r.op](v, float(r.threshold))
+                if holds != state.get(key, False):
+                    want.append((next_id + k, r.id, "fired" if holds else "cleared"))
+                state[key] = holds
+        next_id += len(batch)
+        assert got == sorted(want)
+
+
+def test_text_and_boolean_rules():
+    ev = AlertEvaluator(now=0.0)
+    ev.set_rules([rule(field="device", op="=", threshold="down"),
+                  rule(field="ok", op="!=", threshold=True)], now=0.0)
+    assert kinds(feed(ev, "up", "down", "down", "up", field="device")) == [
+        ("fired", "down"), ("cleared", "up")]
+    assert kinds(feed(ev, True, False, field="ok")) == [("fired", False)]
 
 
 @pytest.mark.parametrize(

@@ -1,28 +1,32 @@
 """Evaluating alert rules on stored rows: pure, single-threaded, clock-injected.
 
-The cost is per row, not per rule per row. Threshold rules on the same field (and
-category field) share one *group*: ``>`` rules keep their thresholds sorted, so the
-set of rules a value satisfies is a prefix of that list, found by one bisection.
-A group remembers, per category value, where the last value fell; a new value that
-falls in the same place (the common case: nothing crossed) costs one bisection and
-one comparison, however many rules there are. Only the rules between the old and the
-new place change state, and only they produce events. ``=`` / ``!=`` rules are kept
-in a dict by threshold, with the same idea.
+The cost is per row, not per rule per row. Number rules on the same field (and
+category field) share one *group*, whatever their comparison: the group keeps their
+thresholds sorted, and a value's *place* among them,
+``bisect_left + bisect_right`` (even between two thresholds, odd on one), says at
+once which rules hold: a rule with threshold index ``j`` compares the place with
+``2j+1`` (``>`` holds when the place is above it, ``=`` when it is equal ...). A
+group remembers each category value's last place; a new value that lands in the same
+place (the common case: nothing crossed) costs two bisections, done for a whole batch
+in C by ``map``. Only the rules whose threshold lies between the old and the new
+place can change state, and only those are looked at. Text and boolean rules (``=``
+and ``!=`` only) are kept in a dict by threshold, with the same idea.
 
 A rule *fires* on the row that crosses into its condition. While the condition holds
 it stays quiet; it fires again after it has cleared and crossed again, or once its
 ``min_interval_seconds`` have passed since its last notification (on the next row
 that still meets the condition; :meth:`AlertEvaluator.tick` marks those rules due).
 
-Silence rules keep the last arrival per category value; :meth:`tick` finds the ones
-past their silence (one bisection per category value over rules sorted by silence).
+Silence rules keep the last arrival per category value; :meth:`~AlertEvaluator.tick`
+finds the ones past their silence (one bisection per category value over the rules
+sorted by silence).
 """
 
 from __future__ import annotations
 
 import bisect
-import logging
-from collections.abc import Iterable, Sequence
+import operator
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -30,14 +34,22 @@ from pbistream.server.alerts.rules import AlertRule
 
 __all__ = ["MAX_CATEGORIES", "AlertEvaluator", "Event"]
 
-logger = logging.getLogger("pbistream.server.alerts")
-
 #: Category values one group tracks at most (memory bound against a runaway key).
 MAX_CATEGORIES = 10_000
 
-_PREFIX_OPS = {">": bisect.bisect_left, ">=": bisect.bisect_right}
-_SUFFIX_OPS = {"<": bisect.bisect_right, "<=": bisect.bisect_left}
-_MISSING = object()
+# Does a rule hold, given the value's place p and the rule's c = 2j+1?
+_HOLDS: dict[str, Callable[[int, int], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "=": operator.eq,
+    "!=": operator.ne,
+}
+_MISSING: Any = object()
+# Rows are looked at in chunks: a chunk whose values all stay where they were is
+# skipped after a min() and a max() in C.
+_CHUNK = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,43 +66,63 @@ class Event:
 
 
 @dataclass(slots=True)
-class _Ordered:
-    """Threshold rules with one of ``>``, ``>=``, ``<``, ``<=`` on one field."""
+class _Numbers:
+    """Number rules on one field (and category field), every comparison together."""
 
     field: str
     category: str | None
-    op: str
-    thresholds: list[float]
-    rules: list[AlertRule]
+    thresholds: list[float]  # sorted, unique
+    at_threshold: list[list[AlertRule]]  # rules by threshold index
     places: dict[Any, int] = field(default_factory=dict)
+    counts: dict[int, int] = field(default_factory=dict)  # place -> category values there
     due: dict[Any, set[str]] = field(default_factory=dict)
 
-    def true_slice(self, place: int) -> range:
-        n = len(self.rules)
-        return range(place) if self.op in _PREFIX_OPS else range(place, n)
-
     def place(self, value: float) -> int:
-        search = _PREFIX_OPS.get(self.op) or _SUFFIX_OPS[self.op]
-        return search(self.thresholds, value)
+        """Even between two thresholds, odd on one (``2j+1`` on threshold ``j``)."""
+        return bisect.bisect_left(self.thresholds, value) + bisect.bisect_right(
+            self.thresholds, value
+        )
+
+    def move(self, cat: Any, before: Any, place: int) -> None:
+        """Record that ``cat``'s value now lies at ``place``."""
+        self.places[cat] = place
+        if before is not _MISSING:
+            left = self.counts[before] - 1
+            if left:
+                self.counts[before] = left
+            else:
+                del self.counts[before]
+        self.counts[place] = self.counts.get(place, 0) + 1
+
+    def rules(self) -> Iterable[tuple[int, AlertRule]]:
+        for j, rules in enumerate(self.at_threshold):
+            for rule in rules:
+                yield 2 * j + 1, rule
+
+    def between(self, a: int, b: int) -> Iterable[tuple[int, AlertRule]]:
+        """Rules whose truth may differ between places ``a`` and ``b``."""
+        lo, hi = (a, b) if a <= b else (b, a)
+        for j in range(max(0, (lo - 1) // 2), min(len(self.thresholds), (hi - 1) // 2 + 1)):
+            for rule in self.at_threshold[j]:
+                yield 2 * j + 1, rule
 
 
 @dataclass(slots=True)
 class _Equality:
-    """Threshold rules with ``=`` or ``!=`` on one field."""
+    """Text and boolean rules (``=`` / ``!=``) on one field."""
 
     field: str
     category: str | None
-    op: str
     by_value: dict[Any, list[AlertRule]]
     rules: list[AlertRule]
     last: dict[Any, Any] = field(default_factory=dict)
     due: dict[Any, set[str]] = field(default_factory=dict)
 
-    def true_rules(self, value: Any) -> list[AlertRule]:
-        matching = self.by_value.get(_key(value), [])
-        if self.op == "=":
-            return matching
-        return [r for r in self.rules if r not in matching]
+    def true_ids(self, value: Any) -> set[str]:
+        key = _key(value)
+        return {
+            r.id for r in self.rules if (_key(r.threshold) == key) == (r.op == "=")
+        }
 
 
 @dataclass(slots=True)
@@ -106,7 +138,7 @@ class _Silence:
 
 @dataclass(slots=True)
 class _Watch:
-    ordered: list[_Ordered] = field(default_factory=list)
+    numbers: list[_Numbers] = field(default_factory=list)
     equality: list[_Equality] = field(default_factory=list)
     silence: list[_Silence] = field(default_factory=list)
 
@@ -135,7 +167,7 @@ def _signature(rule: AlertRule) -> tuple[Any, ...]:
 class AlertEvaluator:
     """The state of every rule, fed rows as they are committed.
 
-    Not thread-safe: one thread owns it (:class:`~pbistream.server.alerts.service.AlertService`).
+    Not thread-safe: one thread owns it (``AlertService``'s evaluator thread).
 
     Args:
         now: The time the evaluator starts (silence rules count from it).
@@ -177,40 +209,35 @@ class AlertEvaluator:
         groups: dict[tuple[Any, ...], list[AlertRule]] = {}
         for rule in rules:
             if rule.silence_seconds is not None:
-                groups.setdefault(("silence", rule.field, rule.category), []).append(rule)
-            elif rule.op in ("=", "!="):
-                groups.setdefault(("eq", rule.field, rule.category, rule.op), []).append(rule)
+                kind = "silence"
+            elif _is_number(rule.threshold):
+                kind = "numbers"
             else:
-                groups.setdefault(("ord", rule.field, rule.category, rule.op), []).append(rule)
-        for gkey, members in groups.items():
-            if gkey[0] == "silence":
+                kind = "equality"
+            groups.setdefault((kind, rule.field, rule.category), []).append(rule)
+        for (kind, fname, cname), members in groups.items():
+            if kind == "silence":
                 members.sort(key=lambda r: r.silence_seconds or 0.0)
-                seen_key = (key[0], key[1], members[0].field, members[0].category)
-                last_seen = self._last_seen.setdefault(seen_key, {})
-                if members[0].category is None:
+                last_seen = self._last_seen.setdefault((key[0], key[1], fname, cname), {})
+                if cname is None:
                     last_seen.setdefault(None, max(now, self._started))
-                watch.silence.append(
-                    _Silence(
-                        members[0].field,
-                        members[0].category,
-                        members,
-                        [r.silence_seconds or 0.0 for r in members],
-                        last_seen,
-                    )
-                )
-            elif gkey[0] == "eq":
+                seconds = [r.silence_seconds or 0.0 for r in members]
+                watch.silence.append(_Silence(fname, cname, members, seconds, last_seen))
+            elif kind == "equality":
                 by_value: dict[Any, list[AlertRule]] = {}
                 for rule in members:
                     by_value.setdefault(_key(rule.threshold), []).append(rule)
-                eq = _Equality(gkey[1], gkey[2], gkey[3], by_value, members)
+                eq = _Equality(fname, cname, by_value, members)
                 watch.equality.append(eq)
                 self._due_of.update((r.id, eq.due) for r in members)
             else:
-                members.sort(key=lambda r: float(r.threshold))
-                thresholds = [float(r.threshold) for r in members]
-                ordered = _Ordered(gkey[1], gkey[2], gkey[3], thresholds, members)
-                watch.ordered.append(ordered)
-                self._due_of.update((r.id, ordered.due) for r in members)
+                thresholds = sorted({float(r.threshold) for r in members})
+                at: list[list[AlertRule]] = [[] for _ in thresholds]
+                for rule in members:
+                    at[bisect.bisect_left(thresholds, float(rule.threshold))].append(rule)
+                numbers = _Numbers(fname, cname, thresholds, at)
+                watch.numbers.append(numbers)
+                self._due_of.update((r.id, numbers.due) for r in members)
         return watch
 
     @property
@@ -234,21 +261,30 @@ class AlertEvaluator:
         self,
         dataset: str,
         table: str,
-        rows: Sequence[tuple[int | None, dict[str, Any]]],
+        rows: Sequence[dict[str, Any]],
         *,
+        first_id: int | None,
         received_at: float,
     ) -> list[Event]:
-        """Feed rows stored together (in id order); return the events they cause."""
+        """Feed rows stored together (ids ``first_id``, ``first_id + 1`` ...); return events."""
         watch = self._watches.get((dataset, table))
-        if watch is None:
+        if watch is None or not rows:
             return []
         events: list[Event] = []
-        for group in watch.ordered:
-            self._observe_ordered(group, rows, received_at, events)
+        columns: dict[str, list[Any]] = {}
+
+        def column(name: str) -> list[Any]:
+            found = columns.get(name)
+            if found is None:  # map + methodcaller: the loop runs in C
+                found = columns[name] = list(map(operator.methodcaller("get", name), rows))
+            return found
+
+        for numbers in watch.numbers:
+            self._observe_numbers(numbers, column, first_id, received_at, events)
         for eq in watch.equality:
-            self._observe_equality(eq, rows, received_at, events)
+            self._observe_equality(eq, column, first_id, received_at, events)
         for silence in watch.silence:
-            self._observe_silence(silence, rows, received_at, events)
+            self._observe_silence(silence, column, received_at, events)
         if len(events) > 1:
             events.sort(key=lambda e: e.row_id or 0)
         return events
@@ -260,106 +296,150 @@ class AlertEvaluator:
         self.skipped_categories += 1
         return False
 
-    def _observe_ordered(
+    def _observe_numbers(
         self,
-        group: _Ordered,
-        rows: Sequence[tuple[int | None, dict[str, Any]]],
+        group: _Numbers,
+        column: Callable[[str], list[Any]],
+        first_id: int | None,
         at: float,
         events: list[Event],
     ) -> None:
-        fname, cname, places, due = group.field, group.category, group.places, group.due
-        search = _PREFIX_OPS.get(group.op) or _SUFFIX_OPS[group.op]
-        thresholds = group.thresholds
-        for row_id, data in rows:
-            value = data.get(fname)
-            if value is None or value.__class__ is bool or not isinstance(value, int | float):
+        values = column(group.field)
+        cats = column(group.category) if group.category is not None else None
+        for start in range(0, len(values), _CHUNK):
+            if not group.due and self._unchanged(group, values, cats, start):
                 continue
-            cat = data.get(cname) if cname is not None else None
-            place = search(thresholds, value)
+            self._observe_rows(group, values, cats, start, first_id, at, events)
+
+    @staticmethod
+    def _unchanged(
+        group: _Numbers, values: list[Any], cats: list[Any] | None, start: int
+    ) -> bool:
+        """Whether no row of a chunk can change a rule (the common case), found in C.
+
+        If the chunk's smallest and largest values share a place, every value in it
+        does; nothing changes when that is also where every category value already is.
+        """
+        chunk = values[start : start + _CHUNK]
+        try:
+            place = group.place(min(chunk))
+            if place != group.place(max(chunk)):
+                return False
+        except TypeError:  # a None (field left out) or a non-number: look row by row
+            return False
+        if cats is None:
+            return group.places.get(None, _MISSING) == place
+        counts = group.counts
+        return (
+            len(counts) == 1
+            and place in counts
+            and group.places.keys() >= set(cats[start : start + _CHUNK])
+        )
+
+    def _observe_rows(
+        self,
+        group: _Numbers,
+        values: list[Any],
+        cats: list[Any] | None,
+        start: int,
+        first_id: int | None,
+        at: float,
+        events: list[Event],
+    ) -> None:
+        places = group.places
+        for k in range(start, min(start + _CHUNK, len(values))):
+            value = values[k]
+            if value is None or not _is_number(value):
+                continue
+            place = group.place(value)
+            cat = cats[k] if cats is not None else None
             before = places.get(cat, _MISSING)
-            if before == place and not due:
+            if before == place and not group.due:
                 continue
             if before is _MISSING and not self._category(places, cat):
                 continue
-            places[cat] = place
-            now_true = group.true_slice(place)
+            group.move(cat, before, place)
+            row_id = first_id + k if first_id is not None else None
             if before is _MISSING:
-                true_ids = {group.rules[i].id for i in now_true}
-                self._settle(group.rules, true_ids, cat, value, row_id, at, events)
+                true_ids = {r.id for c, r in group.rules() if _HOLDS[r.op or "="](place, c)}
+                self._settle(
+                    (r for _, r in group.rules()), true_ids, cat, value, row_id, at, events
+                )
             elif before != place:
-                was_true = group.true_slice(before)  # type: ignore[arg-type]
-                lo, hi = min(before, place), max(before, place)  # type: ignore[type-var]
-                for i in range(lo, hi):
-                    rule = group.rules[i]
-                    if i in now_true and i not in was_true:
+                for c, rule in group.between(before, place):
+                    holds = _HOLDS[rule.op or "="]
+                    was, now = holds(before, c), holds(place, c)
+                    if now and not was:
                         self._fire(rule, cat, value, row_id, at, events)
-                    elif i in was_true and i not in now_true:
+                    elif was and not now:
                         self._clear(rule, cat, value, row_id, at, events)
-            pending = due.get(cat)
+            pending = group.due.pop(cat, None)
             if pending:
-                for i in now_true:
-                    rule = group.rules[i]
-                    if rule.id in pending and (rule.id, cat) in self._firing:
+                for c, rule in group.rules():
+                    if (
+                        rule.id in pending
+                        and (rule.id, cat) in self._firing
+                        and _HOLDS[rule.op or "="](place, c)
+                    ):
                         self._fire(rule, cat, value, row_id, at, events)
-                del due[cat]
 
     def _observe_equality(
         self,
         group: _Equality,
-        rows: Sequence[tuple[int | None, dict[str, Any]]],
+        column: Callable[[str], list[Any]],
+        first_id: int | None,
         at: float,
         events: list[Event],
     ) -> None:
-        fname, cname, last, due = group.field, group.category, group.last, group.due
-        for row_id, data in rows:
-            value = data.get(fname)
+        values = column(group.field)
+        cats = column(group.category) if group.category is not None else None
+        last = group.last
+        for k, value in enumerate(values):
             if value is None:
                 continue
-            cat = data.get(cname) if cname is not None else None
+            cat = cats[k] if cats is not None else None
             key = _key(value)
             before = last.get(cat, _MISSING)
-            if before == key and not due:
+            if before == key and not group.due:
                 continue
             if before is _MISSING and not self._category(last, cat):
                 continue
             last[cat] = key
-            now_true = group.true_rules(value)
+            row_id = first_id + k if first_id is not None else None
+            true_ids = group.true_ids(value)
             if before != key:
-                true_ids = {r.id for r in now_true}
                 self._settle(group.rules, true_ids, cat, value, row_id, at, events)
-            pending = due.get(cat)
+            pending = group.due.pop(cat, None)
             if pending:
-                for rule in now_true:
-                    if rule.id in pending and (rule.id, cat) in self._firing:
+                for rule in group.rules:
+                    if rule.id in pending and rule.id in true_ids and (rule.id, cat) in self._firing:
                         self._fire(rule, cat, value, row_id, at, events)
-                del due[cat]
 
     def _observe_silence(
         self,
         group: _Silence,
-        rows: Sequence[tuple[int | None, dict[str, Any]]],
+        column: Callable[[str], list[Any]],
         at: float,
         events: list[Event],
     ) -> None:
-        fname, cname, seen = group.field, group.category, group.last_seen
-        touched: set[Any] = set()
-        for _row_id, data in rows:
-            if data.get(fname) is None:
-                continue
-            cat = data.get(cname) if cname is not None else None
+        values = column(group.field)
+        if group.category is None:
+            touched: set[Any] = {None} if any(v is not None for v in values) else set()
+        else:
+            cats = column(group.category)
+            touched = {c for c, v in zip(cats, values, strict=True) if v is not None}
+        seen = group.last_seen
+        for cat in touched:
             if cat not in seen and not self._category(seen, cat):
                 continue
             seen[cat] = at
-            touched.add(cat)
-        firing = self._firing
-        for cat in touched:
             for rule in group.rules:
-                if (rule.id, cat) in firing:
+                if (rule.id, cat) in self._firing:
                     self._clear(rule, cat, None, None, at, events)
 
     def _settle(
         self,
-        rules: list[AlertRule],
+        rules: Iterable[AlertRule],
         true_ids: set[str],
         cat: Any,
         value: Any,
@@ -367,7 +447,7 @@ class AlertEvaluator:
         at: float,
         events: list[Event],
     ) -> None:
-        """A category's first value (or a changed equality value): fire and clear to match."""
+        """A category's first value (or a changed text value): fire and clear to match."""
         for rule in rules:
             holds = rule.id in true_ids
             was = (rule.id, cat) in self._firing
@@ -409,8 +489,7 @@ class AlertEvaluator:
         for watch in self._watches.values():
             for group in watch.silence:
                 for cat, seen in group.last_seen.items():
-                    gap = now - seen
-                    quiet = bisect.bisect_right(group.seconds, gap)
+                    quiet = bisect.bisect_right(group.seconds, now - seen)
                     for rule in group.rules[:quiet]:
                         last = firing.get((rule.id, cat))
                         if last is None or now - last >= rule.min_interval_seconds:

@@ -226,8 +226,11 @@ class AlertService:
         _, dataset_id, table, rows, first_id, received_at = item
         with self._lock:
             self._queued_rows -= len(rows)
-        numbered = [(first_id + i, row) for i, row in enumerate(rows)]
-        events.extend(self._evaluator.observe(dataset_id, table, numbered, received_at=received_at))
+        events.extend(
+            self._evaluator.observe(
+                dataset_id, table, rows, first_id=first_id, received_at=received_at
+            )
+        )
 
     def _dataset_name(self, dataset_id: str) -> str:
         name = self._names.get(dataset_id)
