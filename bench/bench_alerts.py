@@ -80,7 +80,9 @@ def make_rules(n: int, dataset: str) -> list[dict[str, Any]]:
     return rules
 
 
-def bench_server(total_rows: int, rule_counts: list[int], clients: int) -> dict[int, dict[str, Any]]:
+def bench_server(
+    total_rows: int, rule_counts: list[int], clients: int
+) -> dict[int, dict[str, Any]]:
     results: dict[int, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         server = ServerProcess(
@@ -104,7 +106,9 @@ def bench_server(total_rows: int, rule_counts: list[int], clients: int) -> dict[
                     api.post(url, content=bodies[0]).raise_for_status()  # warm-up
                     failures: list[str] = []
 
-                    def send(share: list[bytes], url: str = url) -> None:
+                    def send(
+                        share: list[bytes], url: str = url, failures: list[str] = failures
+                    ) -> None:
                         with httpx.Client(base_url=server.url, headers=headers, timeout=120) as c:
                             for data in share:
                                 r = c.post(url, content=data)
@@ -211,10 +215,14 @@ def main() -> None:
         label = f"ingest with {count:,} rules (rows/s, vs 0 rules)"
         print(f"{label:<52}{rate:>14,.0f}  {rate / base:.2f}x")
     print(f"{'cost of 1,000 rules (target < 20%)':<52}{result['cost_of_1000_rules']:>13.1%}")
-    print(f"{'evaluator, 1,000 rules, incremental (rows/s)':<52}"
-          f"{evaluator['incremental_rows_per_second']:>14,.0f}")
-    print(f"{'evaluator, 1,000 rules, every rule per row (rows/s)':<52}"
-          f"{evaluator['naive_rows_per_second']:>14,.0f}")
+    print(
+        f"{'evaluator, 1,000 rules, incremental (rows/s)':<52}"
+        f"{evaluator['incremental_rows_per_second']:>14,.0f}"
+    )
+    print(
+        f"{'evaluator, 1,000 rules, every rule per row (rows/s)':<52}"
+        f"{evaluator['naive_rows_per_second']:>14,.0f}"
+    )
     print(f"{'speed-up (naive / incremental time)':<52}{evaluator['speedup']:>13.1f}x")
     print(f"machine: {result['machine']}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -187,9 +187,7 @@ SPIKE_SECONDS = (15.0, 30.0)
 SPIKE_DEGREES = 9.0
 
 
-def reading(
-    step: int, now: float, rng: random.Random, *, spike: bool = False
-) -> dict[str, Any]:
+def reading(step: int, now: float, rng: random.Random, *, spike: bool = False) -> dict[str, Any]:
     """One simulated row: slow sine waves plus noise, cycling through the sites.
 
     ``spike`` heats the first site by :data:`SPIKE_DEGREES` (the demo alert's fault).

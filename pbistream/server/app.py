@@ -33,11 +33,11 @@ from pbistream.server import api, auth, groups, live, metrics, openapi, push, re
 from pbistream.server.alerts import routes as alert_routes
 from pbistream.server.alerts.exposition import render_alerts
 from pbistream.server.alerts.service import AlertService
-from pbistream.server.ui import routes as dashboard
 from pbistream.server.errors import PbiJSONResponse, exception_handlers
 from pbistream.server.housekeeping import run_housekeeping
 from pbistream.server.settings import Settings
 from pbistream.server.throttle import Throttle
+from pbistream.server.ui import routes as dashboard
 from pbistream.storage.base import Storage
 
 __all__ = ["LiberalRequests", "create_app"]

@@ -19,6 +19,10 @@ from pbistream.storage.base import AlertDelivery, AlertEventRecord, StoredAlertE
 __all__ = ["ALERT_TABLES", "AlertsSQL", "alerts_schema_sql"]
 
 ALERT_TABLES = ("alert_rules", "alert_events", "alert_outbox")
+_EVENTS = (
+    "SELECT e.id, e.rule_id, e.at, e.kind, e.payload, o.status, o.attempts, o.last_error "
+    "FROM alert_events e LEFT JOIN alert_outbox o ON o.event_id = e.id"
+)
 
 
 def alerts_schema_sql(*, row_id: str, real: str, integer: str) -> str:
@@ -127,19 +131,17 @@ class AlertsSQL:
         self, *, rule_id: str | None = None, after_id: int | None = None, limit: int = 100
     ) -> list[StoredAlertEvent]:
         """Events newest first (with their delivery's state), optionally after a cursor."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if rule_id is not None:
             where.append("e.rule_id = ?")
             params.append(rule_id)
         if after_id is not None:
             where.append("e.id > ?")
             params.append(after_id)
-        query = (
-            "SELECT e.id, e.rule_id, e.at, e.kind, e.payload, o.status, o.attempts, "
-            "o.last_error FROM alert_events e LEFT JOIN alert_outbox o ON o.event_id = e.id"
-            + (" WHERE " + " AND ".join(where) if where else "")
-            + " ORDER BY e.id DESC LIMIT ?"
-        )
+        # Only fixed clauses are joined; every value is a parameter.
+        where_sql = (" WHERE " + " AND ".join(where)) if where else ""
+        query = _EVENTS + where_sql + " ORDER BY e.id DESC LIMIT ?"  # noqa: S608
         params.append(max(0, int(limit)))
         with self._reading() as conn:
             found = self._exec(conn, query, params).fetchall()
@@ -157,7 +159,9 @@ class AlertsSQL:
             for r in found
         ]
 
-    def claim_alert_deliveries(self, now: float, *, lease: float, limit: int) -> list[AlertDelivery]:
+    def claim_alert_deliveries(
+        self, now: float, *, lease: float, limit: int
+    ) -> list[AlertDelivery]:
         """Pending deliveries due by ``now``, each claimed until ``now + lease``."""
         with self._writing() as conn:
             found = self._exec(
@@ -185,7 +189,7 @@ class AlertsSQL:
         next_at: float,
         error: str | None = None,
     ) -> None:
-        """Record an attempt: ``sent``, ``failed`` (given up) or ``pending`` (retry at ``next_at``)."""
+        """Record an attempt: ``sent``, ``failed`` (given up) or ``pending`` (retry later)."""
         with self._writing() as conn:
             self._exec(
                 conn,

@@ -19,12 +19,16 @@ class Receiver:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 with owner._lock:
                     owner.posts.append(
-                        {"body": body, "headers": dict(self.headers), "at": time.time(),
-                         "status": owner.status}
+                        {
+                            "body": body,
+                            "headers": dict(self.headers),
+                            "at": time.time(),
+                            "status": owner.status,
+                        }
                     )
                     status = owner.status
                 self.send_response(status)

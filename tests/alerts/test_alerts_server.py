@@ -19,9 +19,15 @@ def make_dataset(server: RunningServer | ServerProcess, api: httpx.Client) -> tu
     body = {
         "name": "Sensors",
         "defaultMode": "PushStreaming",
-        "tables": [{"name": "RealTimeData", "columns": [
-            {"name": "temperature", "dataType": "Double"},
-            {"name": "device", "dataType": "String"}]}],
+        "tables": [
+            {
+                "name": "RealTimeData",
+                "columns": [
+                    {"name": "temperature", "dataType": "Double"},
+                    {"name": "device", "dataType": "String"},
+                ],
+            }
+        ],
     }
     created = api.post("/v1.0/myorg/datasets", json=body)
     assert created.status_code == 201, created.text
@@ -38,8 +44,11 @@ def push(push_url: str, *rows: dict) -> None:
 def wait_for_events(api: httpx.Client, n: int, timeout: float = 10.0, **params) -> list[dict]:
     deadline = time.monotonic() + timeout
     while True:
-        events = [e for e in api.get("/api/alerts/events", params=params).json()["value"]
-                  if e["state"] == "fired"]
+        events = [
+            e
+            for e in api.get("/api/alerts/events", params=params).json()["value"]
+            if e["state"] == "fired"
+        ]
         if len(events) >= n or time.monotonic() > deadline:
             return events
         time.sleep(0.05)
@@ -53,9 +62,17 @@ def client(pbistream_server: RunningServer):
 
 def test_a_rule_fires_within_a_second_of_the_crossing_push(pbistream_server, client, receiver):
     dataset_id, push_url = make_dataset(pbistream_server, client)
-    created = client.post("/api/alerts", json={
-        "dataset": dataset_id, "table": "RealTimeData", "field": "temperature",
-        "op": ">", "threshold": 30, "webhook": receiver.url})
+    created = client.post(
+        "/api/alerts",
+        json={
+            "dataset": dataset_id,
+            "table": "RealTimeData",
+            "field": "temperature",
+            "op": ">",
+            "threshold": 30,
+            "webhook": receiver.url,
+        },
+    )
     assert created.status_code == 201, created.text
     rule = created.json()
     assert rule["id"] and rule["secret"]
@@ -71,10 +88,15 @@ def test_a_rule_fires_within_a_second_of_the_crossing_push(pbistream_server, cli
     assert post["value"] == 31.5
     datetime.fromisoformat(post["firedAt"].replace("Z", "+00:00"))
     headers = {k.lower(): v for k, v in raw["headers"].items()}
-    assert verify(rule["secret"], headers[TIMESTAMP_HEADER.lower()], raw["body"],
-                  headers[SIGNATURE_HEADER.lower()])
-    assert not verify("wrong", headers[TIMESTAMP_HEADER.lower()], raw["body"],
-                      headers[SIGNATURE_HEADER.lower()])
+    assert verify(
+        rule["secret"],
+        headers[TIMESTAMP_HEADER.lower()],
+        raw["body"],
+        headers[SIGNATURE_HEADER.lower()],
+    )
+    assert not verify(
+        "wrong", headers[TIMESTAMP_HEADER.lower()], raw["body"], headers[SIGNATURE_HEADER.lower()]
+    )
     # The rule's state, the history and /metrics all say so.
     assert client.get(f"/api/alerts/{rule['id']}").json()["firing"] is True
     assert wait_for_events(client, 1)[0]["value"] == 31.5
@@ -84,9 +106,17 @@ def test_a_rule_fires_within_a_second_of_the_crossing_push(pbistream_server, cli
 
 def test_it_does_not_fire_again_until_it_clears(pbistream_server, client, receiver):
     dataset_id, push_url = make_dataset(pbistream_server, client)
-    client.post("/api/alerts", json={"dataset": dataset_id, "table": "RealTimeData",
-                                     "field": "temperature", "op": ">=", "threshold": 30,
-                                     "webhook": receiver.url}).raise_for_status()
+    client.post(
+        "/api/alerts",
+        json={
+            "dataset": dataset_id,
+            "table": "RealTimeData",
+            "field": "temperature",
+            "op": ">=",
+            "threshold": 30,
+            "webhook": receiver.url,
+        },
+    ).raise_for_status()
     push(push_url, {"temperature": 30.0})
     receiver.wait_for(1)
     for value in (35.0, 40.0, 31.0):
@@ -101,10 +131,19 @@ def test_it_does_not_fire_again_until_it_clears(pbistream_server, client, receiv
 
 def test_per_device_rules_and_many_rows_in_one_post(pbistream_server, client, receiver):
     dataset_id, push_url = make_dataset(pbistream_server, client)
-    client.post("/api/alerts", json={"dataset": dataset_id, "table": "RealTimeData",
-                                     "field": "temperature", "op": ">", "threshold": 50,
-                                     "category": "device", "webhook": receiver.url,
-                                     "format": "json"}).raise_for_status()
+    client.post(
+        "/api/alerts",
+        json={
+            "dataset": dataset_id,
+            "table": "RealTimeData",
+            "field": "temperature",
+            "op": ">",
+            "threshold": 50,
+            "category": "device",
+            "webhook": receiver.url,
+            "format": "json",
+        },
+    ).raise_for_status()
     rows = [{"temperature": 20.0 + i % 10, "device": f"d{i % 5}"} for i in range(500)]
     rows[123]["temperature"] = 60.0  # d3 crosses once
     rows[124]["temperature"] = 70.0  # d4 crosses once
@@ -112,15 +151,24 @@ def test_per_device_rules_and_many_rows_in_one_post(pbistream_server, client, re
     posts = receiver.wait_for(2)
     time.sleep(0.3)
     assert sorted((p["categoryValue"], p["value"]) for p in receiver.accepted()) == [
-        ("d3", 60.0), ("d4", 70.0)]
+        ("d3", 60.0),
+        ("d4", 70.0),
+    ]
     assert len(posts) == 2
 
 
 def test_the_silence_rule_catches_a_quiet_device(pbistream_server, client, receiver):
     dataset_id, push_url = make_dataset(pbistream_server, client)
-    rule = client.post("/api/alerts", json={"dataset": dataset_id, "table": "RealTimeData",
-                                            "field": "temperature", "silenceSeconds": 1,
-                                            "webhook": receiver.url}).json()
+    rule = client.post(
+        "/api/alerts",
+        json={
+            "dataset": dataset_id,
+            "table": "RealTimeData",
+            "field": "temperature",
+            "silenceSeconds": 1,
+            "webhook": receiver.url,
+        },
+    ).json()
     push(push_url, {"temperature": 20.0})
     started = time.time()
     [post] = receiver.wait_for(1, timeout=6)
@@ -136,9 +184,17 @@ def test_the_silence_rule_catches_a_quiet_device(pbistream_server, client, recei
 def test_teams_and_slack_templates(pbistream_server, client, receiver):
     dataset_id, push_url = make_dataset(pbistream_server, client)
     for fmt in ("teams", "slack"):
-        client.post("/api/alerts", json={"dataset": dataset_id, "field": "temperature",
-                                         "op": ">", "threshold": 0, "format": fmt,
-                                         "webhook": receiver.url}).raise_for_status()
+        client.post(
+            "/api/alerts",
+            json={
+                "dataset": dataset_id,
+                "field": "temperature",
+                "op": ">",
+                "threshold": 0,
+                "format": fmt,
+                "webhook": receiver.url,
+            },
+        ).raise_for_status()
     push(push_url, {"temperature": 5.0})
     posts = receiver.wait_for(2)
     teams = next(p for p in posts if p.get("type") == "message")
@@ -151,9 +207,16 @@ def test_teams_and_slack_templates(pbistream_server, client, receiver):
 
 def test_rules_are_listed_edited_and_deleted(pbistream_server, client):
     dataset_id, _ = make_dataset(pbistream_server, client)
-    rule = client.post("/api/alerts", json={"dataset": dataset_id, "table": "RealTimeData",
-                                            "field": "temperature", "op": ">",
-                                            "threshold": 30}).json()
+    rule = client.post(
+        "/api/alerts",
+        json={
+            "dataset": dataset_id,
+            "table": "RealTimeData",
+            "field": "temperature",
+            "op": ">",
+            "threshold": 30,
+        },
+    ).json()
     listed = client.get("/api/alerts").json()["value"]
     assert [r["id"] for r in listed] == [rule["id"]]
     assert "secret" not in listed[0]
@@ -182,16 +245,19 @@ def test_bad_rules_get_a_400_naming_the_problem(pbistream_server, client, body, 
 
 
 def test_unknown_dataset_is_404_and_no_token_is_401(pbistream_server, client):
-    answer = client.post("/api/alerts", json={"dataset": "nope", "field": "x", "op": ">",
-                                              "threshold": 1})
+    answer = client.post(
+        "/api/alerts", json={"dataset": "nope", "field": "x", "op": ">", "threshold": 1}
+    )
     assert answer.status_code == 404
     assert httpx.get(f"{pbistream_server.url}/api/alerts").status_code == 401
 
 
 def test_deleting_the_dataset_deletes_its_rules(pbistream_server, client):
     dataset_id, _ = make_dataset(pbistream_server, client)
-    client.post("/api/alerts", json={"dataset": dataset_id, "field": "temperature", "op": ">",
-                                     "threshold": 1}).raise_for_status()
+    client.post(
+        "/api/alerts",
+        json={"dataset": dataset_id, "field": "temperature", "op": ">", "threshold": 1},
+    ).raise_for_status()
     assert client.delete(f"/v1.0/myorg/datasets/{dataset_id}").status_code == 200
     assert client.get("/api/alerts").json()["value"] == []
 
@@ -203,9 +269,16 @@ def test_webhook_retries_survive_a_server_restart(tmp_path):
     try:
         with httpx.Client(base_url=server.url, headers=server.headers, timeout=10) as client:
             dataset_id, push_url = make_dataset(server, client)
-            client.post("/api/alerts", json={"dataset": dataset_id, "field": "temperature",
-                                             "op": ">", "threshold": 30,
-                                             "webhook": receiver.url}).raise_for_status()
+            client.post(
+                "/api/alerts",
+                json={
+                    "dataset": dataset_id,
+                    "field": "temperature",
+                    "op": ">",
+                    "threshold": 30,
+                    "webhook": receiver.url,
+                },
+            ).raise_for_status()
             push(push_url, {"temperature": 99.0})
             deadline = time.monotonic() + 10
             while not receiver.posts and time.monotonic() < deadline:

@@ -14,10 +14,24 @@ from pbistream.testing import free_port
 
 def test_the_demo_alert_fires_within_the_first_minute(tmp_path):
     port, token = free_port(), "demo-token-" + "x" * 20
-    process = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "pbistream", "demo", "--port", str(port), "--rate", "20",
-         "--data-dir", str(tmp_path / "demo"), "--token", token],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pbistream",
+            "demo",
+            "--port",
+            str(port),
+            "--rate",
+            "20",
+            "--data-dir",
+            str(tmp_path / "demo"),
+            "--token",
+            token,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     base, headers = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {token}"}
     started = time.monotonic()

@@ -70,8 +70,12 @@ def test_fires_again_after_the_interval_while_the_condition_holds():
 def test_per_category_states_are_independent():
     ev = AlertEvaluator(now=0.0)
     ev.set_rules([rule(category="device")], now=0.0)
-    rows = [{"temperature": 35, "device": "a"}, {"temperature": 20, "device": "b"},
-            {"temperature": 36, "device": "a"}, {"temperature": 31, "device": "b"}]
+    rows = [
+        {"temperature": 35, "device": "a"},
+        {"temperature": 20, "device": "b"},
+        {"temperature": 36, "device": "a"},
+        {"temperature": 31, "device": "b"},
+    ]
     events = ev.observe("D", "T", rows, first_id=1, received_at=1.0)
     assert [(e.category_value, e.row_id) for e in events] == [("a", 1), ("b", 4)]
     assert sorted(ev.firing()[events[0].rule.id]) == ["a", "b"]
@@ -79,8 +83,12 @@ def test_per_category_states_are_independent():
 
 def test_silence_fires_after_n_seconds_and_clears_on_a_row():
     ev = AlertEvaluator(now=0.0)
-    silent = parse_rule({"table": "T", "field": "temperature", "silenceSeconds": 5},
-                        columns=COLUMNS, dataset="D", now=0.0)
+    silent = parse_rule(
+        {"table": "T", "field": "temperature", "silenceSeconds": 5},
+        columns=COLUMNS,
+        dataset="D",
+        now=0.0,
+    )
     ev.set_rules([silent], now=0.0)
     assert ev.tick(4.0) == []
     fired = ev.tick(5.5)
@@ -93,11 +101,20 @@ def test_silence_fires_after_n_seconds_and_clears_on_a_row():
 
 def test_silence_per_device_catches_the_one_that_went_quiet():
     ev = AlertEvaluator(now=0.0)
-    silent = parse_rule({"table": "T", "field": "temperature", "silenceSeconds": 5,
-                         "category": "device"}, columns=COLUMNS, dataset="D", now=0.0)
+    silent = parse_rule(
+        {"table": "T", "field": "temperature", "silenceSeconds": 5, "category": "device"},
+        columns=COLUMNS,
+        dataset="D",
+        now=0.0,
+    )
     ev.set_rules([silent], now=0.0)
-    ev.observe("D", "T", [{"temperature": 1, "device": "a"}, {"temperature": 1, "device": "b"}],
-               first_id=1, received_at=1.0)
+    ev.observe(
+        "D",
+        "T",
+        [{"temperature": 1, "device": "a"}, {"temperature": 1, "device": "b"}],
+        first_id=1,
+        received_at=1.0,
+    )
     ev.observe("D", "T", [{"temperature": 1, "device": "a"}], first_id=3, received_at=4.0)
     fired = ev.tick(7.0)
     assert [e.category_value for e in fired if e.category_value is not None] == ["b"]
@@ -114,12 +131,20 @@ def test_editing_one_rule_keeps_the_others_quiet():
 
 def test_many_rules_match_a_brute_force_model():
     rng = random.Random(7)
-    rules = [rule(op=rng.choice([">", ">=", "<", "<=", "=", "!="]),
-                  threshold=rng.randint(0, 20)) for _ in range(200)]
+    rules = [
+        rule(op=rng.choice([">", ">=", "<", "<=", "=", "!="]), threshold=rng.randint(0, 20))
+        for _ in range(200)
+    ]
     ev = AlertEvaluator(now=0.0)
     ev.set_rules(rules, now=0.0)
-    ops = {">": float.__gt__, ">=": float.__ge__, "<": float.__lt__, "<=": float.__le__,
-           "=": float.__eq__, "!=": float.__ne__}
+    ops = {
+        ">": float.__gt__,
+        ">=": float.__ge__,
+        "<": float.__lt__,
+        "<=": float.__le__,
+        "=": float.__eq__,
+        "!=": float.__ne__,
+    }
     state = {r.id: False for r in rules}
     for i in range(300):
         v = float(rng.randint(0, 20))
@@ -135,19 +160,38 @@ def test_many_rules_match_a_brute_force_model():
 
 def test_batches_with_categories_and_gaps_match_a_brute_force_model():
     rng = random.Random(11)
-    rules = [rule(op=rng.choice([">", ">=", "<", "<=", "=", "!="]), threshold=rng.randint(0, 10),
-                  category=rng.choice([None, "device"])) for _ in range(120)]
+    rules = [
+        rule(
+            op=rng.choice([">", ">=", "<", "<=", "=", "!="]),
+            threshold=rng.randint(0, 10),
+            category=rng.choice([None, "device"]),
+        )
+        for _ in range(120)
+    ]
     ev = AlertEvaluator(now=0.0)
     ev.set_rules(rules, now=0.0)
-    ops = {">": float.__gt__, ">=": float.__ge__, "<": float.__lt__, "<=": float.__le__,
-           "=": float.__eq__, "!=": float.__ne__}
+    ops = {
+        ">": float.__gt__,
+        ">=": float.__ge__,
+        "<": float.__lt__,
+        "<=": float.__le__,
+        "=": float.__eq__,
+        "!=": float.__ne__,
+    }
     state: dict = {}
     next_id = 1
     for _ in range(60):
-        batch = [{"temperature": rng.choice([None, float(rng.randint(0, 10))]),
-                  "device": rng.choice("abc")} for _ in range(rng.randint(1, 30))]
-        got = sorted((e.row_id, e.rule.id, e.kind) for e in
-                     ev.observe("D", "T", batch, first_id=next_id, received_at=1.0))
+        batch = [
+            {
+                "temperature": rng.choice([None, float(rng.randint(0, 10))]),
+                "device": rng.choice("abc"),
+            }
+            for _ in range(rng.randint(1, 30))
+        ]
+        got = sorted(
+            (e.row_id, e.rule.id, e.kind)
+            for e in ev.observe("D", "T", batch, first_id=next_id, received_at=1.0)
+        )
         want = []
         for k, row in enumerate(batch):
             v = row["temperature"]
@@ -165,10 +209,14 @@ def test_batches_with_categories_and_gaps_match_a_brute_force_model():
 
 def test_text_and_boolean_rules():
     ev = AlertEvaluator(now=0.0)
-    ev.set_rules([rule(field="device", op="=", threshold="down"),
-                  rule(field="ok", op="!=", threshold=True)], now=0.0)
+    ev.set_rules(
+        [rule(field="device", op="=", threshold="down"), rule(field="ok", op="!=", threshold=True)],
+        now=0.0,
+    )
     assert kinds(feed(ev, "up", "down", "down", "up", field="device")) == [
-        ("fired", "down"), ("cleared", "up")]
+        ("fired", "down"),
+        ("cleared", "up"),
+    ]
     assert kinds(feed(ev, True, False, field="ok")) == [("fired", False)]
 
 

@@ -13,17 +13,55 @@ XSS = '<img src=x onerror="window.__xss=1">'
 
 def test_an_alert_set_from_a_card_fires_and_shows_in_the_badge_and_history(pbistream_server, page):
     with pbistream_server.client(timeout=10) as api:
-        body = {"name": "Sensors", "defaultMode": "PushStreaming", "tables": [{
-            "name": "RealTimeData", "columns": [{"name": "temperature", "dataType": "Double"},
-                                                {"name": "device", "dataType": "String"}]}]}
+        body = {
+            "name": "Sensors",
+            "defaultMode": "PushStreaming",
+            "tables": [
+                {
+                    "name": "RealTimeData",
+                    "columns": [
+                        {"name": "temperature", "dataType": "Double"},
+                        {"name": "device", "dataType": "String"},
+                    ],
+                }
+            ],
+        }
         dataset_id = api.post("/v1.0/myorg/datasets", json=body).json()["id"]
         push_url = api.get(f"/api/datasets/{dataset_id}").json()["pushUrl"]
-        board = make_dashboard(api, dataset_id, [
-            {"id": "c", "type": "card", "fields": ["temperature"], "x": 0, "y": 0, "w": 4, "h": 2,
-             "thresholds": [{"value": 30, "color": "#d13438"}]},
-            {"id": "g", "type": "gauge", "fields": ["temperature"], "x": 4, "y": 0, "w": 4, "h": 3},
-            {"id": "t", "type": "table", "fields": ["temperature"], "x": 8, "y": 0, "w": 4, "h": 3},
-        ])
+        board = make_dashboard(
+            api,
+            dataset_id,
+            [
+                {
+                    "id": "c",
+                    "type": "card",
+                    "fields": ["temperature"],
+                    "x": 0,
+                    "y": 0,
+                    "w": 4,
+                    "h": 2,
+                    "thresholds": [{"value": 30, "color": "#d13438"}],
+                },
+                {
+                    "id": "g",
+                    "type": "gauge",
+                    "fields": ["temperature"],
+                    "x": 4,
+                    "y": 0,
+                    "w": 4,
+                    "h": 3,
+                },
+                {
+                    "id": "t",
+                    "type": "table",
+                    "fields": ["temperature"],
+                    "x": 8,
+                    "y": 0,
+                    "w": 4,
+                    "h": 3,
+                },
+            ],
+        )
         login(page, pbistream_server, f"#/dashboards/{board}")
         # Cards and gauges have a bell; a table does not.
         page.wait_for_selector('[data-tile-id="c"] [data-testid="tile-alert"]')

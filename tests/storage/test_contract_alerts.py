@@ -24,8 +24,14 @@ def test_rules_are_saved_replaced_listed_and_deleted(storage: Storage) -> None:
 def test_an_event_and_its_delivery_are_stored_together(storage: Storage) -> None:
     ids = storage.record_alert_events(
         [
-            AlertEventRecord("a", 10.0, "fired", {"value": 31}, "http://127.0.0.1:9/h",
-                             lambda event_id: f'{{"event": {event_id}}}'),
+            AlertEventRecord(
+                "a",
+                10.0,
+                "fired",
+                {"value": 31},
+                "http://127.0.0.1:9/h",
+                lambda event_id: f'{{"event": {event_id}}}',
+            ),
             AlertEventRecord("a", 11.0, "cleared", {"value": 20}),
         ]
     )
@@ -34,12 +40,15 @@ def test_an_event_and_its_delivery_are_stored_together(storage: Storage) -> None
     assert [(e.kind, e.delivery) for e in events] == [("cleared", None), ("fired", "pending")]
     assert storage.list_alert_events(after_id=ids[0])[0].id == ids[1]
     claimed = storage.claim_alert_deliveries(10.0, lease=60, limit=10)
-    assert [(d.event_id, d.body, d.attempts) for d in claimed] == [(ids[0], f'{{"event": {ids[0]}}}', 0)]
+    assert [(d.event_id, d.body, d.attempts) for d in claimed] == [
+        (ids[0], f'{{"event": {ids[0]}}}', 0)
+    ]
     # Claimed: not handed out again until the lease ends.
     assert storage.claim_alert_deliveries(20.0, lease=60, limit=10) == []
     assert len(storage.claim_alert_deliveries(71.0, lease=60, limit=10)) == 1
-    storage.finish_alert_delivery(claimed[0].id, status="pending", attempts=1, next_at=200.0,
-                                  error="HTTP 503")
+    storage.finish_alert_delivery(
+        claimed[0].id, status="pending", attempts=1, next_at=200.0, error="HTTP 503"
+    )
     assert storage.claim_alert_deliveries(199.0, lease=60, limit=10) == []
     again = storage.claim_alert_deliveries(200.0, lease=60, limit=10)
     assert again[0].attempts == 1

@@ -25,9 +25,10 @@ sorted by silence).
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import operator
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pbistream.server.alerts.rules import AlertRule
@@ -73,9 +74,11 @@ class _Numbers:
     category: str | None
     thresholds: list[float]  # sorted, unique
     at_threshold: list[list[AlertRule]]  # rules by threshold index
-    places: dict[Any, int] = field(default_factory=dict)
-    counts: dict[int, int] = field(default_factory=dict)  # place -> category values there
-    due: dict[Any, set[str]] = field(default_factory=dict)
+    places: dict[Any, int] = dataclasses.field(default_factory=dict)
+    counts: dict[int, int] = dataclasses.field(
+        default_factory=dict
+    )  # place -> category values there
+    due: dict[Any, set[str]] = dataclasses.field(default_factory=dict)
 
     def place(self, value: float) -> int:
         """Even between two thresholds, odd on one (``2j+1`` on threshold ``j``)."""
@@ -115,14 +118,12 @@ class _Equality:
     category: str | None
     by_value: dict[Any, list[AlertRule]]
     rules: list[AlertRule]
-    last: dict[Any, Any] = field(default_factory=dict)
-    due: dict[Any, set[str]] = field(default_factory=dict)
+    last: dict[Any, Any] = dataclasses.field(default_factory=dict)
+    due: dict[Any, set[str]] = dataclasses.field(default_factory=dict)
 
     def true_ids(self, value: Any) -> set[str]:
         key = _key(value)
-        return {
-            r.id for r in self.rules if (_key(r.threshold) == key) == (r.op == "=")
-        }
+        return {r.id for r in self.rules if (_key(r.threshold) == key) == (r.op == "=")}
 
 
 @dataclass(slots=True)
@@ -138,9 +139,9 @@ class _Silence:
 
 @dataclass(slots=True)
 class _Watch:
-    numbers: list[_Numbers] = field(default_factory=list)
-    equality: list[_Equality] = field(default_factory=list)
-    silence: list[_Silence] = field(default_factory=list)
+    numbers: list[_Numbers] = dataclasses.field(default_factory=list)
+    equality: list[_Equality] = dataclasses.field(default_factory=list)
+    silence: list[_Silence] = dataclasses.field(default_factory=list)
 
 
 def _key(value: Any) -> Any:
@@ -312,9 +313,7 @@ class AlertEvaluator:
             self._observe_rows(group, values, cats, start, first_id, at, events)
 
     @staticmethod
-    def _unchanged(
-        group: _Numbers, values: list[Any], cats: list[Any] | None, start: int
-    ) -> bool:
+    def _unchanged(group: _Numbers, values: list[Any], cats: list[Any] | None, start: int) -> bool:
         """Whether no row of a chunk can change a rule (the common case), found in C.
 
         If the chunk's smallest and largest values share a place, every value in it
@@ -328,9 +327,9 @@ class AlertEvaluator:
         except TypeError:  # a None (field left out) or a non-number: look row by row
             return False
         if cats is None:
-            return group.places.get(None, _MISSING) == place
+            return bool(group.places.get(None, _MISSING) == place)
         counts = group.counts
-        return (
+        return bool(
             len(counts) == 1
             and place in counts
             and group.places.keys() >= set(cats[start : start + _CHUNK])
@@ -412,7 +411,11 @@ class AlertEvaluator:
             pending = group.due.pop(cat, None)
             if pending:
                 for rule in group.rules:
-                    if rule.id in pending and rule.id in true_ids and (rule.id, cat) in self._firing:
+                    if (
+                        rule.id in pending
+                        and rule.id in true_ids
+                        and (rule.id, cat) in self._firing
+                    ):
                         self._fire(rule, cat, value, row_id, at, events)
 
     def _observe_silence(

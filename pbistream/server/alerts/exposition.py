@@ -26,7 +26,9 @@ def render_alerts(service: AlertService) -> str:
     )
     for rule_id, rule in sorted(snap["rules"].items()):
         labels = f'rule="{escape_label(rule_id)}",dataset="{escape_label(rule.dataset)}"'
-        lines.append(f"pbistream_alert_firing{{{labels}}} {1 if snap['firing'].get(rule_id) else 0}")
+        lines.append(
+            f"pbistream_alert_firing{{{labels}}} {1 if snap['firing'].get(rule_id) else 0}"
+        )
     family(
         "pbistream_alert_firing_categories",
         "gauge",

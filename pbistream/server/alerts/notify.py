@@ -46,8 +46,8 @@ def _show(value: Any) -> str:
 
 def iso(epoch: float) -> str:
     """Epoch seconds as ISO 8601 UTC with milliseconds (``2026-12-01T16:00:00.123Z``)."""
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
+    return (
+        datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     )
 
 
@@ -113,8 +113,13 @@ def webhook_body(payload: dict[str, Any], fmt: str) -> bytes:
             "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
             "version": "1.4",
             "body": [
-                {"type": "TextBlock", "size": "Medium", "weight": "Bolder", "wrap": True,
-                 "text": f"pbistream alert: {payload['name']}"},
+                {
+                    "type": "TextBlock",
+                    "size": "Medium",
+                    "weight": "Bolder",
+                    "wrap": True,
+                    "text": f"pbistream alert: {payload['name']}",
+                },
                 {"type": "TextBlock", "wrap": True, "text": payload["message"]},
                 {"type": "FactSet", "facts": facts},
             ],

@@ -34,7 +34,9 @@ def _service(request: Request) -> AlertService:
     return service
 
 
-def _rule_json(service: AlertService, rule: AlertRule, *, with_secret: bool = False) -> dict[str, Any]:
+def _rule_json(
+    service: AlertService, rule: AlertRule, *, with_secret: bool = False
+) -> dict[str, Any]:
     return {**rule.to_json(with_secret=with_secret), **service.state(rule.id)}
 
 
@@ -88,8 +90,9 @@ async def collection(request: Request) -> Response:
     body = await read_json_body(request, MAX_BODY_BYTES)
     rule = await _parse(request, body, None)
     if len(await run_in_threadpool(storage.list_alert_rules)) >= MAX_RULES:
-        raise BadRequest(f"At most {MAX_RULES:,} alert rules; delete one first.",
-                         code="TooManyAlertRules")
+        raise BadRequest(
+            f"At most {MAX_RULES:,} alert rules; delete one first.", code="TooManyAlertRules"
+        )
     await run_in_threadpool(storage.save_alert_rule, rule.stored_json())
     service.reload()
     return json_response(_rule_json(service, rule, with_secret=True), status_code=201)

@@ -11,11 +11,12 @@ property and the rule it breaks.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import secrets
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -104,7 +105,7 @@ class AlertRule:
     enabled: bool = True
     created_at: float = 0.0
     updated_at: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
 
     @property
     def kind(self) -> str:
@@ -275,8 +276,14 @@ def _threshold(op: str, value: Any, data_type: str) -> Any:
     if value is None:
         raise RuleError("'threshold' is required with 'op'.")
     if data_type in _NUMERIC:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise RuleError(f"'threshold' must be a number for a {data_type} column, got {value!r}.")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise RuleError(
+                f"'threshold' must be a number for a {data_type} column, got {value!r}."
+            )
         return value
     if op not in ("=", "!="):
         raise RuleError(

@@ -68,7 +68,7 @@ class DeliveryPolicy:
         """Seconds before the next attempt after ``attempts`` failed ones."""
         base = min(self.first_retry_seconds * 2 ** max(0, attempts - 1), self.max_retry_seconds)
         jittered = base * (0.5 + random.random() / 2)  # noqa: S311 (jitter, not security)
-        return max(jittered, retry_after or 0.0)
+        return float(max(jittered, retry_after or 0.0))
 
 
 class AlertService:
