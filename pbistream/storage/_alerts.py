@@ -141,7 +141,7 @@ class AlertsSQL:
             params.append(after_id)
         # Only fixed clauses are joined; every value is a parameter.
         where_sql = (" WHERE " + " AND ".join(where)) if where else ""
-        query = _EVENTS + where_sql + " ORDER BY e.id DESC LIMIT ?"  # noqa: S608
+        query = _EVENTS + where_sql + " ORDER BY e.id DESC LIMIT ?"
         params.append(max(0, int(limit)))
         with self._reading() as conn:
             found = self._exec(conn, query, params).fetchall()
