@@ -271,9 +271,9 @@ def _number_from_text(text: str, data_type: DataType) -> int | float | Decimal:
             if math.isinf(number):  # "1e400": a number, but no Double can hold it
                 raise RuleError("range", f"{_short(text)} is outside Double's range")
             return number
-    what = "a whole number" if data_type is DataType.INT64 else "a number"
+    whole = " (a whole number)" if data_type is DataType.INT64 else ""
     raise RuleError(
-        "type", f"expected {what} for {data_type.value}, got text {_short(text)} that is not one"
+        "type", f"expected a number for {data_type.value}{whole}, got text {_short(text)}"
     )
 
 

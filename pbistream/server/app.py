@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pbistream.redact import redact_url
 from pbistream.server import api, auth, groups, live, metrics, openapi, push, rest
+from pbistream.server import powerbi
 from pbistream.server.ui import routes as dashboard
 from pbistream.server.errors import PbiJSONResponse, exception_handlers
 from pbistream.server.housekeeping import run_housekeeping
@@ -146,6 +147,7 @@ def create_app(settings: Settings, storage: Storage) -> Starlette:
         *openapi.routes,
         *metrics.routes,
         *dashboard.routes,
+        *powerbi.routes,
     ]
     app = Starlette(
         routes=routes,

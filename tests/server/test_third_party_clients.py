@@ -500,7 +500,7 @@ def test_python_power_bi_adds_and_lists_dashboards_and_tiles(
         tiles = service.get_group_tiles(group_id=group_id, dashboard_id=added["id"])
     assert added["displayName"] == "Plant floor"
     assert added["isReadOnly"] is False
-    assert added["embedUrl"].endswith(f"dashboardId={added['id']}")
+    assert added["embedUrl"].endswith(f"/ui/#/dashboards/{added['id']}")
     assert [d["id"] for d in listed["value"]] == [added["id"]]
     assert one["displayName"] == "Plant floor"
     assert tiles["value"] == []
