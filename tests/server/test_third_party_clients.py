@@ -471,6 +471,23 @@ def test_python_power_bi_creates_pushes_reads_and_truncates(
     assert server.count_rows(dataset_id, "Readings") == 0
 
 
+def test_python_power_bi_replaces_a_table_schema_and_keeps_its_rows(
+    server: RunningServer, ppb: Any
+) -> None:
+    service = ppb_push.PushDatasets(session=ppb)
+    created = service.post_dataset(dataset=_ppb_dataset("evolving", "Push"))
+    service.post_dataset_rows(created["id"], "Readings", [{"sensor": "a", "count": "7"}])
+    wider = _ppb_dataset("evolving", "Push").get_table(0)
+    wider.add_column(ppb_utils.Column(name="note", data_type=ppb_enums.ColumnDataTypes.String))
+    assert service.put_dataset(created["id"], "Readings", wider) == {"name": "Readings"}
+    service.post_dataset_rows(created["id"], "Readings", [{"sensor": "b", "note": "new"}])
+    # "7" arrived as text into an Int64 column and was converted, as Power BI does.
+    assert stored_rows(server, created["id"], "Readings") == [
+        {"sensor": "a", "count": 7},
+        {"sensor": "b", "note": "new"},
+    ]
+
+
 def test_python_power_bi_still_gets_the_400_for_a_set_column_property_on_pushstreaming(
     server: RunningServer, ppb: Any
 ) -> None:
