@@ -29,13 +29,12 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pbistream.redact import redact_url
-from pbistream.server import api, auth, groups, live, metrics, openapi, push, rest
-from pbistream.server import powerbi
-from pbistream.server.ui import routes as dashboard
+from pbistream.server import api, auth, groups, live, metrics, openapi, powerbi, push, rest
 from pbistream.server.errors import PbiJSONResponse, exception_handlers
 from pbistream.server.housekeeping import run_housekeeping
 from pbistream.server.settings import Settings
 from pbistream.server.throttle import Throttle
+from pbistream.server.ui import routes as dashboard
 from pbistream.storage.base import Storage
 
 __all__ = ["LiberalRequests", "create_app"]

@@ -1,7 +1,8 @@
 """The streaming dataset's Push URL: ``POST /beta/{workspaceId}/datasets/{datasetId}/rows?key=K``.
 
 This is the URL Power BI's UI shows under "API Info" and the seed's snippet posts
-to: a bare JSON array of rows (a push or hybrid dataset's also takes ``{"rows": [...]}``), no Authorization header, the per-dataset key in the
+to: a bare JSON array of rows (a push or hybrid dataset's URL also takes
+``{"rows": [...]}``), no Authorization header, the per-dataset key in the
 query string (a Bearer token works too, §6 #41). Other query parameters (``ctid``,
 ``experience``) are ignored. The workspace segment is not checked: the key is the
 credential, and Power BI itself treats it as the tenant id.

@@ -160,9 +160,7 @@ def test_update_dataset_refuses_what_power_bi_refuses(
     refused = _call(pbistream_server, "PATCH", f"/v1.0/myorg/datasets/{dataset_id}", json=body)
     assert refused.status_code == 400
     assert words in refused.text
-    missing = _call(
-        pbistream_server, "PATCH", f"/v1.0/myorg/datasets/{uuid.uuid4()}", json={}
-    )
+    missing = _call(pbistream_server, "PATCH", f"/v1.0/myorg/datasets/{uuid.uuid4()}", json={})
     assert missing.status_code == 404
 
 

@@ -108,11 +108,9 @@ async def get_dashboards(request: Request) -> Response:
     found = await _run(storage.list_dashboards)
     workspaces = await _run(_workspaces, storage)
     group, site = _group_id(request), _site(request)
+    mine = [dashboard_json(d, site) for d in found if _in_workspace(d, workspaces, group)]
     return PbiJSONResponse(
-        {
-            "@odata.context": f"{_api_root(request)}/$metadata#dashboards",
-            "value": [dashboard_json(d, site) for d in found if _in_workspace(d, workspaces, group)],
-        }
+        {"@odata.context": f"{_api_root(request)}/$metadata#dashboards", "value": mine}
     )
 
 

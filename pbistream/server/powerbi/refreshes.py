@@ -75,7 +75,7 @@ def _record(storage: Storage, dataset_id: str, entry: dict[str, Any]) -> None:
 
 
 def _iso(moment: float) -> str:
-    millis = int(round(moment * 1000)) % 1000
+    millis = round(moment * 1000) % 1000
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(moment)) + f".{millis:03d}Z"
 
 
@@ -91,7 +91,7 @@ async def _check_request(request: Request) -> None:
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"The request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise BadRequest("The refresh request must be a JSON object, e.g. {\"notifyOption\": ...}.")
+        raise BadRequest('The refresh request must be a JSON object, e.g. {"notifyOption": ...}.')
     unknown = sorted(set(data) - _REQUEST_PROPS)
     if unknown:
         raise BadRequest(
@@ -106,9 +106,12 @@ async def _check_request(request: Request) -> None:
             ],
         )
     notify = data.get("notifyOption")
-    if notify is not None and (not isinstance(notify, str) or notify.lower() not in _NOTIFY_OPTIONS):
+    if notify is not None and (
+        not isinstance(notify, str) or notify.lower() not in _NOTIFY_OPTIONS
+    ):
         raise BadRequest(
-            f"notifyOption {notify!r} is not one of MailOnFailure, MailOnCompletion, NoNotification."
+            f"notifyOption {notify!r} is not one of MailOnFailure, MailOnCompletion, "
+            "NoNotification."
         )
 
 
