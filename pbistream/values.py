@@ -277,15 +277,29 @@ def _number_from_text(text: str, data_type: DataType) -> int | float | Decimal:
     )
 
 
-def _reading_text(convert: Converter, data_type: DataType) -> Converter:
-    """``convert``, also taking numbers sent as JSON strings (``"5"``, ``"21.5"``)."""
+# The numeric rules that also take numbers sent as JSON strings ("5", "21.5"). Each
+# repeats its strict twin's fast path first, so a value that already is a number costs
+# no extra call (the ingest path checks millions of them).
+def _int64_or_text(value: Any) -> int | None:
+    if type(value) is int and _INT64_MIN < value < _INT64_MAX:
+        return value
+    if type(value) is str:
+        value = _number_from_text(value, DataType.INT64)
+    return _int64(value)
 
-    def converting(value: Any) -> Any:
-        if type(value) is str:
-            return convert(_number_from_text(value, data_type))
-        return convert(value)
 
-    return converting
+def _double_or_text(value: Any) -> Any:
+    if type(value) is float and -_DOUBLE_MAX < value < _DOUBLE_MAX:  # NaN fails both
+        return value
+    if type(value) is str:
+        value = _number_from_text(value, DataType.DOUBLE)
+    return _double(value)
+
+
+def _decimal_or_text(value: Any) -> float | int | None:
+    if type(value) is str:
+        value = _number_from_text(value, DataType.DECIMAL)
+    return _decimal(value)
 
 
 def datetime_converter(naive: Literal["utc", "local"] = "utc") -> Converter:
@@ -342,9 +356,10 @@ _CONVERTERS: dict[DataType, Converter] = {
 }
 
 
-_NUMERIC_TYPES = (DataType.INT64, DataType.DOUBLE, DataType.DECIMAL)
 _TEXT_READING_CONVERTERS: dict[DataType, Converter] = {
-    t: _reading_text(_CONVERTERS[t], t) for t in _NUMERIC_TYPES
+    DataType.INT64: _int64_or_text,
+    DataType.DOUBLE: _double_or_text,
+    DataType.DECIMAL: _decimal_or_text,
 }
 
 
