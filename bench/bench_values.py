@@ -63,7 +63,8 @@ def main() -> None:
         "(e) ideal: dict(row) copy": _best(lambda: [dict(row) for row in numbers]),
     }
     rates = {name: count / s for name, s in seconds.items()}
-    print(f"{count:,} rows x 4 numeric columns, best of 7, one core ({platform.machine()}, Python {platform.python_version()})")
+    where = f"{platform.machine()}, Python {platform.python_version()}"
+    print(f"{count:,} rows x 4 numeric columns, best of 7, one core ({where})")
     for name, rate in rates.items():
         print(f"  {name:42} {rate:12,.0f} rows/s")
     b, a = rates["(b) numbers, converting rules (default)"], rates["(a) numbers, strict rules"]
