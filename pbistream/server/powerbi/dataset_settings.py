@@ -77,9 +77,9 @@ def check_update(body: Any) -> None:
 
 async def update_dataset(request: Request) -> Response:
     """UpdateDataset(InGroup): 200 for a valid body; the settings do not apply here."""
-    dataset = await _dataset(request)
+    await _dataset(request)  # 404 for a dataset that is not in this workspace
     check_update(await _json_body(request))
-    del dataset  # nothing to change: one storage mode, no read-only replicas
+    # Nothing to change: pbistream has one storage mode and no read-only replicas.
     return Response(status_code=200)
 
 

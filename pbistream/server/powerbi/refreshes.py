@@ -120,8 +120,7 @@ def _not_refreshable(dataset: Dataset) -> InvalidRequest:
         f"Dataset {dataset.id} is a {dataset.mode.value} dataset: it has no data source to "
         "refresh from (isRefreshable is false) and its rows are live as soon as they are "
         "pushed, so there is nothing to refresh. Start the server with "
-        "--push-refresh accept (PBISTREAM_PUSH_REFRESH=accept) to answer 202 instead.",
-        code="InvalidRequest",
+        "PBISTREAM_PUSH_REFRESH=accept to answer 202 instead."
     )
 
 
