@@ -29,7 +29,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pbistream.redact import redact_url
-from pbistream.server import api, auth, groups, live, metrics, openapi, push, rest
+from pbistream.server import api, auth, groups, live, metrics, openapi, powerbi, push, rest
 from pbistream.server.alerts import routes as alert_routes
 from pbistream.server.alerts.exposition import render_alerts
 from pbistream.server.alerts.service import AlertService
@@ -154,6 +154,7 @@ def create_app(settings: Settings, storage: Storage) -> Starlette:
         *metrics.routes,
         *dashboard.routes,
         *alert_routes.routes,
+        *powerbi.routes,
     ]
     app = Starlette(
         routes=routes,
