@@ -211,18 +211,21 @@ class QueryPlan:
         return self.table.columns
 
     @property
-    def tables(self) -> frozenset[str]:
-        """The stored tables the plan reads."""
-        return frozenset(_scans(self.table))
+    def scans(self) -> tuple[Scan, ...]:
+        """The stored tables the plan reads, once each."""
+        found: dict[str, Scan] = {}
+        for scan in _scans(self.table):
+            found.setdefault(scan.table, scan)
+        return tuple(found.values())
 
 
 def _dtype(expr: Scalar) -> DataType | None:
     return expr.dtype
 
 
-def _scans(node: TablePlan) -> list[str]:
+def _scans(node: TablePlan) -> list[Scan]:
     if isinstance(node, Scan):
-        return [node.table]
+        return [node]
     if isinstance(node, One):
         return []
     return _scans(node.source)

@@ -14,6 +14,7 @@ planners flatten them. Every value from the query is a bound parameter (``?``).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,13 +87,26 @@ def _json_path(name: str) -> str:
 
 
 def compile_plan(
-    plan: QueryPlan, dataset_id: str, dialect: Dialect, *, limit: int
+    plan: QueryPlan,
+    dataset_id: str,
+    dialect: Dialect,
+    *,
+    limit: int,
+    sources: Mapping[str, tuple[str, Mapping[str, str]]] | None = None,
 ) -> tuple[str, list[Any]]:
     """The SQL statement and its parameters for ``plan`` over one dataset's rows.
 
     The statement returns the plan's columns in order, at most ``limit`` rows.
+
+    Args:
+        plan: The plan.
+        dataset_id: Whose rows.
+        dialect: SQLite or PostgreSQL.
+        limit: At most this many rows.
+        sources: Tables to read from a typed copy instead of the JSON rows:
+            table name -> (copy table, {field: its column}); see storage/_dax_columns.py.
     """
-    compiler = _Compiler(dataset_id, dialect)
+    compiler = _Compiler(dataset_id, dialect, sources or {})
     rel = compiler.table(plan.table)
     alias = compiler.alias()
     names = [rel.cols[key] for key, _ in plan.columns]
@@ -125,9 +139,15 @@ class _Rel:
 
 
 class _Compiler:
-    def __init__(self, dataset_id: str, dialect: Dialect) -> None:
+    def __init__(
+        self,
+        dataset_id: str,
+        dialect: Dialect,
+        sources: Mapping[str, tuple[str, Mapping[str, str]]],
+    ) -> None:
         self.dataset_id = dataset_id
         self.dialect = dialect
+        self.sources = sources
         self._aliases = itertools.count()
 
     def alias(self) -> str:
@@ -162,6 +182,12 @@ class _Compiler:
         return self.topn(node, child, scope, source, params)
 
     def scan(self, node: Scan) -> _Rel:
+        source = self.sources.get(node.table)
+        if source is not None:
+            copy, columns = source
+            picked = [f"{columns[f.field]} AS c{i}" for i, f in enumerate(node.fields)]
+            keys = {f.key: f"c{i}" for i, f in enumerate(node.fields)}
+            return _Rel(f"SELECT {', '.join(picked) or '1 AS one'} FROM {copy}", [], keys)
         parts: list[str] = []
         params: list[Any] = []
         cols: dict[str, str] = {}
@@ -294,7 +320,7 @@ class _Compiler:
     def aggregate(self, expr: Aggregate, scope: dict[str, str]) -> tuple[str, list[Any]]:
         if expr.func == "countrows":
             if expr.where is None:
-                return "COUNT(*)", []
+                return "NULLIF(COUNT(*), 0)", []
             text, params = self.scalar(expr.where, scope)
             return f"NULLIF(COUNT(CASE WHEN {text} THEN 1 END), 0)", params
         assert expr.arg is not None

@@ -21,6 +21,7 @@ from pbistream.dax import QueryPlan, json_rows
 from pbistream.dax.sql import SQLITE, Dialect, compile_plan
 from pbistream.schema import Dataset, Table
 from pbistream.storage._alerts import AlertsSQL
+from pbistream.storage._dax_columns import Source, sync_copy
 from pbistream.storage._records import (
     dashboard_from_record,
     dataset_from_record,
@@ -336,6 +337,22 @@ class SQLStorage(AlertsSQL, ABC):
             )
 
     # --- DAX queries ------------------------------------------------------------------
+    def _sync_dax_columns(self, dataset_id: str, plan: QueryPlan) -> dict[str, Source]:
+        """Bring the typed copies of the tables ``plan`` reads up to date (_dax_columns)."""
+        sources: dict[str, Source] = {}
+        if not plan.scans:
+            return sources
+        with self._writing() as conn:
+            # The lock inserts take: the rows and their count hold still while we copy.
+            if not self._lock_dataset(conn, dataset_id):
+                return sources
+            for scan in plan.scans:
+                count = self._count(conn, dataset_id, scan.table)
+                sources[scan.table] = sync_copy(
+                    conn, self._q, dataset_id, scan, self._dax_dialect, count
+                )
+        return sources
+
     def _is_data_error(self, exc: Exception) -> bool:
         """Whether one of ``_data_errors`` is about the values (not the database)."""
         return True
@@ -344,18 +361,21 @@ class SQLStorage(AlertsSQL, ABC):
         self, dataset_id: str, plan: QueryPlan, *, max_rows: int
     ) -> list[tuple[Any, ...]]:
         """Run a DAX query plan over a dataset's rows, in one SQL statement."""
-        query, params = compile_plan(plan, dataset_id, self._dax_dialect, limit=max_rows)
-        if self._format_style:
-            # Not through the cached _q: every DAX query is a new text.
-            query = query.replace("?", "%s")
-        with self._reading() as conn:
-            try:
+        try:
+            sources = self._sync_dax_columns(dataset_id, plan)
+            query, params = compile_plan(
+                plan, dataset_id, self._dax_dialect, limit=max_rows, sources=sources
+            )
+            if self._format_style:
+                # Not through the cached _q: every DAX query is a new text.
+                query = query.replace("?", "%s")
+            with self._reading() as conn:
                 records = conn.execute(query, tuple(params)).fetchall()
-            except self._data_errors as exc:
-                if not self._is_data_error(exc):
-                    raise
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise QueryError(f"The database could not compute the query: {first}") from None
+        except self._data_errors as exc:
+            if not self._is_data_error(exc):
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise QueryError(f"The database could not compute the query: {first}") from None
         try:
             return json_rows(plan.columns, records)
         except OverflowError as exc:

@@ -490,3 +490,51 @@ def test_execute_plan_overflow_is_a_query_error(storage: Storage) -> None:
     )
     with pytest.raises(QueryError, match="could not compute"):
         storage.execute_plan(ds.id, _plan('EVALUATE ROW("S", SUM(Sales[Qty]))', ds), max_rows=10)
+
+
+def test_execute_plan_follows_inserts_deletes_trims_and_redefinitions(storage: Storage) -> None:
+    """Queries read a typed copy kept up to date at query time; it must never go stale."""
+    ds = _typed_dataset(storage)
+    query = _plan('EVALUATE ROW("n", COUNTROWS(Sales), "s", SUM(Sales[Qty]))', ds)
+
+    def answer() -> list[tuple[Any, ...]]:
+        return storage.execute_plan(ds.id, query, max_rows=10)
+
+    def truth() -> list[tuple[Any, ...]]:
+        stored = storage.read_rows(ds.id, "Sales", limit=10_000)
+        qty = [r.data["Qty"] for r in stored if r.data.get("Qty") is not None]
+        return [(len(stored) or None, sum(qty) if qty else None)]
+
+    assert answer() == [(None, None)]
+    storage.insert_rows(ds.id, "Sales", [{"Qty": i} for i in range(10)], received_at=1.0)
+    assert answer() == truth() == [(10, 45)]
+    storage.insert_rows(ds.id, "Sales", [{"Qty": 100}], received_at=2.0)
+    assert answer() == truth() == [(11, 145)]
+    # A FIFO trim deletes the oldest rows.
+    storage.insert_rows(ds.id, "Sales", [{"Qty": 1}] * 5, received_at=3.0, fifo=(8, 12))
+    assert answer() == truth()
+    # The streaming cache deletes by arrival time.
+    storage.delete_rows_before(ds.id, 2.5)
+    assert answer() == truth() == [(5, 5)]
+    storage.delete_rows(ds.id, "Sales")
+    assert answer() == [(None, None)]
+    storage.insert_rows(ds.id, "Sales", [{"Qty": 7}], received_at=4.0)
+    assert answer() == truth() == [(1, 7)]
+    # A redefined table (Qty becomes Double) gets a new copy with the new type.
+    redefined = Table(
+        "Sales",
+        tuple(
+            c if c.name != "Qty" else Column("Qty", DataType.DOUBLE) for c in ds.tables[0].columns
+        ),
+    )
+    storage.replace_table(ds.id, redefined)
+    storage.insert_rows(ds.id, "Sales", [{"Qty": 0.5}], received_at=5.0)
+    ds = storage.get_dataset(ds.id) or ds
+    query = _plan('EVALUATE ROW("n", COUNTROWS(Sales), "s", SUM(Sales[Qty]))', ds)
+    assert answer() == [(2, 7.5)]
+    # Another dataset's rows never show.
+    other = _typed_dataset(storage)
+    storage.insert_rows(other.id, "Sales", [{"Qty": 1000}], received_at=1.0)
+    assert answer() == [(2, 7.5)]
+    storage.delete_dataset(other.id)
+    assert answer() == [(2, 7.5)]
