@@ -74,60 +74,68 @@ def sync_copy(
     found = conn.execute(q("SELECT n FROM dax_columns WHERE name = ?"), (name,)).fetchone()
     if found is None:
         _drop_stale(conn, q, dataset_id, scan.table)
-        types = _TYPES[dialect.name]
-        defs = ", ".join(
-            f"{columns[f.field]} {types.get(f.dtype.value, 'TEXT')}" for f in scan.fields
-        )
-        id_type = "INTEGER" if dialect.name == "sqlite" else "BIGINT"
-        body = ", ".join([f"id {id_type} PRIMARY KEY", *([defs] if defs else [])])
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {name} ({body})")
+        held = _build(conn, q, name, dataset_id, scan, dialect)
         conn.execute(
-            q("INSERT INTO dax_columns (name, dataset_id, table_name, n) VALUES (?, ?, ?, 0)"),
-            (name, dataset_id, scan.table),
+            q("INSERT INTO dax_columns (name, dataset_id, table_name, n) VALUES (?, ?, ?, ?)"),
+            (name, dataset_id, scan.table, held),
         )
-        held = 0
-    else:
-        held = int(found[0])
-    span = conn.execute(
-        q("SELECT min(id), max(id) FROM rows WHERE dataset_id = ? AND table_name = ?"),
+        return name, columns
+    held = int(found[0])
+    # ORDER BY ... LIMIT 1, not min(id): one index probe on both backends.
+    first = conn.execute(
+        q("SELECT id FROM rows WHERE dataset_id = ? AND table_name = ? ORDER BY id LIMIT 1"),
         (dataset_id, scan.table),
     ).fetchone()
-    low = span[0] if span and span[0] is not None else None
+    low = first[0] if first else None
     if low is None:
         held -= conn.execute(f"DELETE FROM {name}").rowcount
     else:
         held -= conn.execute(q(f"DELETE FROM {name} WHERE id < ?"), (low,)).rowcount
         top = conn.execute(f"SELECT max(id) FROM {name}").fetchone()
         after = top[0] if top and top[0] is not None else 0
-        held += _copy_rows(conn, q, name, dataset_id, scan, dialect, after)
+        source, params = _select(dataset_id, scan, dialect, after)
+        held += int(conn.execute(q(f"INSERT INTO {name} {source}"), params).rowcount)
         if held != count:
             # A deletion the two steps above cannot see: copy the table afresh.
-            conn.execute(f"DELETE FROM {name}")
-            held = _copy_rows(conn, q, name, dataset_id, scan, dialect, 0)
+            conn.execute(f"DROP TABLE {name}")
+            held = _build(conn, q, name, dataset_id, scan, dialect)
     conn.execute(q("UPDATE dax_columns SET n = ? WHERE name = ?"), (held, name))
     return name, columns
 
 
-def _copy_rows(
-    conn: Any, q: Any, name: str, dataset_id: str, scan: Scan, dialect: Dialect, after: int
-) -> int:
+def _select(dataset_id: str, scan: Scan, dialect: Dialect, after: int) -> tuple[str, list[Any]]:
+    """SELECT id, c0, c1, ... of the table's stored rows above id ``after``."""
     parts: list[str] = []
     params: list[Any] = []
-    for field in scan.fields:
+    for i, field in enumerate(scan.fields):
         text, more = dialect.extract(field.field, field.dtype)
-        parts.append(text)
+        parts.append(f"{text} AS c{i}")
         params += more
-    targets = ", ".join(["id", *(f"c{i}" for i in range(len(scan.fields)))])
     select = ", ".join(["id", *parts])
     where = "dataset_id = ? AND table_name = ? AND id > ?"
+    params += [dataset_id, scan.table, after]
     if dialect.name == "sqlite":
-        source = f"SELECT {select} FROM rows WHERE {where}"
-    else:
-        source = f"SELECT {select} FROM (SELECT id, data::jsonb AS j FROM rows WHERE {where}) AS s"
-    cursor = conn.execute(
-        q(f"INSERT INTO {name} ({targets}) {source}"), (*params, dataset_id, scan.table, after)
+        return f"SELECT {select} FROM rows WHERE {where}", params
+    return (
+        f"SELECT {select} FROM (SELECT id, data::jsonb AS j FROM rows WHERE {where}) AS s",
+        params,
     )
-    return int(cursor.rowcount)
+
+
+def _build(conn: Any, q: Any, name: str, dataset_id: str, scan: Scan, dialect: Dialect) -> int:
+    """Create the copy holding every stored row of the table; return its row count."""
+    source, params = _select(dataset_id, scan, dialect, 0)
+    if dialect.name == "postgres":
+        # CREATE TABLE AS, then the key: twice as fast as filling a keyed table.
+        # UNLOGGED: a copy needs no WAL; after a crash it is empty, the counts
+        # differ, and the next query rebuilds it.
+        created = conn.execute(q(f"CREATE UNLOGGED TABLE {name} AS {source}"), params)
+        conn.execute(f"ALTER TABLE {name} ADD PRIMARY KEY (id)")
+        return int(created.rowcount)
+    types = _TYPES[dialect.name]
+    defs = [f"c{i} {types.get(f.dtype.value, 'TEXT')}" for i, f in enumerate(scan.fields)]
+    conn.execute(f"CREATE TABLE {name} ({', '.join(['id INTEGER PRIMARY KEY', *defs])})")
+    return int(conn.execute(q(f"INSERT INTO {name} {source}"), params).rowcount)
 
 
 def _drop_stale(conn: Any, q: Any, dataset_id: str, table: str) -> None:
