@@ -33,7 +33,7 @@ import orjson
 from pbistream.dax.plan import Scan
 from pbistream.dax.sql import Dialect
 
-__all__ = ["Source", "sync_copy"]
+__all__ = ["Source", "copy_name", "ensure_copy", "sync_copy"]
 
 #: ``(copy table name, {field: column name})`` for one scanned table.
 Source = tuple[str, dict[str, str]]
@@ -70,17 +70,9 @@ def sync_copy(
     """
     name = copy_name(dataset_id, scan)
     columns = {f.field: f"c{i}" for i, f in enumerate(scan.fields)}
-    conn.execute(_REGISTRY)
-    found = conn.execute(q("SELECT n FROM dax_columns WHERE name = ?"), (name,)).fetchone()
-    if found is None:
-        _drop_stale(conn, q, dataset_id, scan.table)
-        held = _build(conn, q, name, dataset_id, scan, dialect)
-        conn.execute(
-            q("INSERT INTO dax_columns (name, dataset_id, table_name, n) VALUES (?, ?, ?, ?)"),
-            (name, dataset_id, scan.table, held),
-        )
-        return name, columns
-    held = int(found[0])
+    held = ensure_copy(conn, q, dataset_id, scan, dialect)
+    if held is None:
+        return name, columns  # just built, under this lock: it is current
     # ORDER BY ... LIMIT 1, not min(id): one index probe on both backends.
     first = conn.execute(
         q("SELECT id FROM rows WHERE dataset_id = ? AND table_name = ? ORDER BY id LIMIT 1"),
@@ -101,6 +93,28 @@ def sync_copy(
             held = _build(conn, q, name, dataset_id, scan, dialect)
     conn.execute(q("UPDATE dax_columns SET n = ? WHERE name = ?"), (held, name))
     return name, columns
+
+
+def ensure_copy(conn: Any, q: Any, dataset_id: str, scan: Scan, dialect: Dialect) -> int | None:
+    """Build the copy if it does not exist (then None); else return its row count.
+
+    PostgreSQL calls it first without the dataset's lock (under an advisory lock on
+    the copy), so a first query on a big table does not hold up the table's writers:
+    the copy then holds the rows committed when it started, and :func:`sync_copy`
+    catches up under the lock.
+    """
+    name = copy_name(dataset_id, scan)
+    conn.execute(_REGISTRY)
+    found = conn.execute(q("SELECT n FROM dax_columns WHERE name = ?"), (name,)).fetchone()
+    if found is not None:
+        return int(found[0])
+    _drop_stale(conn, q, dataset_id, scan.table)
+    held = _build(conn, q, name, dataset_id, scan, dialect)
+    conn.execute(
+        q("INSERT INTO dax_columns (name, dataset_id, table_name, n) VALUES (?, ?, ?, ?)"),
+        (name, dataset_id, scan.table, held),
+    )
+    return None
 
 
 def _select(dataset_id: str, scan: Scan, dialect: Dialect, after: int) -> tuple[str, list[Any]]:

@@ -337,11 +337,15 @@ class SQLStorage(AlertsSQL, ABC):
             )
 
     # --- DAX queries ------------------------------------------------------------------
+    def _prebuild_dax_columns(self, dataset_id: str, plan: QueryPlan) -> None:
+        """Build missing copies before taking the dataset's lock (where a backend can)."""
+
     def _sync_dax_columns(self, dataset_id: str, plan: QueryPlan) -> dict[str, Source]:
         """Bring the typed copies of the tables ``plan`` reads up to date (_dax_columns)."""
         sources: dict[str, Source] = {}
         if not plan.scans:
             return sources
+        self._prebuild_dax_columns(dataset_id, plan)
         with self._writing() as conn:
             # The lock inserts take: the rows and their count hold still while we copy.
             if not self._lock_dataset(conn, dataset_id):

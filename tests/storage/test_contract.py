@@ -538,3 +538,30 @@ def test_execute_plan_follows_inserts_deletes_trims_and_redefinitions(storage: S
     assert answer() == [(2, 7.5)]
     storage.delete_dataset(other.id)
     assert answer() == [(2, 7.5)]
+
+
+def test_execute_plan_while_writers_insert_ends_exact(storage: Storage) -> None:
+    """Queries keep the typed copy in step with rows committed meanwhile by a writer."""
+    ds = _typed_dataset(storage)
+    query = _plan('EVALUATE ROW("n", COUNTROWS(Sales), "s", SUM(Sales[Qty]))', ds)
+    failures: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            for batch in range(20):
+                rows = [{"Qty": batch * 100 + i} for i in range(50)]
+                storage.insert_rows(ds.id, "Sales", rows, received_at=float(batch))
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    seen: list[int] = []
+    while writer.is_alive():
+        got = storage.execute_plan(ds.id, query, max_rows=10)
+        seen.append(got[0][0] or 0)
+    writer.join()
+    assert not failures
+    assert seen == sorted(seen)  # a query never sees fewer rows than an earlier one
+    total = sum(b * 100 + i for b in range(20) for i in range(50))
+    assert storage.execute_plan(ds.id, query, max_rows=10) == [(1000, total)]
