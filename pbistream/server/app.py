@@ -28,13 +28,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pbistream.forwarding import ForwardStates
 from pbistream.redact import redact_url
-from pbistream.server import api, auth, groups, live, metrics, openapi, push, rest
-from pbistream.server.ui import routes as dashboard
+from pbistream.server import api, auth, forward_api, groups, live, metrics, openapi, push, rest
 from pbistream.server.errors import PbiJSONResponse, exception_handlers
 from pbistream.server.housekeeping import run_housekeeping
 from pbistream.server.settings import Settings
 from pbistream.server.throttle import Throttle
+from pbistream.server.ui import routes as dashboard
 from pbistream.storage.base import Storage
 
 __all__ = ["LiberalRequests", "create_app"]
@@ -146,6 +147,7 @@ def create_app(settings: Settings, storage: Storage) -> Starlette:
         *openapi.routes,
         *metrics.routes,
         *dashboard.routes,
+        *forward_api.routes,
     ]
     app = Starlette(
         routes=routes,
@@ -164,4 +166,6 @@ def create_app(settings: Settings, storage: Storage) -> Starlette:
     app.state.throttle = Throttle(settings, on_throttled=app_metrics.throttled, storage=storage)
     app.state.tenant_id = api.tenant_id(storage)
     app.state.token_generated = generated
+    # Forwarders (started by `pbistream serve`, outside the server) post their state here.
+    app.state.forward_states = ForwardStates()
     return app
