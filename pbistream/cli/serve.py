@@ -89,6 +89,12 @@ def feed_closing_server(config: uvicorn.Config) -> uvicorn.Server:
 )
 @click.option("--public-url", default=None, help=_HELP["public_url"])
 @click.option(
+    "--forwards",
+    default=None,
+    type=click.Choice(["on", "off"]),
+    help=_HELP["forwards"] + " [default: on]",
+)
+@click.option(
     "--log-level",
     default=None,
     type=click.Choice(["debug", "info", "warning", "error"]),
@@ -113,6 +119,8 @@ def serve(**flags: Any) -> None:
 
     if flags.get("limits") is not None:
         flags["limits"] = flags["limits"] == "on"
+    if flags.get("forwards") is not None:
+        flags["forwards"] = flags["forwards"] == "on"
     settings = Settings.from_sources(flags)
     logging.basicConfig(
         level=settings.log_level.upper(),
@@ -139,7 +147,8 @@ def serve(**flags: Any) -> None:
         # The relay: forwarders follow the datasets' stored rows into the client. The
         # server never imports the client; it reads the state they post on this board.
         forwards = ForwardSupervisor(storage, app.state.forward_states, settings.data_dir)
-        forwards.start()
+        if settings.forwards:
+            forwards.start()
         config = uvicorn.Config(
             app,
             host=settings.host,

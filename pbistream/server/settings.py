@@ -127,6 +127,7 @@ class Settings:
     fifo_max_rows: int = documented.FIFO_MAX_ROWS.value
     none_retention_max_rows: int = documented.NONE_RETENTION_MAX_ROWS.value
     streaming_cache_seconds: float = float(documented.STREAMING_CACHE_SECONDS.value)
+    forwards: bool = True
 
     def __post_init__(self) -> None:
         if self.fifo_min_rows > self.fifo_max_rows:
@@ -265,5 +266,11 @@ SETTINGS: tuple[Setting, ...] = (
         "streaming_cache_seconds",
         _positive_float,
         _LIMIT_HELP["streaming_cache_seconds"] + " (divided by time_scale)",
+    ),
+    Setting(
+        "forwards",
+        _bool,
+        "Run the datasets' forwards (the relay) in this process (on|off). With several "
+        "replicas on one database, leave it on in exactly one.",
     ),
 )
