@@ -156,7 +156,8 @@ def main() -> None:
 
     ideal = math.ceil(r_stored / limits.MAX_ROWS_PER_POST.value)
     minute = 60.0 / args.time_scale
-    allowed = math.ceil((devices_done + drain) / minute * limits.POSTS_PER_MINUTE.value)
+    # A sliding minute: any run of up to a minute may use the whole minute's POSTs.
+    allowed = math.ceil((devices_done + drain) / minute) * limits.POSTS_PER_MINUTE.value
     result = {
         "machine": f"{platform.machine()} {platform.system()} {platform.python_version()}",
         "devices": args.devices,

@@ -22,7 +22,7 @@ from click.testing import CliRunner, Result
 from pbistream.cli import main
 from pbistream.exceptions import SpoolFullError
 from pbistream.feeds.forward import CURSOR_KEY, CursorSpool
-from pbistream.testing import RunningServer, ServerProcess
+from pbistream.testing import RunningServer, ServerProcess, free_port
 
 COLUMNS = [
     {"name": "device", "dataType": "String"},
@@ -346,3 +346,52 @@ def test_cursor_spool_commits_the_cursor_with_the_rows(tmp_path: Path) -> None:
     assert spool.get_meta(CURSOR_KEY) == "11"
     assert spool.stats().ready == 3
     spool.close()
+
+
+def test_a_down_target_shows_its_error_and_gets_every_row_once_it_is_up(tmp_path: Path) -> None:
+    port = free_port()
+    upstream = ServerProcess(tmp_path / "upstream", port=port, args=["--time-scale", "60"])
+    relay = ServerProcess(tmp_path / "relay", args=["--limits", "off"]).start()
+    try:
+        local_id = _create(relay.url, relay.headers, "PushStreaming")
+        push_url = httpx.get(f"{relay.url}/api/datasets/{local_id}", headers=relay.headers).json()[
+            "pushUrl"
+        ]
+        target = f"{upstream.url}/v1.0/myorg/datasets/00000000-0000-0000-0000-000000000000"
+        target += "/tables/RealTimeData/rows"
+        result = _cli(relay, local_id, "--to", target, "--token", upstream.token)
+        assert result.exit_code == 0, result.output
+        for n in range(30):
+            assert httpx.post(push_url, json=[{"device": "d", "n": n, "value": 1}]).is_success
+
+        def state() -> dict[str, Any] | None:
+            answer = httpx.get(f"{relay.url}/api/datasets/{local_id}", headers=relay.headers)
+            found: dict[str, Any] | None = answer.json()["forward"]["state"]
+            return found
+
+        down = _wait_for(
+            lambda: (s := state()) and s["lastError"] and s["pending"] == 30 and s, 30, "an error"
+        )
+        assert down["delivered"] == 0
+        assert upstream.token not in json.dumps(down)
+        human = _cli(relay, local_id)
+        assert "Last error" in human.output and "Pending     30 rows" in human.output
+
+        # The upstream comes up (with the dataset the target names): the rows follow.
+        upstream.start()
+        body = {
+            "name": "Fleet",
+            "defaultMode": "Push",
+            "tables": [{"name": "RealTimeData", "columns": COLUMNS}],
+        }
+        up_id = httpx.post(
+            f"{upstream.url}/v1.0/myorg/datasets", json=body, headers=upstream.headers
+        ).json()["id"]
+        fixed = target.replace("00000000-0000-0000-0000-000000000000", up_id)
+        assert _cli(relay, local_id, "--to", fixed, "--token", upstream.token).exit_code == 0
+        _wait_for(lambda: _count(upstream.url, upstream.headers, up_id) == 30, 60, "30 rows up")
+        _wait_for(lambda: (s := state()) and s["pending"] == 0 and s["delivered"] == 30, 15, "0")
+        assert _count(upstream.url, upstream.headers, up_id) == 30
+    finally:
+        relay.stop()
+        upstream.stop()
