@@ -58,3 +58,21 @@ def test_forward_form_sets_shows_and_stops_the_forward_without_showing_the_token
         ".textContent.includes('Not forwarded')"
     )
     assert api.get(f"/api/datasets/{dataset_id}/forward").json()["forward"] is None
+
+    # Entra ID instead of a token: the secret goes to the server once.
+    page.fill('[data-testid="forward-target"]', target)
+    page.fill('[data-testid="forward-tenantId"]', "tenant-1")
+    page.fill('[data-testid="forward-clientId"]', "client-1")
+    page.fill('[data-testid="forward-clientSecret"]', secret)
+    page.click('[data-testid="forward-submit"]')
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=forward-summary]')?.textContent"
+        ".includes('auth: entra')"
+    )
+    assert secret not in page.content()
+    stored = api.get(f"/api/datasets/{dataset_id}/forward").json()["forward"]
+    assert (stored["auth"], stored["tenantId"], stored["clientId"]) == (
+        "entra",
+        "tenant-1",
+        "client-1",
+    )
