@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 import pytest
 
 from pbistream.testing import RunningServer
@@ -14,8 +14,11 @@ pytestmark = pytest.mark.browser
 
 
 def test_forward_form_sets_shows_and_stops_the_forward_without_showing_the_token(
-    pbistream_server: RunningServer, api: httpx.Client, page: Any
+    server_factory: Callable[..., RunningServer], page: Any
 ) -> None:
+    # forwards=False: the targets typed here name hosts that must not be contacted.
+    pbistream_server = server_factory(forwards=False)
+    api = pbistream_server.client(timeout=30.0)
     body = {
         "name": "Site",
         "defaultMode": "PushStreaming",

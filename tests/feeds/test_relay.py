@@ -177,15 +177,14 @@ def test_relay_delivers_every_acknowledged_row_once_across_a_kill_9(
     forward = httpx.get(f"{relay.url}/api/datasets/{local_id}", headers=relay.headers).json()[
         "forward"
     ]
-    state = _wait_for(
-        lambda: (
-            httpx.get(f"{relay.url}/api/datasets/{local_id}/forward", headers=relay.headers)
-            .json()["forward"]
-            .get("state")
-        ),
-        10,
-        "the forward's state",
-    )
+
+    def settled() -> dict[str, Any] | None:
+        answer = httpx.get(f"{relay.url}/api/datasets/{local_id}/forward", headers=relay.headers)
+        state: dict[str, Any] | None = answer.json()["forward"]["state"]
+        return state if state and state["pending"] == 0 else None
+
+    # The state is a snapshot the forwarder posts every few tens of milliseconds.
+    state = _wait_for(settled, 10, "the forward's state to show nothing pending")
     assert forward["auth"] == "token"
     assert state["running"] is True
     assert state["pending"] == 0
@@ -193,7 +192,7 @@ def test_relay_delivers_every_acknowledged_row_once_across_a_kill_9(
     assert state["cursor"] >= 1
     relay_metrics = httpx.get(f"{relay.url}/metrics", headers=relay.headers).text
     assert f'pbistream_forward_running{{dataset="{local_id}"}} 1' in relay_metrics
-    assert f'pbistream_forward_pending_rows{{dataset="{local_id}"}} 0' in relay_metrics
+    assert f'pbistream_forward_delivered_rows_total{{dataset="{local_id}"}}' in relay_metrics
     # The upstream token is kept by the relay but never shown or logged.
     assert upstream.token not in json.dumps(forward)
     assert upstream.token not in relay.log_text()
@@ -281,10 +280,12 @@ def test_forward_command_sets_shows_and_stops_the_forward(
 
 
 def test_forward_api_checks_the_body_and_hides_credentials(
-    api: httpx.Client, pbistream_server: RunningServer
+    server_factory: Callable[..., RunningServer],
 ) -> None:
-    headers = pbistream_server.headers
-    local = _create(pbistream_server.url, headers, "PushStreaming")
+    # forwards=False: the forwards set here name hosts that must not be contacted.
+    server = server_factory(forwards=False)
+    api = server.client(timeout=30.0)
+    local = _create(server.url, server.headers, "PushStreaming")
     path = f"/api/datasets/{local}/forward"
     assert api.get(path).json() == {"id": local, "forward": None}
     assert api.get(f"/api/datasets/{local}").json()["forward"] is None
@@ -389,3 +390,30 @@ def test_a_down_target_shows_its_error_and_gets_every_row_once_it_is_up(tmp_path
     finally:
         relay.stop()
         upstream.stop()
+
+
+def test_the_test_servers_forward_like_serve(server_factory: Callable[..., RunningServer]) -> None:
+    upstream = server_factory(time_scale=60)
+    relay = server_factory(limits=False)
+    up_id = _create(upstream.url, upstream.headers, "Push", table="Readings")
+    local = relay.create_dataset({"device": "Text", "n": "Int64", "value": "Number"})
+    target = f"{upstream.url}/v1.0/myorg/datasets/{up_id}/tables/Readings/rows"
+    with relay.client(timeout=30.0) as api:
+        answer = api.put(
+            f"/api/datasets/{local['id']}/forward",
+            json={"target": target, "token": upstream.token, "timeScale": 60},
+        )
+        assert answer.status_code == 200, answer.text
+        rows = [{"device": "a", "n": n, "value": 0.5} for n in range(10)]
+        assert httpx.post(local["push_url"], json=rows).is_success
+
+        def delivered() -> dict[str, Any] | None:
+            state: dict[str, Any] | None = api.get(f"/api/datasets/{local['id']}").json()[
+                "forward"
+            ]["state"]
+            done = state and state["delivered"] == 10 and state["pending"] == 0
+            return state if done else None
+
+        state = _wait_for(delivered, 30, "10 rows delivered")
+    assert state["upstreamPosts"] >= 1 and state["lastError"] is None
+    assert upstream.count_rows(up_id, "Readings") == 10
