@@ -54,6 +54,7 @@ READ_ROWS = 5_000
 POLL_SECONDS = 0.05
 # Pause before a forwarder that failed (upstream unknown, spool busy, full) tries again.
 RESTART_SECONDS = 2.0
+MAX_RESTART_SECONDS = 60.0
 
 
 def spool_path(data_dir: str | Path, dataset_id: str) -> Path:
@@ -173,20 +174,25 @@ class Forwarder:
         self.states.post(self.dataset_id, **changes)
 
     def _supervised(self) -> None:
+        failures = 0
         while not self._stop.is_set():
             try:
                 self._run()
             except Exception as exc:
+                # A lasting fault (a target the client refuses, a spool held by another
+                # process) is retried ever more slowly, up to once a minute.
+                pause = min(MAX_RESTART_SECONDS, RESTART_SECONDS * 2.0**failures)
+                failures += 1
                 message = redact_text(f"{type(exc).__name__}: {exc}")
                 logger.warning(
                     "forward of dataset %s to %s failed (%s); retrying in %.0f s",
                     self.dataset_id,
                     redact_url(self.config.target),
                     message,
-                    RESTART_SECONDS,
+                    pause,
                 )
                 self._post(last_error=message, last_error_at=time.time())
-                self._stop.wait(RESTART_SECONDS)
+                self._stop.wait(pause)
         self._post(running=False)
 
     def _on_success(self, rows: int) -> None:
@@ -240,9 +246,10 @@ class Forwarder:
         if spool.get_meta(START_KEY) != start or cursor is None:
             # A forward set anew starts at its own start (rows an earlier forward left
             # pending in the spool still go first); its delivered count starts at 0.
-            spool.set_meta(START_KEY, start)
+            # START last: a crash before it makes the next start reset again.
             spool.set_meta(CURSOR_KEY, start)
             spool.set_meta(DELIVERED_KEY, "0")
+            spool.set_meta(START_KEY, start)
             return self.config.start_after
         return cursor
 
