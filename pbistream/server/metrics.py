@@ -280,7 +280,6 @@ async def metrics_endpoint(request: Request) -> Response:
     # Imported here: the server modules import this one to build the app.
     from pbistream.server.auth import is_authorized
     from pbistream.server.errors import NotAuthorized
-    from pbistream.server.forward_api import forward_metrics
 
     if not is_authorized(request):
         raise NotAuthorized("Send 'Authorization: Bearer <token>'.")
@@ -294,7 +293,10 @@ async def metrics_endpoint(request: Request) -> Response:
     hub = getattr(state, "hub", None)
     subscribers = hub.subscriber_count if hub is not None else 0
     body = render(metrics, storage_bytes=size, live_subscribers=subscribers)
-    body += forward_metrics(getattr(state, "forward_states", None))
+    # Other parts of the server (alerts) add their own families without this module
+    # importing them.
+    for extra in getattr(state, "metrics_extras", ()):
+        body += extra()
     return Response(body, media_type=CONTENT_TYPE)
 
 
