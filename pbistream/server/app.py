@@ -28,11 +28,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pbistream.forwarding import ForwardStates
 from pbistream.redact import redact_url
 from pbistream.server import (
     api,
     auth,
     execute_queries,
+    forward_api,
     groups,
     live,
     metrics,
@@ -167,6 +169,7 @@ def create_app(settings: Settings, storage: Storage) -> Starlette:
         *alert_routes.routes,
         *powerbi.routes,
         *execute_queries.routes,
+        *forward_api.routes,
     ]
     app = Starlette(
         routes=routes,
@@ -188,4 +191,7 @@ def create_app(settings: Settings, storage: Storage) -> Starlette:
     app.state.tenant_id = api.tenant_id(storage)
     app.state.token_generated = generated
     app.state.query_rate = execute_queries.QueryRate()
+    # Forwarders (started by `pbistream serve`, outside the server) post their state here.
+    app.state.forward_states = forward_states = ForwardStates()
+    app.state.metrics_extras.append(lambda: forward_api.forward_metrics(forward_states))
     return app

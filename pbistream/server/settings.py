@@ -164,6 +164,7 @@ class Settings:
     query_max_values: int = documented.QUERY_MAX_VALUES.value
     query_max_bytes: int = documented.QUERY_MAX_BYTES.value
     queries_per_minute: int = documented.QUERIES_PER_MINUTE.value
+    forwards: bool = True
 
     def __post_init__(self) -> None:
         if self.fifo_min_rows > self.fifo_max_rows:
@@ -341,5 +342,11 @@ SETTINGS: tuple[Setting, ...] = (
         "create_status",
         _status(201, 202),
         "Status of a successful PostDataset: 201 Created or 202 Accepted (both documented).",
+    ),
+    Setting(
+        "forwards",
+        _bool,
+        "Run the datasets' forwards (the relay) in this process (on|off). With several "
+        "replicas on one database, leave it on in exactly one.",
     ),
 )
