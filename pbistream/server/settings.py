@@ -349,4 +349,8 @@ SETTINGS: tuple[Setting, ...] = (
         "Run the datasets' forwards (the relay) in this process (on|off). With several "
         "replicas on one database, leave it on in exactly one.",
     ),
+    *(
+        Setting(name, _positive_int, _LIMIT_HELP[name])
+        for name in ("query_max_rows", "query_max_values", "query_max_bytes", "queries_per_minute")
+    ),
 )
