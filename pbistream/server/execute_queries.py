@@ -191,8 +191,10 @@ def _routes_under(root: str) -> list[BaseRoute]:
     ]
 
 
+# Also under /beta, like every push-dataset endpoint (rest.py), for old scripts.
 routes: list[BaseRoute] = [
     route
-    for root in ("/v1.0/myorg", "/v1.0/myorg/groups/{group_id}")
+    for version in ("v1.0", "beta")
+    for root in (f"/{version}/myorg", f"/{version}/myorg/groups/{{group_id}}")
     for route in _routes_under(root)
 ]

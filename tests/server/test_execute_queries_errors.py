@@ -110,6 +110,8 @@ def test_impersonated_user_is_accepted_and_group_route_answers(
     response = _post(pbistream_server, dataset_id, body, root=f"{PBI}/groups/{group}")
     assert response.status_code == 200
     assert response.json() == {"results": [{"tables": [{"rows": [{"[n]": 10}]}]}]}
+    beta = _post(pbistream_server, dataset_id, body, root=f"/beta/myorg/groups/{group}")
+    assert beta.status_code == 200 and beta.json() == response.json()
     # The dataset is not in My workspace.
     assert _post(pbistream_server, dataset_id, body).status_code == 404
     assert _post(pbistream_server, "0" * 8, body).status_code == 404
