@@ -55,6 +55,9 @@ _OPERATORS += ("=", "<", ">", "+", "-", "*", "/", "^", "&")
 _NAME_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
 _NAME_PART = _NAME_START | frozenset("0123456789.")
 _DIGITS = frozenset("0123456789")
+#: Most tokens in one query: keeps a statement within the databases' bound-parameter
+#: limits (SQLite 32,766, PostgreSQL 65,535); real queries are a few hundred.
+MAX_TOKENS = 20_000
 
 
 def tokenize(text: str) -> list[Token]:
@@ -94,6 +97,8 @@ class _Scanner:
             if self.i >= n:
                 self.tokens.append(Token(Kind.END, "", self.pos()))
                 return self.tokens
+            if len(self.tokens) >= MAX_TOKENS:
+                raise DaxError(f"The query has more than {MAX_TOKENS:,} tokens.", self.pos())
             ch = text[self.i]
             if ch == "'":
                 self.quoted("'", "'", Kind.TABLE, "table name")

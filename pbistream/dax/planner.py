@@ -903,7 +903,13 @@ def _order_flag(expr: Expr) -> bool:
     return expr.name == "TRUE"
 
 
+#: Most columns a table expression may make (SQLite's result limit is 2,000).
+MAX_COLUMNS = 1_000
+
+
 def _unique_names(columns: Sequence[tuple[str, Scalar]], call: Call) -> None:
+    if len(columns) > MAX_COLUMNS:
+        raise DaxError(f"{call.name} makes more than {MAX_COLUMNS:,} columns.", call.position)
     seen: set[str] = set()
     for key, _ in columns:
         if key.lower() in seen:

@@ -108,11 +108,11 @@ def compile_plan(
     """
     compiler = _Compiler(dataset_id, dialect, sources or {})
     rel = compiler.table(plan.table)
-    alias = compiler.alias()
+    alias = compiler.with_(rel)
     names = [rel.cols[key] for key, _ in plan.columns]
     select = ", ".join(f"{alias}.{n}" for n in names) or "1"
-    sql = [f"SELECT {select} FROM ({rel.sql}) AS {alias}"]
-    params = list(rel.params)
+    sql = [f"SELECT {select} FROM {alias}"]
+    params: list[Any] = []
     scope = {key: f"{alias}.{name}" for key, name in rel.cols.items()}
     if plan.start_at:
         text, more = compiler.start_at(plan, scope)
@@ -127,7 +127,8 @@ def compile_plan(
         sql.append("ORDER BY " + ", ".join(parts))
     sql.append("LIMIT ?")
     params.append(limit)
-    return " ".join(sql), params
+    head, head_params = compiler.with_clause()
+    return head + " ".join(sql), head_params + params
 
 
 @dataclass
@@ -148,10 +149,29 @@ class _Compiler:
         self.dataset_id = dataset_id
         self.dialect = dialect
         self.sources = sources
+        self.ctes: list[tuple[str, str, list[Any]]] = []
         self._aliases = itertools.count()
 
     def alias(self) -> str:
         return f"t{next(self._aliases)}"
+
+    def with_(self, rel: _Rel) -> str:
+        """Name ``rel`` as a common table expression and return its name.
+
+        Nodes chain through WITH rather than nested subqueries: SQLite's parser
+        has a small fixed stack (about ten nested subqueries), WITH has no depth.
+        Both databases inline a CTE used once, so the plans are the same.
+        """
+        name = self.alias()
+        self.ctes.append((name, rel.sql, rel.params))
+        return name
+
+    def with_clause(self) -> tuple[str, list[Any]]:
+        """``WITH t0 AS (...), t1 AS (...) `` and its parameters, in order."""
+        if not self.ctes:
+            return "", []
+        parts = [f"{name} AS ({sql})" for name, sql, _ in self.ctes]
+        return "WITH " + ", ".join(parts) + " ", [p for _, _, ps in self.ctes for p in ps]
 
     def order_term(self, text: str, ascending: bool) -> str:
         if ascending:
@@ -165,10 +185,10 @@ class _Compiler:
         if isinstance(node, One):
             return _Rel("SELECT 1 AS one", [], {})
         child = self.table(node.source)
-        alias = self.alias()
+        alias = self.with_(child)
         scope = {key: f"{alias}.{name}" for key, name in child.cols.items()}
-        source = f"({child.sql}) AS {alias}"
-        params = list(child.params)
+        source = alias
+        params: list[Any] = []
         if isinstance(node, Filter):
             text, more = self.scalar(node.predicate, scope)
             return _Rel(f"SELECT * FROM {source} WHERE {text}", params + more, dict(child.cols))
@@ -230,9 +250,9 @@ class _Compiler:
         if node.keys:
             rel.sql += " GROUP BY " + ", ".join(scope[k] for k in node.keys)
         if node.drop_blank and node.measures:
-            alias = self.alias()
+            alias = self.with_(rel)
             blank = " AND ".join(f"{alias}.{rel.cols[k]} IS NULL" for k, _ in node.measures)
-            rel.sql = f"SELECT * FROM ({rel.sql}) AS {alias} WHERE NOT ({blank})"
+            return _Rel(f"SELECT * FROM {alias} WHERE NOT ({blank})", [], rel.cols)
         return rel
 
     def topn(
@@ -250,13 +270,9 @@ class _Compiler:
             order_params += more
         # RANK keeps every row tied with the n-th, as DAX's TOPN does.
         ranked = f"SELECT {names}, RANK() OVER (ORDER BY {', '.join(terms)}) AS rk FROM {source}"
-        alias = self.alias()
+        alias = self.with_(_Rel(ranked, [*order_params, *params], cols))
         outer = ", ".join(f"{alias}.{n}" for n in child.cols.values()) or "1 AS one"
-        return _Rel(
-            f"SELECT {outer} FROM ({ranked}) AS {alias} WHERE {alias}.rk <= ?",
-            [*order_params, *params, node.n],
-            {k: n for k, n in child.cols.items()},
-        )
+        return _Rel(f"SELECT {outer} FROM {alias} WHERE {alias}.rk <= ?", [node.n], cols)
 
     def start_at(self, plan: QueryPlan, scope: dict[str, str]) -> tuple[str, list[Any]]:
         """Rows at or after the START AT values in ORDER BY's order (lexicographic)."""

@@ -52,6 +52,12 @@ def _dax(server: RunningServer, dataset_id: str, query: str) -> httpx.Response:
         ('EVALUATE FILTER(T, T[Name] & "x" = "n1x")', "'&'", "(1, 28)"),
         ("SELECT * FROM T", "SELECT", "(1, 1)"),
         ("EVALUATE " + "(" * 300 + "1" + ")" * 300, "nest", "(1, "),
+        ("EVALUATE FILTER(T, T[N] IN {" + "1," * 30_000 + "1})", "20,000 tokens", "(1, "),
+        (
+            "EVALUATE ROW(" + ", ".join(f'"c{i}", {i}' for i in range(1_500)) + ")",
+            "1,000",
+            "(1, 10)",
+        ),
     ],
 )
 def test_unsupported_or_wrong_dax_is_400_naming_token_and_position(

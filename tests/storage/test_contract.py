@@ -565,3 +565,14 @@ def test_execute_plan_while_writers_insert_ends_exact(storage: Storage) -> None:
     assert seen == sorted(seen)  # a query never sees fewer rows than an earlier one
     total = sum(b * 100 + i for b in range(20) for i in range(50))
     assert storage.execute_plan(ds.id, query, max_rows=10) == [(1000, total)]
+
+
+def test_execute_plan_runs_deeply_nested_tables(storage: Storage) -> None:
+    """Forty nested FILTERs or TOPNs: SQLite's parser stack allows ~10 nested subqueries."""
+    ds = _typed_dataset(storage)
+    storage.insert_rows(ds.id, "Sales", [{"Qty": i} for i in range(5)], received_at=1.0)
+    filters = "EVALUATE " + "FILTER(" * 40 + "Sales" + ", Sales[Qty] > 0)" * 40
+    assert len(storage.execute_plan(ds.id, _plan(filters, ds), max_rows=10)) == 4
+    tops = "EVALUATE " + "TOPN(3, " * 40 + "Sales" + ", Sales[Qty])" * 40
+    got = storage.execute_plan(ds.id, _plan(tops + " ORDER BY Sales[Qty]", ds), max_rows=10)
+    assert [row[2] for row in got] == [2, 3, 4]
