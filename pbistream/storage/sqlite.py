@@ -79,7 +79,7 @@ class SQLiteStorage(SQLStorage):
     _data_errors = (sqlite3.OperationalError, sqlite3.DataError)
 
     def _is_data_error(self, exc: Exception) -> bool:
-        return isinstance(exc, sqlite3.DataError) or "overflow" in str(exc)
+        return isinstance(exc, sqlite3.DataError) or "integer overflow" in str(exc)
 
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = 5000) -> None:
         self.path = Path(path)
