@@ -14,21 +14,17 @@ them; a table filter adds its predicates.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
-from pbistream.datetimes import quantised_text
 from pbistream.dax.errors import DaxError, Position
 from pbistream.dax.plan import (
-    Aggregate,
     Column,
     Const,
     Distinct,
     Filter,
     Group,
     One,
-    Op,
     Project,
     QueryPlan,
     Scalar,
@@ -36,6 +32,21 @@ from pbistream.dax.plan import (
     ScanColumn,
     TablePlan,
     TopN,
+)
+from pbistream.dax.scalars import (
+    EMPTY_SCOPE,
+    FILTER_TABLE_FUNCTIONS,
+    SUPPORTED_FUNCTIONS,
+    TABLE_FUNCTIONS,
+    ScalarPlanner,
+    Scope,
+    arity,
+    check_comparable,
+    columns_in,
+    describe,
+    position_of,
+    row_scope,
+    unsupported,
 )
 from pbistream.dax.syntax import (
     Binary,
@@ -48,7 +59,6 @@ from pbistream.dax.syntax import (
     Literal,
     Name,
     Query,
-    TableConstructor,
     TableRef,
     Unary,
     VarBlock,
@@ -57,28 +67,6 @@ from pbistream.schema import Table
 from pbistream.values import DataType
 
 __all__ = ["SUPPORTED_FUNCTIONS", "plan_query"]
-
-_NUMERIC = frozenset({DataType.INT64, DataType.DOUBLE, DataType.DECIMAL})
-_AGGREGATES = {
-    "SUM": "sum",
-    "AVERAGE": "avg",
-    "MIN": "min",
-    "MAX": "max",
-    "COUNT": "count",
-    "COUNTA": "count",
-    "COUNTROWS": "countrows",
-    "DISTINCTCOUNT": "distinctcount",
-}
-_TABLE_FUNCTIONS = (
-    "FILTER CALCULATETABLE SUMMARIZECOLUMNS TOPN ROW SELECTCOLUMNS ADDCOLUMNS DISTINCT VALUES ALL"
-)
-# Tables that can filter another (their rows are a filter on their source table's rows).
-_FILTER_TABLE_FUNCTIONS = frozenset({"FILTER", "VALUES", "DISTINCT", "ALL", "CALCULATETABLE"})
-_SCALAR_FUNCTIONS = "BLANK TRUE FALSE DATE DATETIME NOT AND OR ISBLANK " + " ".join(_AGGREGATES)
-#: Every function the subset knows, for error messages and the docs.
-SUPPORTED_FUNCTIONS = tuple(sorted((_TABLE_FUNCTIONS + " " + _SCALAR_FUNCTIONS).split()))
-_COMPARISONS = {"=": "eq", "==": "eq", "<>": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
-_ARITHMETIC = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
 
 
 def plan_query(query: Query, tables: Sequence[Table], *, statement: int = 0) -> QueryPlan:
@@ -104,22 +92,7 @@ class _ContextFilter:
     predicate: Scalar
 
 
-@dataclass(frozen=True, slots=True)
-class _Scope:
-    """What names mean where a scalar is read.
-
-    ``row`` holds the columns of the row being iterated (FILTER, SELECTCOLUMNS).
-    ``base`` is set where aggregates are allowed: the scan they aggregate over.
-    """
-
-    row: Mapping[str, Column]
-    base: Scan | None = None
-
-
-_EMPTY = _Scope({})
-
-
-class _Planner:
+class _Planner(ScalarPlanner):
     def __init__(self, tables: Sequence[Table], defines: Sequence[Define]) -> None:
         self.tables = {t.name.lower(): t for t in tables}
         self.measures: dict[str, Define] = {}
@@ -167,14 +140,14 @@ class _Planner:
                 raise DaxError(
                     f"VAR {name} must be a constant or a table here; "
                     "use DEFINE MEASURE for an aggregate.",
-                    _position(expr),
+                    position_of(expr),
                 )
-            const = self.scalar(expr, _EMPTY, ())
+            const = self.scalar(expr, EMPTY_SCOPE, ())
             if not isinstance(const, Const):
                 raise DaxError(
                     f"VAR {name} must be a constant or a table here; "
                     "use DEFINE MEASURE for an aggregate.",
-                    _position(expr),
+                    position_of(expr),
                 )
         self.vars[name.lower()] = expr
 
@@ -187,7 +160,7 @@ class _Planner:
                 return self.is_table_expr(var)
             return expr.name.lower() in self.tables
         if isinstance(expr, Call):
-            return expr.name in _TABLE_FUNCTIONS.split()
+            return expr.name in TABLE_FUNCTIONS.split()
         if isinstance(expr, VarBlock):
             return self.is_table_expr(expr.body)
         return False
@@ -195,14 +168,14 @@ class _Planner:
     # --- statements -------------------------------------------------------------------
     def evaluate(self, statement: Evaluate) -> QueryPlan:
         table = self.table(statement.table, ())
-        scope = _Scope({key: Column(key, dtype) for key, dtype in table.columns})
+        scope = Scope({key: Column(key, dtype) for key, dtype in table.columns})
         order = tuple((self.scalar(e, scope, ()), asc) for e, asc in statement.order_by)
         start: list[Const] = []
         for (key_expr, _), value in zip(order, statement.start_at, strict=False):
-            const = self.scalar(value, _EMPTY, ())
+            const = self.scalar(value, EMPTY_SCOPE, ())
             if not isinstance(const, Const):
-                raise DaxError("START AT takes constant values.", _position(value))
-            _check_comparable(key_expr, const, _position(value))
+                raise DaxError("START AT takes constant values.", position_of(value))
+            check_comparable(key_expr, const, position_of(value))
             start.append(const)
         return QueryPlan(table, order, tuple(start))
 
@@ -230,10 +203,10 @@ class _Planner:
                 raise DaxError(
                     f"The function {expr.name} returns a single value, not a table.", expr.position
                 )
-            raise _unsupported(expr)
+            raise unsupported(expr)
         raise DaxError(
-            f"A table expression is expected here (EVALUATE needs a table), not {_describe(expr)}.",
-            _position(expr),
+            f"A table expression is expected here (EVALUATE needs a table), not {describe(expr)}.",
+            position_of(expr),
         )
 
     def filtered_scan(self, table: Table, ctx: Sequence[_ContextFilter]) -> TablePlan:
@@ -244,12 +217,12 @@ class _Planner:
         return plan
 
     def table_filter(self, call: Call, ctx: tuple[_ContextFilter, ...]) -> TablePlan:
-        _arity(call, 2, 2)
+        arity(call, 2, 2)
         source = self.table(call.args[0], ctx)
-        return Filter(source, self.predicate(call.args[1], _row_scope(source)))
+        return Filter(source, self.predicate(call.args[1], row_scope(source)))
 
     def table_calculatetable(self, call: Call, ctx: tuple[_ContextFilter, ...]) -> TablePlan:
-        _arity(call, 1, None)
+        arity(call, 1, None)
         return self.table(call.args[0], self.apply_filters(call.args[1:], ctx))
 
     def apply_filters(
@@ -270,12 +243,12 @@ class _Planner:
                 new.extend(self.filter_table(arg, tuple(new)))
             else:
                 predicate = self.predicate(arg, self.any_row_scope())
-                keys = _columns_in(predicate)
+                keys = columns_in(predicate)
                 tables = {k.split("[", 1)[0] for k in keys}
                 if len(tables) != 1:
                     raise DaxError(
                         "A filter argument must use the columns of exactly one table.",
-                        _position(arg),
+                        position_of(arg),
                     )
                 (table_name,) = tables
                 new = [
@@ -297,7 +270,7 @@ class _Planner:
                 inner = self.filter_table(expr.args[0], ctx)
                 table = self.filter_source_table(expr.args[0])
                 source = self.scan(table)
-                predicate = self.predicate(expr.args[1], _row_scope(source))
+                predicate = self.predicate(expr.args[1], row_scope(source))
                 return [*inner, _ContextFilter(table.name, None, predicate)]
             if expr.name in ("VALUES", "DISTINCT") and len(expr.args) == 1:
                 return []
@@ -305,9 +278,9 @@ class _Planner:
                 applied = self.apply_filters(expr.args[1:], ctx)
                 return [*applied[len(ctx) :], *self.filter_table(expr.args[0], applied)]
         raise DaxError(
-            f"{_describe(expr)} cannot be used as a filter here; use a table, "
+            f"{describe(expr)} cannot be used as a filter here; use a table, "
             "FILTER(table or VALUES(column), condition) or a condition.",
-            _position(expr),
+            position_of(expr),
         )
 
     def filter_source_table(self, expr: Expr) -> Table:
@@ -317,19 +290,19 @@ class _Planner:
             return self.table_of(
                 expr.table if isinstance(expr, TableRef) else expr.name, expr.position
             )
-        if isinstance(expr, Call) and expr.args and expr.name in _FILTER_TABLE_FUNCTIONS:
+        if isinstance(expr, Call) and expr.args and expr.name in FILTER_TABLE_FUNCTIONS:
             first = expr.args[0]
             if isinstance(first, ColumnRef):
                 return self.column_key(first)[0]
             return self.filter_source_table(first)
         raise DaxError(
-            f"{_describe(expr)} cannot be used as a filter table here; use a table, "
+            f"{describe(expr)} cannot be used as a filter table here; use a table, "
             "FILTER, VALUES, DISTINCT, ALL or CALCULATETABLE.",
-            _position(expr),
+            position_of(expr),
         )
 
     def all_target(self, call: Call) -> tuple[Table, frozenset[str] | None]:
-        _arity(call, 1, None)
+        arity(call, 1, None)
         first = call.args[0]
         if isinstance(first, TableRef | Name) and len(call.args) == 1:
             return self.filter_source_table(first), None
@@ -337,7 +310,7 @@ class _Planner:
         table: Table | None = None
         for arg in call.args:
             if not isinstance(arg, ColumnRef):
-                raise DaxError("ALL takes a table or columns of one table.", _position(arg))
+                raise DaxError("ALL takes a table or columns of one table.", position_of(arg))
             this, key = self.column_key(arg)
             if table is not None and this.name != table.name:
                 raise DaxError("ALL takes columns of one table.", arg.position)
@@ -357,7 +330,7 @@ class _Planner:
         )
 
     def table_values(self, call: Call, ctx: tuple[_ContextFilter, ...]) -> TablePlan:
-        _arity(call, 1, 1)
+        arity(call, 1, 1)
         arg = call.args[0]
         if isinstance(arg, ColumnRef):
             table, key = self.column_key(arg)
@@ -368,14 +341,14 @@ class _Planner:
     table_distinct = table_values
 
     def table_selectcolumns(self, call: Call, ctx: tuple[_ContextFilter, ...]) -> TablePlan:
-        _arity(call, 1, None)
+        arity(call, 1, None)
         source = self.table(call.args[0], ctx)
-        return Project(source, self.named_columns(call, call.args[1:], _row_scope(source)))
+        return Project(source, self.named_columns(call, call.args[1:], row_scope(source)))
 
     def table_addcolumns(self, call: Call, ctx: tuple[_ContextFilter, ...]) -> TablePlan:
-        _arity(call, 3, None)
+        arity(call, 3, None)
         source = self.table(call.args[0], ctx)
-        scope = _row_scope(source)
+        scope = row_scope(source)
         added = self.named_columns(call, call.args[1:], scope, names_required=True)
         kept = tuple((key, Column(key, dtype)) for key, dtype in source.columns)
         return Project(source, kept + added)
@@ -384,7 +357,7 @@ class _Planner:
         self,
         call: Call,
         args: Sequence[Expr],
-        scope: _Scope,
+        scope: Scope,
         *,
         names_required: bool = False,
     ) -> tuple[tuple[str, Scalar], ...]:
@@ -399,8 +372,8 @@ class _Planner:
                 continue
             if not (isinstance(arg, Literal) and isinstance(arg.value, str)):
                 raise DaxError(
-                    f"{call.name} expects a column name in quotes here, not {_describe(arg)}.",
-                    _position(arg),
+                    f"{call.name} expects a column name in quotes here, not {describe(arg)}.",
+                    position_of(arg),
                 )
             if i + 1 >= len(args):
                 raise DaxError(
@@ -412,19 +385,21 @@ class _Planner:
         return tuple(out)
 
     def table_row(self, call: Call, ctx: tuple[_ContextFilter, ...]) -> TablePlan:
-        _arity(call, 2, None)
+        arity(call, 2, None)
         if len(call.args) % 2:
             raise DaxError('ROW takes pairs of "Name", expression.', call.position)
         base = self.aggregated_table(call.args[1::2])
         if base is None:
-            return Project(One(), self.named_columns(call, call.args, _EMPTY, names_required=True))
+            return Project(
+                One(), self.named_columns(call, call.args, EMPTY_SCOPE, names_required=True)
+            )
         scan = self.scan(base)
-        scope = _Scope({}, scan)
+        scope = Scope({}, scan)
         measures = self.named_columns(call, call.args, scope, names_required=True)
         return Group(self.filtered_scan(base, ctx), (), measures, drop_blank=False)
 
     def table_summarizecolumns(self, call: Call, ctx: tuple[_ContextFilter, ...]) -> TablePlan:
-        _arity(call, 1, None)
+        arity(call, 1, None)
         groups: list[tuple[Table, str, Position]] = []
         filters: list[Expr] = []
         i = 0
@@ -439,14 +414,15 @@ class _Planner:
             else:
                 raise DaxError(
                     "SUMMARIZECOLUMNS takes group columns, filter tables, then "
-                    f'"Name", expression pairs; {_describe(arg)} is none of these.',
-                    _position(arg),
+                    f'"Name", expression pairs; {describe(arg)} is none of these.',
+                    position_of(arg),
                 )
             i += 1
         named = args[i:]
         if len(named) % 2:
             raise DaxError(
-                'SUMMARIZECOLUMNS: every "Name" needs an expression after it.', _position(named[-1])
+                'SUMMARIZECOLUMNS: every "Name" needs an expression after it.',
+                position_of(named[-1]),
             )
         candidates = {t.name for t, _, _ in groups}
         aggregated = self.aggregated_table(named[1::2])
@@ -465,7 +441,7 @@ class _Planner:
         for flt in filters:
             inner = inner + tuple(self.filter_table(flt, inner))
         scan = self.scan(table)
-        measures = self.named_columns(call, named, _Scope({}, scan), names_required=True)
+        measures = self.named_columns(call, named, Scope({}, scan), names_required=True)
         keys: list[str] = []
         for _, key, position in groups:
             if key in keys:
@@ -474,18 +450,20 @@ class _Planner:
         return Group(self.filtered_scan(table, inner), tuple(keys), measures, drop_blank=True)
 
     def table_topn(self, call: Call, ctx: tuple[_ContextFilter, ...]) -> TablePlan:
-        _arity(call, 2, None)
-        count = self.scalar(call.args[0], _EMPTY, ())
+        arity(call, 2, None)
+        count = self.scalar(call.args[0], EMPTY_SCOPE, ())
         if not (
             isinstance(count, Const)
             and isinstance(count.value, int)
             and count.dtype is DataType.INT64
         ):
-            raise DaxError("TOPN's first argument must be a whole number.", _position(call.args[0]))
+            raise DaxError(
+                "TOPN's first argument must be a whole number.", position_of(call.args[0])
+            )
         if count.value < 0:
-            raise DaxError("TOPN's first argument cannot be negative.", _position(call.args[0]))
+            raise DaxError("TOPN's first argument cannot be negative.", position_of(call.args[0]))
         source = self.table(call.args[1], ctx)
-        scope = _row_scope(source)
+        scope = row_scope(source)
         order: list[tuple[Scalar, bool]] = []
         rest = call.args[2:]
         i = 0
@@ -510,7 +488,7 @@ class _Planner:
                 "These expressions aggregate columns of several tables "
                 f"({', '.join(sorted(found))}); "
                 "the subset supports one table per query.",
-                _position(exprs[0]),
+                position_of(exprs[0]),
             )
         return next(iter(found.values()), None)
 
@@ -542,348 +520,19 @@ class _Planner:
             return self.tables_in(expr.left) + self.tables_in(expr.right)
         return []
 
-    def any_row_scope(self) -> _Scope:
+    def any_row_scope(self) -> Scope:
         """A scope where every column of every table can be named (filter arguments)."""
         row: dict[str, Column] = {}
         for table in self.tables.values():
             for column in table.columns:
                 key = f"{table.name}[{column.name}]"
                 row[key] = Column(key, column.data_type)
-        return _Scope(row)
-
-    # --- scalars ----------------------------------------------------------------------
-    def predicate(self, expr: Expr, scope: _Scope) -> Scalar:
-        result = self.scalar(expr, scope, ())
-        if result.dtype not in (DataType.BOOLEAN, None):
-            raise DaxError(
-                f"A condition must be true or false; this is a {result.dtype.value}.",
-                _position(expr),
-            )
-        return result
-
-    def scalar(self, expr: Expr, scope: _Scope, inside: tuple[str, ...]) -> Scalar:
-        """Plan a scalar; ``inside`` names the aggregate it is the argument of, if any."""
-        if isinstance(expr, Literal):
-            if isinstance(expr.value, str):
-                return Const(expr.value, DataType.STRING)
-            if isinstance(expr.value, int):
-                return Const(expr.value, DataType.INT64)
-            return Const(expr.value, DataType.DOUBLE)
-        if isinstance(expr, Name):
-            word = expr.name.lower()
-            if word in self.vars:
-                return self.scalar(self.vars[word], scope, inside)
-            if word in ("true", "false"):
-                return Const(word == "true", DataType.BOOLEAN)
-            if word in self.tables:
-                raise DaxError(
-                    f"The table '{expr.name}' is used where a single value is expected.",
-                    expr.position,
-                )
-            raise DaxError(f"Cannot find a table or variable named '{expr.name}'.", expr.position)
-        if isinstance(expr, ColumnRef):
-            _, key = self.column_key(expr)
-            return self.column(key, scope, inside, expr.position)
-        if isinstance(expr, BracketRef):
-            return self.bracket(expr, scope, inside)
-        if isinstance(expr, Unary):
-            operand = self.scalar(expr.operand, scope, inside)
-            if expr.op == "NOT":
-                return Op("not", (_boolean(operand, expr),), DataType.BOOLEAN)
-            _numeric(operand, expr)
-            if expr.op == "+":
-                return operand
-            if isinstance(operand, Const) and operand.value is not None:
-                return Const(-operand.value, operand.dtype)
-            return Op("neg", (operand,), operand.dtype)
-        if isinstance(expr, Binary):
-            return self.binary(expr, scope, inside)
-        if isinstance(expr, Call):
-            return self.call(expr, scope, inside)
-        if isinstance(expr, VarBlock):
-            saved = dict(self.vars)
-            try:
-                for var_name, value in expr.bindings:
-                    self.bind_var(var_name, value)
-                return self.scalar(expr.body, scope, inside)
-            finally:
-                self.vars = saved
-        raise DaxError(
-            f"{_describe(expr)} is a table; a single value is expected here.", _position(expr)
-        )
-
-    def column(
-        self, key: str, scope: _Scope, inside: tuple[str, ...], position: Position
-    ) -> Column:
-        found = scope.row.get(key)
-        if found is not None:
-            return found
-        if scope.base is not None and inside:
-            for field in scope.base.fields:
-                if field.key == key:
-                    return Column(key, field.dtype)
-            raise DaxError(
-                f"The column {key} is not in the table {scope.base.table} that is aggregated.",
-                position,
-            )
-        table, _, name = key.partition("[")
-        raise DaxError(
-            f"A single value for column '{name[:-1]}' in table '{table}' cannot be determined "
-            "here (use it inside an aggregate such as SUM, or iterate its table).",
-            position,
-        )
-
-    def bracket(self, ref: BracketRef, scope: _Scope, inside: tuple[str, ...]) -> Scalar:
-        name = ref.name.lower()
-        own = f"[{ref.name}]".lower()
-        matches = [c for k, c in scope.row.items() if k.lower() == own]
-        if not matches:
-            matches = [c for k, c in scope.row.items() if k.lower().endswith(own)]
-        if len(matches) == 1:
-            return matches[0]
-        define = self.measures.get(name)
-        if define is not None:
-            if name in self.expanding:
-                raise DaxError(f"The measure [{ref.name}] refers to itself.", ref.position)
-            if scope.row or inside:
-                raise DaxError(
-                    f"The measure [{ref.name}] can be used in SUMMARIZECOLUMNS or ROW "
-                    "expressions only (not per row, nor inside another aggregate).",
-                    ref.position,
-                )
-            self.expanding.add(name)
-            try:
-                return self.scalar(define.expr, scope, inside)
-            finally:
-                self.expanding.discard(name)
-        if len(matches) > 1:
-            raise DaxError(f"The name [{ref.name}] is ambiguous; add its table.", ref.position)
-        raise DaxError(f"Cannot find a column or measure named [{ref.name}].", ref.position)
-
-    def binary(self, expr: Binary, scope: _Scope, inside: tuple[str, ...]) -> Scalar:
-        op = expr.op
-        if op in ("&", "^"):
-            raise DaxError(f"The operator '{op}' is not supported.", expr.position)
-        left = self.scalar(expr.left, scope, inside)
-        if op == "IN":
-            assert isinstance(expr.right, TableConstructor)
-            values: list[Scalar] = []
-            for item in expr.right.values:
-                value = self.scalar(item, scope, inside)
-                if not isinstance(value, Const):
-                    raise DaxError("The list after IN must hold constants.", _position(item))
-                _check_comparable(left, value, _position(item))
-                values.append(value)
-            if not values:
-                return Const(False, DataType.BOOLEAN)
-            return Op("in", (left, *values), DataType.BOOLEAN)
-        right = self.scalar(expr.right, scope, inside)
-        if op in ("&&", "||"):
-            args = (_boolean(left, expr.left), _boolean(right, expr.right))
-            return Op("and" if op == "&&" else "or", args, DataType.BOOLEAN)
-        if op in _COMPARISONS:
-            _check_comparable(left, right, expr.position)
-            return Op(_COMPARISONS[op], (left, right), DataType.BOOLEAN)
-        _numeric(left, expr.left)
-        _numeric(right, expr.right)
-        name = _ARITHMETIC[op]
-        if name == "div":
-            dtype: DataType | None = DataType.DOUBLE
-        elif DataType.DOUBLE in (left.dtype, right.dtype) or DataType.DECIMAL in (
-            left.dtype,
-            right.dtype,
-        ):
-            dtype = DataType.DOUBLE
-        else:
-            dtype = DataType.INT64
-        return Op(name, (left, right), dtype)
-
-    def call(self, call: Call, scope: _Scope, inside: tuple[str, ...]) -> Scalar:
-        name = call.name
-        if name == "BLANK":
-            _arity(call, 0, 0)
-            return Const(None, None)
-        if name in ("TRUE", "FALSE"):
-            _arity(call, 0, 0)
-            return Const(name == "TRUE", DataType.BOOLEAN)
-        if name in ("DATE", "DATETIME"):
-            return self.date(call)
-        if name == "NOT":
-            _arity(call, 1, 1)
-            return Op(
-                "not", (_boolean(self.scalar(call.args[0], scope, inside), call),), DataType.BOOLEAN
-            )
-        if name in ("AND", "OR"):
-            _arity(call, 2, 2)
-            args = tuple(_boolean(self.scalar(a, scope, inside), a) for a in call.args)
-            return Op(name.lower(), args, DataType.BOOLEAN)
-        if name == "ISBLANK":
-            _arity(call, 1, 1)
-            return Op("isblank", (self.scalar(call.args[0], scope, inside),), DataType.BOOLEAN)
-        if name in _AGGREGATES:
-            return self.aggregate(call, scope, inside)
-        if name in SUPPORTED_FUNCTIONS:
-            raise DaxError(
-                f"The function {name} returns a table; a single value is expected here.",
-                call.position,
-            )
-        raise _unsupported(call)
-
-    def aggregate(self, call: Call, scope: _Scope, inside: tuple[str, ...]) -> Scalar:
-        func = _AGGREGATES[call.name]
-        if scope.base is None or inside:
-            where = "inside another aggregate" if inside else "per row (FILTER, SELECTCOLUMNS, ...)"
-            raise DaxError(
-                f"{call.name} can be used in SUMMARIZECOLUMNS or ROW expressions only, not "
-                f"{where}.",
-                call.position,
-            )
-        _arity(call, 1, 1)
-        arg = call.args[0]
-        if func == "countrows":
-            where_pred: Scalar | None = None
-            target = arg
-            if isinstance(arg, Call) and arg.name == "FILTER" and len(arg.args) == 2:
-                target = arg.args[0]
-                where_pred = self.predicate(arg.args[1], _row_scope(scope.base))
-            if (
-                not isinstance(target, TableRef | Name)
-                or self.filter_source_table(target).name != scope.base.table
-            ):
-                raise DaxError(
-                    f"COUNTROWS takes the table '{scope.base.table}' or FILTER over it here.",
-                    _position(arg),
-                )
-            return Aggregate("countrows", None, DataType.INT64, where_pred)
-        if not isinstance(arg, ColumnRef):
-            raise DaxError(
-                f"{call.name} takes a column, like {call.name}('Table'[Column]).", _position(arg)
-            )
-        column = self.scalar(arg, scope, (call.name,))
-        if func in ("sum", "avg") and column.dtype not in _NUMERIC:
-            raise DaxError(
-                f"{call.name} needs a numeric column; {_describe(arg)} is "
-                f"{column.dtype.value if column.dtype else 'BLANK'}.",
-                arg.position,
-            )
-        if func in ("count", "distinctcount"):
-            dtype: DataType | None = DataType.INT64
-        elif func == "avg":
-            dtype = DataType.DOUBLE
-        else:
-            dtype = column.dtype
-        return Aggregate(func, column, dtype)
-
-    def date(self, call: Call) -> Const:
-        want = 3 if call.name == "DATE" else 6
-        _arity(call, 3, want)
-        parts: list[int] = []
-        for arg in call.args:
-            value = self.scalar(arg, _EMPTY, ())
-            if not (isinstance(value, Const) and value.dtype is DataType.INT64):
-                raise DaxError(f"{call.name} takes whole numbers.", _position(arg))
-            parts.append(int(value.value))
-        try:
-            y, mo, d, h, mi, sec = [*parts, 0, 0, 0][:6]
-            moment = datetime(y, mo, d, h, mi, sec, tzinfo=UTC)
-        except (ValueError, OverflowError) as exc:
-            raise DaxError(
-                f"{call.name}{tuple(parts)} is not a valid date: {exc}.", call.position
-            ) from None
-        return Const(quantised_text(moment), DataType.DATETIME)
+        return Scope(row)
 
 
 # --- helpers ----------------------------------------------------------------------------
-def _row_scope(source: TablePlan) -> _Scope:
-    return _Scope({key: Column(key, dtype) for key, dtype in source.columns})
-
-
 def _type_of(source: TablePlan, key: str) -> DataType | None:
     return dict(source.columns)[key]
-
-
-def _columns_in(expr: Scalar) -> set[str]:
-    if isinstance(expr, Column):
-        return {expr.key}
-    if isinstance(expr, Op):
-        return set().union(*(_columns_in(a) for a in expr.args))
-    if isinstance(expr, Aggregate) and expr.arg is not None:
-        return _columns_in(expr.arg)
-    return set()
-
-
-def _position(expr: Expr) -> Position:
-    return expr.position
-
-
-def _describe(expr: Expr) -> str:
-    if isinstance(expr, Call):
-        return f"{expr.name}(...)"
-    if isinstance(expr, ColumnRef):
-        return f"'{expr.table}'[{expr.column}]"
-    if isinstance(expr, TableRef):
-        return f"'{expr.table}'"
-    if isinstance(expr, BracketRef):
-        return f"[{expr.name}]"
-    if isinstance(expr, Name):
-        return expr.name
-    if isinstance(expr, Literal):
-        return repr(expr.value) if not isinstance(expr.value, str) else f'"{expr.value}"'
-    if isinstance(expr, TableConstructor):
-        return "a {...} list"
-    return "this expression"
-
-
-def _unsupported(call: Call) -> DaxError:
-    return DaxError(
-        f"The function {call.name} is not supported by pbistream's DAX subset "
-        f"(supported: {', '.join(SUPPORTED_FUNCTIONS)}).",
-        call.position,
-    )
-
-
-def _arity(call: Call, least: int, most: int | None) -> None:
-    n = len(call.args)
-    if n < least or (most is not None and n > most):
-        if most == least:
-            want = f"{least}"
-        elif most is None:
-            want = f"at least {least}"
-        else:
-            want = f"{least} to {most}"
-        raise DaxError(f"{call.name} takes {want} arguments, not {n}.", call.position)
-
-
-def _boolean(value: Scalar, where: Expr | Call) -> Scalar:
-    if value.dtype not in (DataType.BOOLEAN, None):
-        raise DaxError(
-            f"A true/false value is expected here, not a {value.dtype.value}.", _position(where)
-        )
-    return value
-
-
-def _numeric(value: Scalar, where: Expr) -> None:
-    if value.dtype not in _NUMERIC and value.dtype is not None:
-        raise DaxError(
-            f"Arithmetic needs numbers; this is a {value.dtype.value}.", _position(where)
-        )
-
-
-def _family(dtype: DataType | None) -> str | None:
-    if dtype is None:
-        return None
-    return "number" if dtype in _NUMERIC else dtype.value
-
-
-def _check_comparable(left: Scalar, right: Scalar, position: Position) -> None:
-    a, b = _family(left.dtype), _family(right.dtype)
-    if a is not None and b is not None and a != b:
-        raise DaxError(
-            f"DAX comparison operations do not support comparing values of type "
-            f"{left.dtype.value if left.dtype else ''} with values of type "
-            f"{right.dtype.value if right.dtype else ''}.",
-            position,
-        )
 
 
 def _is_order_flag(expr: Expr) -> bool:
