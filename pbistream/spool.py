@@ -35,7 +35,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,11 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE INDEX IF NOT EXISTS messages_status ON messages (status, seq, id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+_SET_META = (
+    "INSERT INTO meta (key, value) VALUES (?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,8 +224,13 @@ class Spool:
             self._held_bytes += len(data)
             return int(cursor.lastrowid or 0)
 
-    def put_many(self, rows: Sequence[bytes]) -> None:
+    def put_many(self, rows: Sequence[bytes], *, meta: Mapping[str, str] | None = None) -> None:
         """Store many rows in one transaction (all or none).
+
+        Args:
+            rows: The rows, as JSON.
+            meta: Values to :meth:`set_meta` in the same transaction: a feed's read
+                position, so that it moves if and only if the rows are stored.
 
         Raises:
             SpoolFullError: The rows would pass ``max_rows`` or ``max_bytes``.
@@ -234,6 +244,7 @@ class Spool:
                     self._conn.executemany(
                         "INSERT INTO messages (data) VALUES (?)", ((r,) for r in rows)
                     )
+                    self._conn.executemany(_SET_META, (meta or {}).items())
             except sqlite3.Error as exc:
                 raise SpoolError(f"cannot write to the spool {self.path}: {exc}") from None
             self._held_rows += len(rows)
@@ -437,11 +448,7 @@ class Spool:
     def set_meta(self, key: str, value: str) -> None:
         """Store a small value (the target the spool belongs to, for ``spool replay``)."""
         with self._lock:
-            self._conn.execute(
-                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) "
-                "DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
+            self._conn.execute(_SET_META, (key, value))
 
     def failed(self, limit: int = 100) -> list[tuple[int, bytes, str]]:
         """The first FAILED rows: id, data and error."""

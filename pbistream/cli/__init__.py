@@ -7,6 +7,7 @@ from __future__ import annotations
 
 # Importing the modules registers their commands on `main`.
 from pbistream.cli import dataset, demo, push, serve, spool  # noqa: F401
+from pbistream.cli import bridge, feeds  # noqa: F401
 from pbistream.cli._group import main
 
 __all__ = ["main"]
