@@ -10,7 +10,7 @@ import click
 
 from pbistream.cli._feed_options import feed_client_options, target_options
 from pbistream.cli._group import friendly_errors, main
-from pbistream.exceptions import ConfigError
+from pbistream.exceptions import ConfigError, require_extra
 from pbistream.feeds.payloads import PayloadError, parse_topic_field
 from pbistream.feeds.runner import StatusPrinter, open_feed_client, stop_on_signals
 from pbistream.redact import Secret
@@ -126,8 +126,9 @@ def mqtt(
     Restart with the same --client-id and --spool to resume; nothing is lost.
     Stops on SIGTERM or Ctrl-C.
 
-    Example: pbistream bridge mqtt --broker mqtt://127.0.0.1:1883 --topic 'site/+/temp' --topic-field device=1 --to "$PUSH_URL"
+    Example: pbistream bridge mqtt --broker mqtt://127.0.0.1 --topic 'site/+/t' --to "$URL"
     """
+    require_extra("paho.mqtt.client", "mqtt")
     from pbistream.feeds.mqtt import MqttBridge, MqttOptions
 
     try:

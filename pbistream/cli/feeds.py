@@ -32,9 +32,7 @@ __all__ = ["tail", "watch"]
     show_default=True,
     help="File format; auto goes by the file name (.csv, else JSON Lines).",
 )
-@click.option(
-    "--poll", type=float, default=0.2, show_default=True, help="Seconds between looks."
-)
+@click.option("--poll", type=float, default=0.2, show_default=True, help="Seconds between looks.")
 @click.option(
     "--close-timeout",
     type=float,
@@ -79,7 +77,9 @@ def tail(
     )
     client, types = open_feed_client(options)
     if not spool:
-        report("spool", f"spool: {options.spool} (the default for {path})", spool=str(options.spool))
+        report(
+            "spool", f"spool: {options.spool} (the default for {path})", spool=str(options.spool)
+        )
     stop = threading.Event()
     try:
         follower = FileTail(path, client, report, fmt=fmt, types=types, poll=poll)
@@ -99,9 +99,7 @@ def tail(
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
-@click.option(
-    "--every", required=True, help="Time between runs: 10s, 500ms, 5m, 1h (or seconds)."
-)
+@click.option("--every", required=True, help="Time between runs: 10s, 500ms, 5m, 1h (or seconds).")
 @target_options
 @click.option("--timeout", help="Kill a run after this long (default: --every).")
 @click.option("--count", type=click.IntRange(min=1), help="Stop after COUNT runs.")
@@ -134,7 +132,7 @@ def watch(
     and the schedule goes on; bad output goes to the dead-letter file. Put the
     command after `--`. Stops on SIGTERM or Ctrl-C.
 
-    Example: pbistream watch --every 10s --to "$PUSH_URL" -- sh -c 'echo temp=$(cat /sys/class/thermal/thermal_zone0/temp)'
+    Example: pbistream watch --every 10s --to "$PUSH_URL" -- ./read-sensor.sh --json
     """
     from pbistream.feeds.watch import Watcher
 

@@ -242,9 +242,7 @@ class SpoolQueue:
         self.spool = spool
         self.sizes: dict[int, int] = {}  # claimed row id -> data bytes, until settled
 
-    def put(
-        self, rows: Iterable[Mapping[str, Any]], meta: Mapping[str, str] | None = None
-    ) -> int:
+    def put(self, rows: Iterable[Mapping[str, Any]], meta: Mapping[str, str] | None = None) -> int:
         """Encode (already untyped-normalised) rows and commit them; return how many.
 
         ``meta`` (a feed's checkpoint) is committed in the same transaction.

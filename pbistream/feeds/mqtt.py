@@ -223,7 +223,7 @@ class MqttBridge:
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
-        properties = Properties(PacketTypes.CONNECT)
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = int(self.options.session_expiry)
         properties.ReceiveMaximum = self.options.receive_maximum
         return properties

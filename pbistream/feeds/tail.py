@@ -134,7 +134,10 @@ class FileTail:
         assert self.client.spool is not None
         saved = self.client.spool.get_meta(self.key)
         if saved is None:
-            return self._open(self.path, 0, 0)
+            first = self._open(self.path, 0, 0)
+            if first is not None:  # record which file this is before reading any of it
+                self._commit(first, [], [])
+            return first
         point = orjson.loads(saved)
         for candidate in [self.path, *sorted(self.path.parent.glob(self.path.name + "*"))]:
             try:
@@ -194,6 +197,7 @@ class FileTail:
                     if self._file is None:
                         stop.wait(self.poll)
                         continue
+                    self._commit(self._file, [], [])
                 if not self._read_some(self._file, final=False):
                     self._check_rotation(self._file, stop)
         finally:
@@ -225,7 +229,9 @@ class FileTail:
         self._read_some(current, final=True)
         current.handle.close()
         self.counts.rotations += 1
-        self.report("rotated", f"{self.path} was rotated; following the new file", path=str(self.path))
+        self.report(
+            "rotated", f"{self.path} was rotated; following the new file", path=str(self.path)
+        )
         self._file = self._open(self.path, 0, 0)
         if self._file is not None:
             self._commit(self._file, [], [])
@@ -297,7 +303,9 @@ class FileTail:
             }
         )
 
-    def _commit(self, current: _Open, rows: list[dict[str, Any]], letters: list[DeadLetter]) -> None:
+    def _commit(
+        self, current: _Open, rows: list[dict[str, Any]], letters: list[DeadLetter]
+    ) -> None:
         # Dead letters first: a crash before the commit writes them again on the re-read,
         # it never loses one.
         if letters:

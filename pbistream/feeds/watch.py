@@ -112,7 +112,9 @@ class Watcher:
         seconds = time.monotonic() - began
         if done.returncode != 0:
             tail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
-            why = f"exited with status {done.returncode}" + (f": {tail[0][:200]}" if tail[0] else "")
+            why = f"exited with status {done.returncode}" + (
+                f": {tail[0][:200]}" if tail[0] else ""
+            )
             self._failed(number, why, None)
             return
         if len(done.stdout) > _OUTPUT_LIMIT:

@@ -37,7 +37,7 @@ class Feed:
         self.out = workdir / f"{name}.{time.monotonic_ns()}.out"
         self.err = workdir / f"{name}.{time.monotonic_ns()}.err"
         env = {**os.environ, "PBISTREAM_STATE_DIR": str(workdir / "state")}
-        self.process = subprocess.Popen(  # noqa: S603
+        self.process = subprocess.Popen(
             [sys.executable, "-m", "pbistream", *args],
             stdout=self.out.open("wb"),
             stderr=self.err.open("wb"),

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mqtt_broker import Broker, mosquitto_or_skip
 from feed_helpers import Feed, stored_rows, wait_for
+from mqtt_broker import Broker, mosquitto_or_skip
 
 from pbistream.testing import RunningServer
 
@@ -44,7 +44,9 @@ class Publisher:
         from paho.mqtt.enums import CallbackAPIVersion
 
         self.client = paho.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"pub-{time.monotonic_ns()}", protocol=paho.MQTTv5
+            CallbackAPIVersion.VERSION2,
+            client_id=f"pub-{time.monotonic_ns()}",
+            protocol=paho.MQTTv5,
         )
         self.client.max_inflight_messages_set(200)
         self.client.max_queued_messages_set(0)
@@ -54,9 +56,7 @@ class Publisher:
     def publish(self, topic: str, payload: bytes | str, qos: int = 1) -> Any:
         return self.client.publish(topic, payload, qos=qos)
 
-    def publish_many(
-        self, messages: list[tuple[str, bytes]], rate: float | None = None
-    ) -> None:
+    def publish_many(self, messages: list[tuple[str, bytes]], rate: float | None = None) -> None:
         infos = []
         start = time.monotonic()
         for count, (topic, payload) in enumerate(messages):
@@ -151,12 +151,16 @@ def test_two_bridges_in_a_group_split_the_stream(
     feeds = [
         Feed(
             bridge_args(
-                broker, dataset["push_url"], tmp_path / f"g{i}.spool", f"member-{i}",
-                "--group", "plants",
+                broker,
+                dataset["push_url"],
+                tmp_path / f"g{i}.spool",
+                f"member-{i}",
+                "--group",
+                "plants",
             ),
             tmp_path,
             f"member{i}",
-        )  # fmt: skip
+        )
         for i in range(2)
     ]
     for feed in feeds:
@@ -249,15 +253,12 @@ def test_malformed_payloads_are_dead_lettered_while_good_ones_flow(
     assert len(rows) == good
     assert sum(1 for row in rows if "n" not in row) == 100  # the bare numbers
     letters = [
-        json.loads(line)
-        for line in Path(f"{spool}.deadletter.jsonl").read_text().splitlines()
+        json.loads(line) for line in Path(f"{spool}.deadletter.jsonl").read_text().splitlines()
     ]
     assert len(letters) == total_bad
     assert all(letter["row"]["topic"] == "plant/devx/reading" for letter in letters)
     for payload, reason in bad.items():
-        matching = [
-            letter for letter in letters if reason in letter["message"]
-        ]
+        matching = [letter for letter in letters if reason in letter["message"]]
         assert matching, (payload, reason, letters[:3])
     assert all(letter["message"].startswith("topic plant/devx/reading: ") for letter in letters)
     stopped = feed.last("stopped")
@@ -283,7 +284,9 @@ def test_without_a_spool_the_default_is_derived_from_the_client_id(
     assert feed.process.wait(60) == 0, feed.log()
     assert feed.last("stopped")["acked"] == 3  # type: ignore[index]
     assert Path(spool_event["spool"]).exists()
-    assert sorted(r["value"] for r in stored_rows(server, server.storage.list_datasets()[0].id)) == [
+    assert sorted(
+        r["value"] for r in stored_rows(server, server.storage.list_datasets()[0].id)
+    ) == [
         1,
         2.5,
         3,

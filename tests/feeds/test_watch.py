@@ -1,0 +1,114 @@
+"""`pbistream watch` as a real process: JSON and key=value output, failing runs go on."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from feed_helpers import Feed, stored_rows
+
+from pbistream.cli import main
+from pbistream.testing import RunningServer
+
+# Run k (from 1) of this script, by a counter file: a cycle of six behaviours.
+SCRIPT = """
+import json, sys, time
+from pathlib import Path
+counter = Path(sys.argv[1])
+k = int(counter.read_text()) + 1 if counter.exists() else 1
+counter.write_text(str(k))
+kind = k % 6
+if kind == 1:
+    print(json.dumps({"k": k, "value": k * 1.5}))
+elif kind == 2:
+    print(f"# a comment\\nk={k}\\nvalue = {k / 2}\\n")
+elif kind == 3:
+    print("oops", file=sys.stderr); sys.exit(3)
+elif kind == 4:
+    print(json.dumps([{"k": k, "value": 1.0}, {"k": -k, "value": 2.0}]))
+elif kind == 5:
+    print("this is not a row")
+else:
+    time.sleep(5)  # past --timeout: killed
+"""
+
+
+@pytest.fixture
+def server(server_factory: Callable[..., RunningServer]) -> RunningServer:
+    return server_factory(limits=False)
+
+
+def test_a_failing_command_is_reported_and_the_schedule_goes_on(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    dataset = server.create_dataset({"k": "Int64", "value": "Number"}, mode="PushStreaming")
+    script = tmp_path / "sensor.py"
+    script.write_text(SCRIPT)
+    spool = tmp_path / "w.spool"
+    feed = Feed(
+        [
+            "watch",
+            "--every",
+            "200ms",
+            "--timeout",
+            "1s",
+            "--count",
+            "12",
+            "--to",
+            dataset["push_url"],
+            "--token",
+            server.token,
+            "--spool",
+            str(spool),
+            "--no-pacing",
+            "--json",
+            "--",
+            sys.executable,
+            str(script),
+            str(tmp_path / "counter"),
+        ],
+        tmp_path,
+        "watch",
+    )
+    assert feed.process.wait(90) == 0, feed.log()
+    runs = feed.events("run")
+    assert [run["run"] for run in runs] == list(range(1, 13))
+    assert [run["ok"] for run in runs] == [True, True, False, True, False, False] * 2
+    errors = [run["error"] for run in runs if not run["ok"]]
+    assert errors[0] == "exited with status 3: oops"
+    assert "is not key=value nor JSON" in errors[1]
+    assert errors[2] == "timed out after 1 s (killed)"
+    stopped = feed.last("stopped")
+    assert stopped is not None and stopped["rows"] == 8 and stopped["pending"] == 0
+    rows = stored_rows(server, dataset["id"])
+    expected = []
+    for k in (1, 7):
+        expected += [
+            {"k": k, "value": k * 1.5},
+            {"k": k + 1, "value": (k + 1) / 2},
+            {"k": k + 3, "value": 1.0},
+            {"k": -(k + 3), "value": 2.0},
+        ]
+    assert rows == expected
+    letters = [json.loads(x) for x in Path(f"{spool}.deadletter.jsonl").read_text().splitlines()]
+    assert [letter["row"]["output"].strip() for letter in letters] == ["this is not a row"] * 2
+
+
+def test_a_missing_command_is_one_clear_line(server: RunningServer) -> None:
+    url = server.create_streaming_dataset({"value": "Number"})
+    result = CliRunner().invoke(
+        main, ["watch", "--every", "1s", "--to", url, "--", "no-such-command-xyz"]
+    )
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "Error: command not found: no-such-command-xyz"
+
+
+def test_a_bad_duration_is_one_clear_line(server: RunningServer) -> None:
+    url = server.create_streaming_dataset({"value": "Number"})
+    result = CliRunner().invoke(main, ["watch", "--every", "soon", "--to", url, "--", "true"])
+    assert result.exit_code == 1
+    assert "'soon' is not a duration such as 10s" in result.stderr
