@@ -147,10 +147,11 @@ class BridgeCounts:
 class _Message:
     """The parts of a paho message the bridge keeps (not the paho object itself)."""
 
-    __slots__ = ("mid", "payload", "qos", "topic")
+    __slots__ = ("epoch", "mid", "payload", "qos", "topic")
 
-    def __init__(self, mid: int, qos: int, topic: str, payload: bytes) -> None:
+    def __init__(self, mid: int, qos: int, topic: str, payload: bytes, epoch: int) -> None:
         self.mid, self.qos, self.topic, self.payload = mid, qos, topic, payload
+        self.epoch = epoch  # the broker session it came in (see MqttBridge._epoch)
 
 
 class MqttBridge:
@@ -241,6 +242,10 @@ class MqttBridge:
 
         self.connected = True
         self.counts.connects += 1
+        if not flags.session_present:
+            # A new session (first run, or the broker lost ours): message ids from the
+            # old one mean other messages now, so their acks must not be sent.
+            self._epoch += 1
         # Subscribing again on a resumed session is harmless; retainHandling=1 keeps
         # the broker from re-sending retained messages for an existing subscription.
         mqtt.subscribe(self.options.subscription, options=SubscribeOptions(qos=1, retainHandling=1))
@@ -292,7 +297,9 @@ class MqttBridge:
 
     def _on_message(self, mqtt: Any, userdata: Any, message: Any) -> None:
         with self._arrived:
-            self._inbox.append(_Message(message.mid, message.qos, message.topic, message.payload))
+            self._inbox.append(
+                _Message(message.mid, message.qos, message.topic, message.payload, self._epoch)
+            )
             if len(self._inbox) == 1:
                 self._arrived.notify()
 
@@ -300,6 +307,7 @@ class MqttBridge:
 
     _stopping = False
     _last_fail_report = 0.0
+    _epoch = 0
 
     def run(
         self,
@@ -390,9 +398,10 @@ class MqttBridge:
                 pause = min(30.0, pause * 2)
         if letters:
             self.client.reject(letters)
-        ack = self._mqtt.ack
+        ack, epoch = self._mqtt.ack, self._epoch
         for message in batch:  # in arrival order, as MQTT requires
-            ack(message.mid, message.qos)
+            if message.epoch == epoch:
+                ack(message.mid, message.qos)
         counts = self.counts
         counts.acked += len(batch)
         counts.rows += len(rows)
