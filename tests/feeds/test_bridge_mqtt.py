@@ -268,9 +268,12 @@ def test_malformed_payloads_are_dead_lettered_while_good_ones_flow(
 def test_without_a_spool_the_default_is_derived_from_the_client_id(
     broker: Broker, server: RunningServer, tmp_path: Path
 ) -> None:
-    url = server.create_streaming_dataset({"value": "Number"}, historic=True)
+    dataset = server.create_dataset({"value": "Number"}, mode="Push")
+    # A REST table URL with a token: the same client, the REST sink.
+    url = f"{server.url}/v1.0/myorg/datasets/{dataset['id']}/tables/RealTimeData/rows"
     args = [
         "bridge", "mqtt", "--broker", broker.url, "--topic", "t/#", "--to", url,
+        "--token", server.token,
         "--client-id", "default-spool", "--value-field", "value", "--count", "3", "--json",
         "--no-pacing",
     ]  # fmt: skip
@@ -284,10 +287,4 @@ def test_without_a_spool_the_default_is_derived_from_the_client_id(
     assert feed.process.wait(60) == 0, feed.log()
     assert feed.last("stopped")["acked"] == 3  # type: ignore[index]
     assert Path(spool_event["spool"]).exists()
-    assert sorted(
-        r["value"] for r in stored_rows(server, server.storage.list_datasets()[0].id)
-    ) == [
-        1,
-        2.5,
-        3,
-    ]
+    assert sorted(r["value"] for r in stored_rows(server, dataset["id"])) == [1, 2.5, 3]

@@ -112,3 +112,37 @@ def test_a_bad_duration_is_one_clear_line(server: RunningServer) -> None:
     result = CliRunner().invoke(main, ["watch", "--every", "soon", "--to", url, "--", "true"])
     assert result.exit_code == 1
     assert "'soon' is not a duration such as 10s" in result.stderr
+
+
+def test_human_lines_and_a_rest_table_url(server: RunningServer, tmp_path: Path) -> None:
+    dataset = server.create_dataset({"temp": "Number", "site": "Text"}, mode="Push")
+    url = f"{server.url}/v1.0/myorg/datasets/{dataset['id']}/tables/RealTimeData/rows"
+    feed = Feed(
+        [
+            "watch",
+            "--every",
+            "100ms",
+            "--count",
+            "3",
+            "--to",
+            url,
+            "--token",
+            server.token,
+            "--spool",
+            str(tmp_path / "h.spool"),
+            "--no-pacing",
+            "--",
+            "sh",
+            "-c",
+            "echo temp=21.5; echo site=007",
+        ],
+        tmp_path,
+        "watch",
+    )
+    assert feed.process.wait(60) == 0, feed.log()
+    lines = feed.out.read_text().splitlines()
+    assert [line.split(":")[0] for line in lines[:3]] == ["run 1", "run 2", "run 3"]
+    assert lines[0].startswith("run 1: 1 row in ")
+    assert lines[-1].startswith("stopped: 3 runs (0 failed), 3 rows, 3 delivered, 0 left")
+    # The schema says site is Text: "007" stays text, not the number 7.
+    assert stored_rows(server, dataset["id"]) == [{"temp": 21.5, "site": "007"}] * 3
