@@ -98,6 +98,10 @@ def mqtt(
     spool: str | None,
     time_scale: float,
     no_pacing: bool,
+    tenant_id: str | None,
+    app_id: str | None,
+    client_secret: str | None,
+    authority_host: str,
     as_json: bool,
     client_id: str | None,
     topic_fields: tuple[str, ...],
@@ -164,6 +168,10 @@ def mqtt(
         spool=spool,
         time_scale=time_scale,
         no_pacing=no_pacing,
+        tenant_id=tenant_id,
+        app_id=app_id,
+        client_secret=client_secret,
+        authority_host=authority_host,
     )
     client, _ = open_feed_client(client_options)
     if not spool:

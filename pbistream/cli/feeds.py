@@ -48,6 +48,10 @@ def tail(
     spool: str | None,
     time_scale: float,
     no_pacing: bool,
+    tenant_id: str | None,
+    app_id: str | None,
+    client_secret: str | None,
+    authority_host: str,
     as_json: bool,
     fmt: str,
     poll: float,
@@ -74,6 +78,10 @@ def tail(
         spool=spool,
         time_scale=time_scale,
         no_pacing=no_pacing,
+        tenant_id=tenant_id,
+        app_id=app_id,
+        client_secret=client_secret,
+        authority_host=authority_host,
     )
     client, types = open_feed_client(options)
     if not spool:
@@ -119,6 +127,10 @@ def watch(
     spool: str | None,
     time_scale: float,
     no_pacing: bool,
+    tenant_id: str | None,
+    app_id: str | None,
+    client_secret: str | None,
+    authority_host: str,
     as_json: bool,
     timeout: str | None,
     count: int | None,
@@ -150,6 +162,10 @@ def watch(
         spool=spool,
         time_scale=time_scale,
         no_pacing=no_pacing,
+        tenant_id=tenant_id,
+        app_id=app_id,
+        client_secret=client_secret,
+        authority_host=authority_host,
     )
     client, types = open_feed_client(options)
     stop = threading.Event()

@@ -114,6 +114,7 @@ class FeedClientOptions:
     token: str | None = None
     time_scale: float = 1.0
     pacing: bool = True
+    auth: Any = None  # an httpx.Auth (Entra ID) for a REST URL, instead of a token
 
 
 def open_feed_client(
@@ -135,6 +136,7 @@ def open_feed_client(
     client = Client(
         options.target,
         token=options.token,
+        auth=options.auth,
         spool=options.spool,
         pacing=PacingOptions(enabled=options.pacing, time_scale=options.time_scale),
         retry=RetryOptions(max_elapsed=None if options.spool else 60.0, max_backoff=10.0),

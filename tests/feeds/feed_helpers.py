@@ -32,11 +32,17 @@ class Feed:
 
     running: list[Feed] = []  # killed by the autouse fixture in conftest.py
 
-    def __init__(self, args: list[str], workdir: Path, name: str = "feed") -> None:
+    def __init__(
+        self,
+        args: list[str],
+        workdir: Path,
+        name: str = "feed",
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.args = args
         self.out = workdir / f"{name}.{time.monotonic_ns()}.out"
         self.err = workdir / f"{name}.{time.monotonic_ns()}.err"
-        env = {**os.environ, "PBISTREAM_STATE_DIR": str(workdir / "state")}
+        env = {**os.environ, "PBISTREAM_STATE_DIR": str(workdir / "state"), **(env or {})}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "pbistream", *args],
             stdout=self.out.open("wb"),

@@ -146,3 +146,43 @@ def test_human_lines_and_a_rest_table_url(server: RunningServer, tmp_path: Path)
     assert lines[-1].startswith("stopped: 3 runs (0 failed), 3 rows, 3 delivered, 0 left")
     # The schema says site is Text: "007" stays text, not the number 7.
     assert stored_rows(server, dataset["id"]) == [{"temp": 21.5, "site": "007"}] * 3
+
+
+def test_entra_id_sign_in_for_a_rest_url(
+    server_factory: Callable[..., RunningServer], tmp_path: Path
+) -> None:
+    sys.path.insert(0, str(Path(__file__).parent.parent / "client"))
+    from fake_entra import FakeEntra
+
+    emulator = server_factory(auth="any", limits=False)  # takes Entra's bearer tokens
+    dataset = emulator.create_dataset({"value": "Number"}, mode="Push")
+    url = f"{emulator.url}/v1.0/myorg/datasets/{dataset['id']}/tables/RealTimeData/rows"
+    entra = FakeEntra()
+    try:
+        entra.secrets["feeds-app"] = "s3cret"
+        feed = Feed(
+            [
+                "watch", "--every", "100ms", "--count", "2", "--to", url, "--json",
+                "--tenant-id", entra.tenant, "--app-id", "feeds-app",
+                "--authority-host", entra.url, "--spool", str(tmp_path / "e.spool"),
+                "--no-pacing", "--", "echo", "value=4.5",
+            ],
+            tmp_path,
+            "watch",
+            env={"PBISTREAM_CLIENT_SECRET": "s3cret", "REQUESTS_CA_BUNDLE": entra.ca_file},
+        )  # fmt: skip
+        assert feed.process.wait(60) == 0, feed.log()
+        assert entra.issued, "the feed signed in with Entra ID"
+        assert stored_rows(emulator, dataset["id"]) == [{"value": 4.5}] * 2
+        assert "s3cret" not in feed.out.read_text()
+    finally:
+        entra.close()
+
+
+def test_entra_options_come_together(server: RunningServer) -> None:
+    url = server.create_streaming_dataset({"value": "Number"})
+    result = CliRunner().invoke(
+        main, ["watch", "--every", "1s", "--to", url, "--app-id", "x", "--", "true"]
+    )
+    assert result.exit_code == 1
+    assert "needs --tenant-id, --app-id and --client-secret" in result.stderr
