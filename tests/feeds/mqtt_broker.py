@@ -37,15 +37,24 @@ def mosquitto_or_skip() -> str:
 class Broker:
     """``mosquitto -c CONFIG`` on 127.0.0.1:PORT, with start, stop (SIGTERM) and restart."""
 
-    def __init__(self, workdir: Path, *, persistence: bool = False, binary: str = "mosquitto"):
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        persistence: bool = False,
+        binary: str = "mosquitto",
+        users: dict[str, str] | None = None,
+        tls: tuple[Path, Path] | None = None,
+    ):
+        """``users``: name → password (anonymous access is then off); ``tls``: cert, key."""
         self.workdir = workdir
         self.port = free_port()
-        self.url = f"mqtt://127.0.0.1:{self.port}"
+        self.url = f"{'mqtts' if tls else 'mqtt'}://127.0.0.1:{self.port}"
         self.binary = binary
         self.config = workdir / "mosquitto.conf"
         lines = [
             f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
+            f"allow_anonymous {'false' if users else 'true'}",
             "max_queued_messages 0",  # no cap: an offline session keeps everything
             "max_queued_bytes 0",
             "max_inflight_messages 0",
@@ -54,6 +63,18 @@ class Broker:
             "autosave_interval 0",  # persistence saves on shutdown (SIGTERM)
             f"log_dest file {workdir}/mosquitto.log",
         ]
+        if tls:
+            lines += [f"certfile {tls[0]}", f"keyfile {tls[1]}"]
+        if users:
+            passwords = workdir / "passwords"
+            passwords.write_text("")
+            for name, password in users.items():
+                subprocess.run(
+                    ["mosquitto_passwd", "-b", str(passwords), name, password],
+                    check=True,
+                    capture_output=True,
+                )
+            lines.append(f"password_file {passwords}")
         if os.geteuid() == 0:  # else mosquitto becomes user "mosquitto": no access to workdir
             lines.append("user root")
         self.config.write_text("\n".join(lines) + "\n")

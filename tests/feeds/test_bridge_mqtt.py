@@ -7,6 +7,7 @@ the bridge as a real process, killed with real signals.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections import Counter
@@ -40,7 +41,9 @@ def server(server_factory: Callable[..., RunningServer]) -> RunningServer:
 class Publisher:
     """A QoS 1 publisher that waits for the broker's PUBACK of every message."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(
+        self, broker: Broker, *, cafile: Path | None = None, user: tuple[str, str] | None = None
+    ) -> None:
         from paho.mqtt.enums import CallbackAPIVersion
 
         self.client = paho.Client(
@@ -48,6 +51,10 @@ class Publisher:
             client_id=f"pub-{time.monotonic_ns()}",
             protocol=paho.MQTTv5,
         )
+        if cafile is not None:
+            self.client.tls_set(ca_certs=str(cafile))
+        if user is not None:
+            self.client.username_pw_set(*user)
         self.client.max_inflight_messages_set(200)
         self.client.max_queued_messages_set(0)
         self.client.connect("127.0.0.1", broker.port)
@@ -288,3 +295,50 @@ def test_without_a_spool_the_default_is_derived_from_the_client_id(
     assert feed.last("stopped")["acked"] == 3  # type: ignore[index]
     assert Path(spool_event["spool"]).exists()
     assert sorted(r["value"] for r in stored_rows(server, dataset["id"])) == [1, 2.5, 3]
+
+
+def test_tls_and_a_password(server: RunningServer, tmp_path: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).parent.parent / "client"))
+    from fake_entra import self_signed
+
+    key_pem, cert_pem, _ = self_signed("127.0.0.1", ip="127.0.0.1")
+    cert, key = tmp_path / "broker.pem", tmp_path / "broker.key"
+    cert.write_bytes(cert_pem)
+    key.write_bytes(key_pem)
+    broker = Broker(
+        tmp_path, binary=mosquitto_or_skip(), users={"bridge": "pa55word"}, tls=(cert, key)
+    ).start()
+    try:
+        url = server.create_streaming_dataset({"value": "Number"}, historic=True)
+        common = [
+            "bridge", "mqtt", "--broker", broker.url, "--cafile", str(cert), "--topic", "t/#",
+            "--to", url, "--username", "bridge", "--value-field", "value", "--no-pacing",
+            "--json", "--status-every", "0.2",
+        ]  # fmt: skip
+        wrong = Feed(
+            [*common, "--client-id", "wrong", "--spool", str(tmp_path / "w.spool")],
+            tmp_path,
+            "wrong",
+            env={"PBISTREAM_MQTT_PASSWORD": "not-it"},
+        )
+        refused = wrong.wait_event("connect_refused")
+        assert "Not authorized" in refused["reason"] or "Bad user" in refused["reason"]
+        assert wrong.process.poll() is None  # it keeps trying, with backoff
+        assert wrong.stop() == 0
+        assert "not-it" not in wrong.out.read_text() + wrong.err.read_text()
+
+        feed = Feed(
+            [*common, "--client-id", "right", "--spool", str(tmp_path / "r.spool"),
+             "--count", "2"],
+            tmp_path,
+            "right",
+            env={"PBISTREAM_MQTT_PASSWORD": "pa55word"},
+        )  # fmt: skip
+        feed.wait_event("subscribed")
+        publisher = Publisher(broker, cafile=cert, user=("bridge", "pa55word"))
+        publisher.publish_many([("t/a", b"1.5"), ("t/b", b"2.5")])
+        publisher.close()
+        assert feed.process.wait(60) == 0, feed.log()
+        assert feed.last("stopped")["acked"] == 2  # type: ignore[index]
+    finally:
+        broker.stop()

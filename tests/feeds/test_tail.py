@@ -124,3 +124,21 @@ def test_csv_header_survives_rotation_and_restart_and_bad_lines_are_dead_letters
     letters = Path(f"{spool}.deadletter.jsonl").read_text().splitlines()
     assert len(letters) == 1
     assert "meter.csv line 12: 2 values for 3 header columns" in json.loads(letters[0])["message"]
+
+
+def test_a_file_that_does_not_exist_yet_is_waited_for(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    dataset = server.create_dataset({"n": "Int64"}, mode="PushStreaming")
+    log = tmp_path / "later.jsonl"
+    feed = Feed(tail_args(log, dataset["push_url"], tmp_path / "l.spool"), tmp_path, "tail")
+    append(log, 0, 5)
+    with log.open("a") as out:
+        out.write('{"n": 5}')  # no newline yet: a line still being written waits
+    rows = wait_rows(server, dataset["id"], 5)
+    assert len(rows) == 5  # the unfinished line is not read
+    with log.open("a") as out:
+        out.write("\n")
+    rows = wait_rows(server, dataset["id"], 6)
+    assert feed.stop() == 0, feed.log()
+    assert [row["n"] for row in rows] == list(range(6))
