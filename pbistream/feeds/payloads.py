@@ -58,9 +58,15 @@ def coerce(text: str, data_type: DataType | None) -> Any:
 
 
 def parse_key_values(
-    pairs: Iterable[str], types: Mapping[str, DataType] | None = None
+    pairs: Iterable[str],
+    types: Mapping[str, DataType] | None = None,
+    *,
+    unquote: bool = False,
 ) -> dict[str, Any]:
     """``FIELD=VALUE`` texts → one row, values coerced by ``types`` when given.
+
+    With ``unquote``, a value in double quotes (``name="Boiler 3"``, as scripts and
+    env files print it) is a JSON string: the quotes go, and it stays text.
 
     Raises:
         PayloadError: A text is not ``FIELD=VALUE``.
@@ -68,10 +74,16 @@ def parse_key_values(
     row: dict[str, Any] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
-        name = name.strip()
+        name, value = name.strip(), value.strip()
         if not sep or not name:
             raise PayloadError(f"{pair!r} is not FIELD=VALUE")
-        row[name] = coerce(value.strip(), types.get(name) if types is not None else None)
+        if unquote and len(value) >= 2 and value[0] == value[-1] == '"':
+            try:
+                row[name] = str(orjson.loads(value))
+                continue
+            except orjson.JSONDecodeError:
+                pass  # not a JSON string after all: read it as it is
+        row[name] = coerce(value, types.get(name) if types is not None else None)
     return row
 
 
@@ -134,7 +146,8 @@ def parse_command_output(
 ) -> list[dict[str, Any]]:
     """What a command printed → rows: a JSON object or array, or ``key=value`` lines.
 
-    Blank lines and lines starting with ``#`` are skipped in the ``key=value`` form.
+    Blank lines and lines starting with ``#`` are skipped in the ``key=value`` form,
+    and a value in double quotes is text without its quotes.
 
     Raises:
         PayloadError: The output is neither form, with the reason (and the line).
@@ -156,7 +169,7 @@ def parse_command_output(
     for number, line in enumerate(lines, 1):
         if "=" not in line or not line.partition("=")[0].strip():
             raise PayloadError(f"output line {number} {line[:80]!r} is not key=value nor JSON")
-    return [parse_key_values(lines, types)]
+    return [parse_key_values(lines, types, unquote=True)]
 
 
 @dataclass(frozen=True, slots=True)

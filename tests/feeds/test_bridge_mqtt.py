@@ -342,3 +342,50 @@ def test_tls_and_a_password(server: RunningServer, tmp_path: Path) -> None:
         assert feed.last("stopped")["acked"] == 2  # type: ignore[index]
     finally:
         broker.stop()
+
+
+def test_messages_are_acknowledged_while_the_target_is_down_and_delivered_later(
+    broker: Broker, tmp_path: Path
+) -> None:
+    import httpx
+
+    from pbistream.testing import ServerProcess
+
+    upstream = ServerProcess(tmp_path / "server", args=["--limits", "off"]).start()
+    try:
+        with httpx.Client(base_url=upstream.url, headers=upstream.headers, timeout=30) as http:
+            body = {
+                "name": "down",
+                "defaultMode": "PushStreaming",
+                "tables": [{"name": "RealTimeData", "columns": [
+                    {"name": "n", "dataType": "Int64"}, {"name": "device", "dataType": "String"},
+                    {"name": "value", "dataType": "Double"},
+                ]}],
+            }  # fmt: skip
+            dataset_id = http.post("/v1.0/myorg/datasets", json=body).json()["id"]
+            push_url = http.get(f"/api/datasets/{dataset_id}").json()["pushUrl"]
+        upstream.stop()  # Power BI, or the site's server, is away
+        args = bridge_args(broker, push_url, tmp_path / "d.spool", "down-test")
+        feed = Feed(args, tmp_path, "bridge")
+        feed.wait_event("subscribed")
+        publisher = Publisher(broker)
+        publisher.publish_many(readings(0, 500))
+        publisher.close()
+        # Every message is acknowledged to the broker: its row is safe in the spool.
+        feed.wait_event("status", acked=500, pending=500)
+        upstream.start()
+
+        def stored() -> list[int] | None:
+            with httpx.Client(base_url=upstream.url, headers=upstream.headers) as http:
+                rows = http.get(
+                    f"/api/datasets/{dataset_id}/rows",
+                    params={"table": "RealTimeData", "limit": 10_000, "order": "asc"},
+                ).json()["rows"]
+            numbers = [row["data"]["n"] for row in rows]
+            return numbers if len(numbers) >= 500 else None
+
+        numbers = wait_for(stored, 60, "500 rows delivered after the server came back")
+        assert feed.stop() == 0, feed.log()
+        assert sorted(numbers) == list(range(500))
+    finally:
+        upstream.stop()

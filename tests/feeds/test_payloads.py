@@ -65,6 +65,9 @@ def test_key_values_and_command_output() -> None:
         parse_key_values(["novalue"])
     assert parse_command_output("# c\ntemp = 21.5\n\nok=true\n") == [{"temp": 21.5, "ok": True}]
     assert parse_command_output('{"a": 1}\n') == [{"a": 1}]
+    assert parse_command_output('name="Boiler 3"\nid="7"\nodd="x') == [
+        {"name": "Boiler 3", "id": "7", "odd": '"x'}
+    ]
     assert parse_command_output('[{"a": 1}]') == [{"a": 1}]
     with pytest.raises(PayloadError, match="printed nothing"):
         parse_command_output("\n")
