@@ -34,6 +34,13 @@ __all__ = ["tail", "watch"]
 )
 @click.option("--poll", type=float, default=0.2, show_default=True, help="Seconds between looks.")
 @click.option(
+    "--status-every",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Seconds between status lines.",
+)
+@click.option(
     "--close-timeout",
     type=float,
     default=10.0,
@@ -55,6 +62,7 @@ def tail(
     as_json: bool,
     fmt: str,
     poll: float,
+    status_every: float,
     close_timeout: float,
 ) -> None:
     """Follow a JSON Lines or CSV file as it grows and push each line's row to --to.
@@ -92,7 +100,7 @@ def tail(
     try:
         follower = FileTail(path, client, report, fmt=fmt, types=types, poll=poll)
         with stop_on_signals(stop):
-            counts = follower.run(stop)
+            counts = follower.run(stop, status_every=status_every)
     finally:
         left = client.close(close_timeout)
     report(

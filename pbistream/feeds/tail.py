@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import os
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,9 +179,10 @@ class FileTail:
 
     # --- the loop --------------------------------------------------------------------------
 
-    def run(self, stop: threading.Event) -> TailCounts:
-        """Follow the file until ``stop`` is set."""
+    def run(self, stop: threading.Event, *, status_every: float = 10.0) -> TailCounts:
+        """Follow the file until ``stop`` is set; a status line every ``status_every`` s."""
         self._stop = stop
+        next_status = time.monotonic() + status_every
         self._file = self._resume()
         if self._file is not None:
             self.report(
@@ -200,10 +202,25 @@ class FileTail:
                     self._commit(self._file, [], [])
                 if not self._read_some(self._file, final=False):
                     self._check_rotation(self._file, stop)
+                if time.monotonic() >= next_status:
+                    next_status = time.monotonic() + status_every
+                    self._status()
         finally:
             if self._file is not None:
                 self._file.handle.close()
         return self.counts
+
+    def _status(self) -> None:
+        counts, stats = self.counts, self.client.stats
+        self.report(
+            "status",
+            f"{counts.lines:,} lines read, {counts.rows:,} rows spooled, {stats.sent:,} "
+            f"delivered, {self.client.pending:,} pending, {counts.rejected:,} dead-lettered",
+            **counts.as_dict(),
+            delivered=stats.sent,
+            pending=self.client.pending,
+            dead_lettered=stats.dead_lettered,
+        )
 
     def _check_rotation(self, current: _Open, stop: threading.Event) -> None:
         try:

@@ -28,7 +28,7 @@ def append(path: Path, start: int, stop: int, *, csv: bool = False) -> None:
 def tail_args(path: Path, url: str, spool: Path, *extra: str) -> list[str]:
     return [
         "tail", str(path), "--to", url, "--spool", str(spool), "--no-pacing", "--json",
-        "--poll", "0.05", *extra,
+        "--poll", "0.05", "--status-every", "0.2", *extra,
     ]  # fmt: skip
 
 
@@ -61,6 +61,7 @@ def test_follows_rename_and_truncate_rotations_exactly(
     feed.wait_event("truncated")
     append(log, 170, 200)
     rows = wait_rows(server, dataset["id"], 200)
+    feed.wait_event("status", lines=200, rows=200, pending=0)
     assert feed.stop() == 0, feed.log()
     assert [row["n"] for row in rows] == list(range(200))  # in order, none twice
 
