@@ -44,6 +44,13 @@ def target_options(func: F) -> F:
         ),
         click.option("--no-pacing", is_flag=True, help="Do not pace requests (server limits off)."),
         click.option(
+            "--sequence-numbers/--no-sequence-numbers",
+            default=None,
+            help="Number each request so a server that honours it stores a replay once "
+            "(default: on, off with --group). Turn off when another producer pushes into "
+            "the same table: the server keeps one last number per table.",
+        ),
+        click.option(
             "--tenant-id",
             envvar="PBISTREAM_TENANT_ID",
             help="Entra ID sign-in for a REST URL: the directory (tenant) id.",
@@ -86,6 +93,7 @@ def feed_client_options(
     app_id: str | None = None,
     client_secret: str | None = None,
     authority_host: str = AUTHORITY_HOST,
+    sequence_numbers: bool = True,
 ) -> FeedClientOptions:
     """The client options, with the feed's default spool when ``--spool`` is not given.
 
@@ -99,6 +107,7 @@ def feed_client_options(
         time_scale=time_scale,
         pacing=not no_pacing,
         auth=_entra_auth(token, tenant_id, app_id, client_secret, authority_host),
+        sequence_numbers=sequence_numbers,
     )
 
 

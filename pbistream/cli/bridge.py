@@ -59,7 +59,7 @@ def _default_client_id(broker: str, topic: str, group: str | None) -> str:
 @click.option("--cafile", type=click.Path(exists=True, dir_okay=False), help="CA bundle (TLS).")
 @click.option("--certfile", type=click.Path(exists=True, dir_okay=False), help="Client cert.")
 @click.option("--keyfile", type=click.Path(exists=True, dir_okay=False), help="Client key.")
-@click.option("--insecure", is_flag=True, help="Do not verify the broker's host name (tests).")
+@click.option("--insecure", is_flag=True, help="Do not verify the broker's certificate (tests).")
 @click.option(
     "--session-expiry",
     type=float,
@@ -98,6 +98,7 @@ def mqtt(
     spool: str | None,
     time_scale: float,
     no_pacing: bool,
+    sequence_numbers: bool | None,
     tenant_id: str | None,
     app_id: str | None,
     client_secret: str | None,
@@ -172,6 +173,7 @@ def mqtt(
         app_id=app_id,
         client_secret=client_secret,
         authority_host=authority_host,
+        sequence_numbers=group is None if sequence_numbers is None else sequence_numbers,
     )
     client, _ = open_feed_client(client_options)
     if not spool:

@@ -55,6 +55,7 @@ def tail(
     spool: str | None,
     time_scale: float,
     no_pacing: bool,
+    sequence_numbers: bool | None,
     tenant_id: str | None,
     app_id: str | None,
     client_secret: str | None,
@@ -90,6 +91,7 @@ def tail(
         app_id=app_id,
         client_secret=client_secret,
         authority_host=authority_host,
+        sequence_numbers=True if sequence_numbers is None else sequence_numbers,
     )
     client, types = open_feed_client(options)
     if not spool:
@@ -135,6 +137,7 @@ def watch(
     spool: str | None,
     time_scale: float,
     no_pacing: bool,
+    sequence_numbers: bool | None,
     tenant_id: str | None,
     app_id: str | None,
     client_secret: str | None,
@@ -174,6 +177,7 @@ def watch(
         app_id=app_id,
         client_secret=client_secret,
         authority_host=authority_host,
+        sequence_numbers=True if sequence_numbers is None else sequence_numbers,
     )
     client, types = open_feed_client(options)
     stop = threading.Event()

@@ -75,7 +75,7 @@ class MqttOptions:
         cafile: CA bundle to verify the broker with.
         certfile: Client certificate (mutual TLS).
         keyfile: The client certificate's key.
-        insecure: Do not verify the broker's host name (testing only).
+        insecure: Do not verify the broker's certificate (testing only).
         session_expiry: Seconds the broker keeps the session (and its messages) while
             the bridge is away.
         receive_maximum: Unacknowledged messages the broker may send at once; it also
@@ -231,12 +231,16 @@ class MqttBridge:
 
     def _on_connect(self, mqtt: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
-            self.report(
-                "connect_refused",
-                f"the broker {self.options.broker} refused the connection: {reason}; retrying",
-                broker=self.options.broker,
-                reason=str(reason),
-            )
+            now = time.monotonic()
+            if now - self._last_fail_report >= 10.0:  # one line per 10 s while refused
+                self._last_fail_report = now
+                self.report(
+                    "connect_refused",
+                    f"the broker {self.options.broker} refused the connection: {reason}; "
+                    "retrying with backoff",
+                    broker=self.options.broker,
+                    reason=str(reason),
+                )
             return
         from paho.mqtt.subscribeoptions import SubscribeOptions
 

@@ -115,6 +115,9 @@ class FeedClientOptions:
     time_scale: float = 1.0
     pacing: bool = True
     auth: Any = None  # an httpx.Auth (Entra ID) for a REST URL, instead of a token
+    # Off when several producers share a table: a pbistream server keeps one last
+    # number per table and skips a request numbered below it (another producer's).
+    sequence_numbers: bool = True
 
 
 def open_feed_client(
@@ -138,6 +141,7 @@ def open_feed_client(
         token=options.token,
         auth=options.auth,
         spool=options.spool,
+        sequence_numbers=options.sequence_numbers,
         pacing=PacingOptions(enabled=options.pacing, time_scale=options.time_scale),
         retry=RetryOptions(max_elapsed=None if options.spool else 60.0, max_backoff=10.0),
         on_dead_letter=on_dead_letter,

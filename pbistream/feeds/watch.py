@@ -77,9 +77,11 @@ class Watcher:
         self.types = types
         self.counts = WatchCounts()
         self._command = " ".join(self.argv)
+        self._stop = threading.Event()
 
     def run(self, stop: threading.Event, *, count: int | None = None) -> WatchCounts:
         """Run on the schedule until ``stop`` is set or ``count`` runs are done."""
+        self._stop = stop
         start = time.monotonic()
         slot = 0
         while not stop.is_set():
@@ -132,7 +134,9 @@ class Watcher:
                 break
             except SpoolError as exc:
                 self.report("spool_error", f"cannot commit to the spool ({exc}); retrying")
-                time.sleep(1.0)
+                if self._stop.wait(1.0):
+                    self._failed(number, f"not stored: {exc}", text)
+                    return
         self.counts.ok += 1
         self.counts.rows += len(rows)
         self.report(
