@@ -7,6 +7,7 @@ the bridge as a real process, killed with real signals.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import threading
 import time
@@ -198,9 +199,15 @@ def test_broker_restart_mid_stream(tmp_path: Path, server: RunningServer) -> Non
         feed = Feed(args, tmp_path, "bridge")
         feed.wait_event("subscribed")
         publisher = Publisher(broker)
-        publisher.publish_many(readings(0, 3_000))
+        publisher.publish_many(readings(0, 1_000))
+        feed.wait_event("status", acked=1_000)
+        # Mid-stream for certain: the bridge is frozen with messages sent to it and not
+        # acknowledged (in its socket) and more queued on the broker, when it restarts.
+        feed.process.send_signal(signal.SIGSTOP)
+        publisher.publish_many(readings(1_000, 3_000))
         publisher.close()
-        broker.restart()  # the session and its queued messages survive (persistence)
+        broker.restart()  # the session and its messages survive (persistence)
+        feed.process.send_signal(signal.SIGCONT)
         feed.wait_event("disconnected")
         feed.wait_event("connected", session_present=True)
         publisher = Publisher(broker)
@@ -209,8 +216,11 @@ def test_broker_restart_mid_stream(tmp_path: Path, server: RunningServer) -> Non
         rows = settled(feed, server, dataset["id"], 5_000)
         assert feed.stop() == 0, feed.log()
         assert {row["n"] for row in rows} == set(range(5_000))
+        # What the frozen bridge read from the old connection it commits (the broker
+        # might have lost them) but can no longer acknowledge: the broker sends them
+        # again. At least once; the count is reported, bounded by the in-flight window.
         print(f"\nbroker restart: {len(rows) - 5_000} duplicate rows of 5,000")
-        assert len(rows) - 5_000 <= 5_000
+        assert len(rows) - 5_000 <= 2_000
         assert len(feed.events("connected")) >= 2
     finally:
         broker.stop()
