@@ -67,11 +67,6 @@ CREATE INDEX IF NOT EXISTS messages_status ON messages (status, seq, id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-_SET_META = (
-    "INSERT INTO meta (key, value) VALUES (?, ?) "
-    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
-)
-
 
 @dataclass(frozen=True, slots=True)
 class SpooledRow:
@@ -207,8 +202,13 @@ class Spool:
                 f"{self.max_bytes:,}; the new rows were not stored"
             )
 
-    def put(self, data: bytes) -> int:
+    def put(self, data: bytes, *, meta: Mapping[str, str] | None = None) -> int:
         """Store one row (committed when this returns) and return its id.
+
+        Args:
+            data: The row, as JSON.
+            meta: Values to :meth:`set_meta` in the same transaction (a feed's source
+                position, so a crash can neither lose nor repeat what it read).
 
         Raises:
             SpoolFullError: The row would pass ``max_rows`` or ``max_bytes``.
@@ -217,7 +217,14 @@ class Spool:
         with self._lock:
             self._check_room(1, len(data))
             try:
-                cursor = self._conn.execute("INSERT INTO messages (data) VALUES (?)", (data,))
+                if meta:
+                    with self._transaction():
+                        cursor = self._conn.execute(
+                            "INSERT INTO messages (data) VALUES (?)", (data,)
+                        )
+                        self._write_meta(meta)
+                else:
+                    cursor = self._conn.execute("INSERT INTO messages (data) VALUES (?)", (data,))
             except sqlite3.Error as exc:
                 raise SpoolError(f"cannot write to the spool {self.path}: {exc}") from None
             self._held_rows += 1
@@ -229,8 +236,7 @@ class Spool:
 
         Args:
             rows: The rows, as JSON.
-            meta: Values to :meth:`set_meta` in the same transaction: a feed's read
-                position, so that it moves if and only if the rows are stored.
+            meta: Values to :meth:`set_meta` in the same transaction.
 
         Raises:
             SpoolFullError: The rows would pass ``max_rows`` or ``max_bytes``.
@@ -244,7 +250,8 @@ class Spool:
                     self._conn.executemany(
                         "INSERT INTO messages (data) VALUES (?)", ((r,) for r in rows)
                     )
-                    self._conn.executemany(_SET_META, (meta or {}).items())
+                    if meta:
+                        self._write_meta(meta)
             except sqlite3.Error as exc:
                 raise SpoolError(f"cannot write to the spool {self.path}: {exc}") from None
             self._held_rows += len(rows)
@@ -448,7 +455,14 @@ class Spool:
     def set_meta(self, key: str, value: str) -> None:
         """Store a small value (the target the spool belongs to, for ``spool replay``)."""
         with self._lock:
-            self._conn.execute(_SET_META, (key, value))
+            self._write_meta({key: value})
+
+    def _write_meta(self, values: Mapping[str, str]) -> None:
+        self._conn.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) "
+            "DO UPDATE SET value = excluded.value",
+            list(values.items()),
+        )
 
     def failed(self, limit: int = 100) -> list[tuple[int, bytes, str]]:
         """The first FAILED rows: id, data and error."""
