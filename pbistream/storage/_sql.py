@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from pbistream.schema import Dataset, Table
+from pbistream.storage._grants import GrantRecords
 from pbistream.storage._records import (
     dashboard_from_record,
     dataset_from_record,
@@ -44,7 +45,7 @@ _SET_SEQ = (
 )
 
 
-class SQLStorage(ABC):
+class SQLStorage(GrantRecords, ABC):
     """The :class:`~pbistream.storage.base.Storage` methods both SQL backends share.
 
     A subclass provides connections (:meth:`_writing`, :meth:`_reading`), its

@@ -37,6 +37,7 @@ from psycopg_pool import ConnectionPool
 
 from pbistream.exceptions import ConfigError
 from pbistream.redact import redact_text
+from pbistream.storage._grants import grants_schema
 from pbistream.storage._records import (
     encode_rows,
     read_rows_query,
@@ -64,6 +65,7 @@ _TABLES = (
     "dashboards",
     "meta",
     "throttle_events",
+    "access_grants",
 )
 
 # Added after schema 1 shipped; IF NOT EXISTS makes it a no-op migration that older
@@ -185,6 +187,7 @@ class PostgresStorage(SQLStorage):
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
             conn.execute(_SCHEMA)
             conn.execute(_THROTTLE_SCHEMA)
+            conn.execute(grants_schema("DOUBLE PRECISION"))
             found = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             version = int(found[0]) if found else 0
             if version > SCHEMA_VERSION:

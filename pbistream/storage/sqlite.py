@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pbistream.exceptions import ConfigError
+from pbistream.storage._grants import grants_schema
 from pbistream.storage._records import (
     encode_batch,
     encode_rows,
@@ -175,6 +176,8 @@ class SQLiteStorage(SQLStorage):
                     + f"PRAGMA user_version = {SCHEMA_VERSION};"
                     + "COMMIT;"
                 )
+            # Tables added after schema 1 shipped: IF NOT EXISTS, so rerunning is a no-op.
+            conn.executescript("BEGIN IMMEDIATE;" + grants_schema("REAL") + "COMMIT;")
 
     # --- what SQLStorage needs ---------------------------------------------------------
     def _writing(self) -> AbstractContextManager[sqlite3.Connection]:
