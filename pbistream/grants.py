@@ -83,7 +83,5 @@ def parse_duration(text: str | int | float) -> float:
             )
         seconds = float(found.group(1)) * _UNIT_SECONDS[found.group(2).lower()]
     if not 0 < seconds <= MAX_DURATION_SECONDS:
-        raise ValueError(
-            f"expiry must be more than 0 seconds and at most 10 years, not {text!r}"
-        )
+        raise ValueError(f"expiry must be more than 0 seconds and at most 10 years, not {text!r}")
     return seconds

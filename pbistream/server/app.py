@@ -8,7 +8,8 @@ apps as they like. The middleware, outermost first:
    stamps a ``RequestId`` header on every response, and writes our own access-log
    line with every URL redacted (uvicorn's access log is off: it would print keys).
 2. ``metrics.MetricsMiddleware``: counts requests per method, route template, status.
-3. :class:`~pbistream.server.auth.AuthMiddleware`: the API token, except on public paths.
+3. :class:`~pbistream.server.access.enforce.AuthMiddleware`: the caller's token and
+   role (THE role table, :mod:`pbistream.server.roles`), except on public paths.
 """
 
 from __future__ import annotations
@@ -30,11 +31,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pbistream.redact import redact_url
 from pbistream.server import api, auth, groups, live, metrics, openapi, push, rest
-from pbistream.server.ui import routes as dashboard
+from pbistream.server.access import enforce, gate, links, tokens
 from pbistream.server.errors import PbiJSONResponse, exception_handlers
 from pbistream.server.housekeeping import run_housekeeping
 from pbistream.server.settings import Settings
 from pbistream.server.throttle import Throttle
+from pbistream.server.ui import routes as dashboard
 from pbistream.storage.base import Storage
 
 __all__ = ["LiberalRequests", "create_app"]
@@ -114,9 +116,10 @@ async def healthz(request: Request) -> Response:
 def create_app(settings: Settings, storage: Storage) -> Starlette:
     """Build the server app on ``storage``.
 
-    Without ``settings.token`` the token kept in storage is used (generated and kept
-    at first start); ``app.state.settings.token`` always holds the one in force and
-    ``app.state.token_generated`` says whether it is new (print it once).
+    Without ``settings.token`` the token kept (hashed) in storage is used, generated at
+    first start; ``app.state.settings.token`` holds the token when it is known (given,
+    or generated just now: ``app.state.token_generated``, print it once), else None.
+    ``app.state.access`` resolves every token and link (:mod:`pbistream.server.access`).
 
     Args:
         settings: The server's settings.
@@ -146,13 +149,15 @@ def create_app(settings: Settings, storage: Storage) -> Starlette:
         *openapi.routes,
         *metrics.routes,
         *dashboard.routes,
+        *tokens.routes,
+        *links.routes,
     ]
     app = Starlette(
         routes=routes,
         middleware=[
             Middleware(LiberalRequests),
             Middleware(metrics.MetricsMiddleware),
-            Middleware(auth.AuthMiddleware, public=dashboard.PUBLIC_PATHS),
+            Middleware(enforce.AuthMiddleware, public=dashboard.PUBLIC_PATHS),
         ],
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
@@ -164,4 +169,7 @@ def create_app(settings: Settings, storage: Storage) -> Starlette:
     app.state.throttle = Throttle(settings, on_throttled=app_metrics.throttled, storage=storage)
     app.state.tenant_id = api.tenant_id(storage)
     app.state.token_generated = generated
+    # A generated token is checked through its hash in storage, like a kept one, so
+    # `pbistream token rotate` on the data dir takes effect without a restart.
+    app.state.access = gate.Access(storage, None if generated else token)
     return app

@@ -99,12 +99,13 @@ class Rule:
     query_datasets: str | None = None
     stream: bool = False
 
-    @functools.cached_property
+    @property
     def regex(self) -> re.Pattern[str]:
         """The template compiled; named groups ``dataset`` / ``dashboard``."""
         return _compile(self.template)
 
 
+@functools.cache
 def _compile(template: str) -> re.Pattern[str]:
     out = ""
     for part in re.split(r"(\{[^}]+\})", template):
