@@ -127,6 +127,8 @@ RULES: tuple[Rule, ...] = (
     # --- anyone ------------------------------------------------------------------------
     Rule("GET", "/healthz", PUBLIC),
     Rule("GET", "/login", PUBLIC),
+    Rule("GET", "/", PUBLIC),  # redirects to /ui/
+    Rule("GET", "/ui", PUBLIC),  # and /ui/: the shell, or a sign-in page
     # The streaming Push URL checks its own per-dataset key (or a contributor's token).
     Rule("POST", "/beta/{workspace}/datasets/{dataset}/rows", PUBLIC),
     # --- the Power BI push-dataset REST API ------------------------------------------------
