@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Route
 from pbistream import limits
 from pbistream.redact import new_secret
 from pbistream.schema import Dataset, Mode
-from pbistream.server.auth import is_authorized
+from pbistream.server.auth import is_authorized, principal_of
 from pbistream.server.errors import (
     EntityNotFound,
     InvalidRequest,
@@ -33,6 +33,7 @@ from pbistream.server.errors import (
 )
 from pbistream.server.live import LiveHub
 from pbistream.server.live_feed import check_feed_room, event_stream
+from pbistream.server.roles import Role
 from pbistream.server.settings import Settings
 from pbistream.storage.base import Storage, StoredRow
 
@@ -218,7 +219,12 @@ async def get_dataset(request: Request) -> Response:
     storage = _storage(request)
     floor = streaming_floor(dataset, _settings(request))
     base = _base_url(request)
-    return _json(await _run(lambda: _dataset_detail(storage, dataset, base, floor)))
+    detail = await _run(lambda: _dataset_detail(storage, dataset, base, floor))
+    # The Push URL's key pushes rows: only a caller who may push (contributor up) sees it.
+    caller = principal_of(request)
+    if caller is not None and caller.role < Role.CONTRIBUTOR:
+        detail["pushUrl"] = None
+    return _json(detail)
 
 
 async def rotate_key(request: Request) -> Response:

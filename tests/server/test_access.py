@@ -67,8 +67,13 @@ def test_a_token_is_shown_once_prefixed_and_works_within_its_role(
     assert viewer["token"].startswith("pbist_") and viewer["role"] == "viewer"
     contributor = _token(server, role="contributor")["token"]
     member = _token(server, role="member")["token"]
-    # A viewer reads, and writes nothing.
+    # A viewer reads, and writes nothing; it is not even shown the Push URL's key.
     assert httpx.get(f"{server.url}/api/datasets", headers=_bearer(viewer["token"])).is_success
+    streaming = server.create_dataset({"v": "Number"})["id"]
+    shown = httpx.get(f"{server.url}/api/datasets/{streaming}", headers=_bearer(viewer["token"]))
+    assert shown.json()["pushUrl"] is None
+    shown = httpx.get(f"{server.url}/api/datasets/{streaming}", headers=_bearer(contributor))
+    assert shown.json()["pushUrl"]
     refused = httpx.post(rows_url, json=_rows_body(1), headers=_bearer(viewer["token"]))
     assert refused.status_code == 403
     assert "contributor" in refused.json()["error"]["message"]
