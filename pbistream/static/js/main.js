@@ -1,9 +1,12 @@
 // The single-page app's router: the URL fragment picks the view.
-//   #/datasets  #/datasets/new  #/datasets/<id>  #/dashboards  #/dashboards/<id>
+//   #/datasets  #/datasets/new  #/datasets/<id>  #/dashboards  #/dashboards/<id>  #/tokens
+// A dashboard link (a read-only grant on one dashboard) only ever shows its dashboard.
 
 import { h, mount } from "./dom.js";
+import { showTokens } from "./access.js";
 import { showDatasetInfo, showDatasets, showNewDataset } from "./datasets.js";
 import { leaveDashboard, renderSidebar, showDashboard, showDashboardIndex } from "./dashboards.js";
+import { can, loadSession, session } from "./session.js";
 
 const view = document.getElementById("view");
 const sidebar = document.getElementById("sidebar");
@@ -14,7 +17,8 @@ function markNav(section) {
 
 async function route() {
   const parts = window.location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
-  const [section, id] = parts;
+  let [section, id] = parts;
+  if (session.me.dashboard) [section, id] = ["dashboards", session.me.dashboard];
   try {
     if (section === "datasets") {
       leaveDashboard();
@@ -23,9 +27,14 @@ async function route() {
       if (id === "new") showNewDataset(view);
       else if (id) await showDatasetInfo(view, id);
       else await showDatasets(view);
+    } else if (section === "tokens" && can("admin")) {
+      leaveDashboard();
+      markNav("tokens");
+      renderSidebar(sidebar, "#tokens");
+      await showTokens(view);
     } else {
       markNav("dashboards");
-      const dashboards = await renderSidebar(sidebar, id);
+      const dashboards = session.me.dashboard ? [] : await renderSidebar(sidebar, id);
       if (id) await showDashboard(view, id);
       else if (!section && !dashboards.length) { window.location.replace("#/datasets"); }
       else await showDashboardIndex(view);
@@ -36,5 +45,9 @@ async function route() {
   }
 }
 
+await loadSession();
+if (can("admin")) {
+  document.querySelector(".topnav").append(h("a", { href: "#/tokens", "data-nav": "tokens", text: "Tokens" }));
+}
 window.addEventListener("hashchange", route);
 route();
