@@ -40,6 +40,8 @@ async function route() {
       else await showDashboardIndex(view);
     }
   } catch (err) {
+    // A wall screen has no one to click "retry": try again until the server answers.
+    if (session.kiosk) setTimeout(route, 5000);
     mount(view, h("div", { class: "panel empty-state" }, h("h3", { text: "Something went wrong" }), h("p", { text: err.message }),
       h("a", { class: "button", href: "#/datasets", text: "Back to datasets" })));
   }
