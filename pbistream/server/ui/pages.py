@@ -65,8 +65,9 @@ _SIGN_IN_PAGE = """<!doctype html>
 <code>pbistream demo</code> starts, it prints a link like
 <code>http://127.0.0.1:8765/login?token=&hellip;</code>; open it in this browser and
 the session lasts until the browser closes.</p>
-<p class="muted">Lost the link? The token is kept in the server's data directory; restart
-the server with <code>--token YOUR-TOKEN</code> to choose one.</p>
+<p class="muted">Lost the token? It is kept only as a hash, so it cannot be shown again:
+<code>pbistream token rotate --data-dir DIR</code> makes a new one (or ask an admin for a
+token of your own).</p>
 </main></body></html>
 """
 
