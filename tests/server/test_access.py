@@ -252,6 +252,10 @@ def test_a_dashboard_link_is_a_read_only_grant_on_that_dashboard(
         landed = browser.get(link["kioskUrl"])
         assert landed.status_code == 303
         assert landed.headers["location"] == f"/ui/?kiosk=1#/dashboards/{board}"
+        # Also when "?kiosk=1" is appended to the link as if it had no query yet.
+        landed = browser.get(link["url"] + "?kiosk=1")
+        assert landed.headers["location"] == f"/ui/?kiosk=1#/dashboards/{board}"
+        assert browser.get(link["url"]).headers["location"] == f"/ui/#/dashboards/{board}"
 
 
 def _read_until(lines: Any, wanted: bytes, deadline: float) -> bool:
@@ -289,6 +293,21 @@ def test_revoking_a_link_ends_its_open_live_feed_within_seconds(
         for _ in chunks:  # the stream ends (the server closes it)
             pass
         assert time.monotonic() - started < 10
+    assert httpx.get(f"{server.url}/api/dashboards/{board}", headers=headers).status_code == 401
+
+
+def test_an_admin_revokes_a_link_through_the_tokens_api_too(
+    pbistream_server: RunningServer,
+) -> None:
+    server = pbistream_server
+    dataset = server.create_dataset({"v": "Number"})["id"]
+    board = _dashboard(server, dataset)
+    with server.client() as api:
+        link = api.post(f"/api/dashboards/{board}/links").json()
+        listed = {g["id"]: g for g in api.get("/api/tokens").json()["value"]}
+        assert listed[link["id"]]["kind"] == "link" and listed[link["id"]]["dashboard"] == board
+        assert api.delete(f"/api/tokens/{link['id']}").status_code == 204
+    headers = _bearer(link["token"])
     assert httpx.get(f"{server.url}/api/dashboards/{board}", headers=headers).status_code == 401
 
 

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from storage_helpers import follow_while_writing
 
-from pbistream.schema import Column, Dataset, Mode, Retention, Table
 from pbistream.grants import secret_hash
+from pbistream.schema import Column, Dataset, Mode, Retention, Table
 from pbistream.storage.base import Dashboard, Grant, InsertResult, Storage
 from pbistream.values import DataType
 

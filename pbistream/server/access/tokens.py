@@ -235,8 +235,8 @@ async def collection(request: Request) -> Response:
     return json_response({**grant_json(grant, now), "token": secret}, status_code=201)
 
 
-async def revoke(request: Request, grant_id: str, *, kind: str) -> None:
-    """Revoke a grant of this kind now, and end its open live feeds.
+async def revoke(request: Request, grant_id: str, *, kind: str | None = None) -> None:
+    """Revoke a grant (of this kind, if given) now, and end its open live feeds.
 
     Raises:
         InvalidRequest: It is the server's own token.
@@ -249,8 +249,8 @@ async def revoke(request: Request, grant_id: str, *, kind: str) -> None:
         )
     storage: Storage = request.app.state.storage
     found = await anyio.to_thread.run_sync(storage.get_grant, grant_id)
-    if found is None or found.kind != kind or found.revoked_at is not None:
-        raise EntityNotFound(f"No working {kind} with id {grant_id!r}.")
+    if found is None or kind not in (None, found.kind) or found.revoked_at is not None:
+        raise EntityNotFound(f"No working {kind or 'token or link'} with id {grant_id!r}.")
     await anyio.to_thread.run_sync(storage.revoke_grant, grant_id, time.time())
     access: Access = request.app.state.access
     access.forget(grant_id)
@@ -258,8 +258,8 @@ async def revoke(request: Request, grant_id: str, *, kind: str) -> None:
 
 @api_endpoint
 async def item(request: Request) -> Response:
-    """``DELETE /api/tokens/{id}``: revoke (204); its live feeds end within seconds."""
-    await revoke(request, request.path_params["token_id"], kind=KIND_TOKEN)
+    """``DELETE /api/tokens/{id}``: revoke a token or link (204); its feeds end within seconds."""
+    await revoke(request, request.path_params["token_id"])
     return Response(status_code=204)
 
 

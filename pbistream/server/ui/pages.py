@@ -13,7 +13,7 @@ import mimetypes
 import re
 from importlib import resources
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -85,6 +85,9 @@ async def login(request: Request) -> Response:
     """
     access: Access = request.app.state.access
     token = request.query_params.get("token", "")
+    # A link pasted with "?kiosk=1" appended (instead of "&kiosk=1") still works.
+    token, _, appended = token.partition("?")
+    kiosk = request.query_params.get("kiosk", "") or parse_qs(appended).get("kiosk", [""])[0]
     principal = await access.from_secret(token) if token else None
     if principal is None:
         return _sign_in("That login link does not carry a working token of this server.", 403)
@@ -94,7 +97,7 @@ async def login(request: Request) -> Response:
         target = "/ui/"
     if principal.dashboard is not None:
         target = "/ui/#/dashboards/" + quote(principal.dashboard, safe="")
-    if request.query_params.get("kiosk", "") in ("1", "true", "on"):
+    if kiosk in ("1", "true", "on"):
         target = target.replace("/ui/", "/ui/?kiosk=1", 1)
     response = RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
     response.set_cookie(
