@@ -143,6 +143,7 @@ RULES: tuple[Rule, ...] = (
     Rule("DELETE", "{pbi}/datasets/{dataset}/tables/{table}/rows", M),
     Rule("POST", "{pbi}/datasets/{dataset}/executeQueries", V),
     Rule("GET", "{pbi}/datasets/{dataset}/refreshes", V),
+    Rule("GET", "{pbi}/datasets/{dataset}/datasources", V),
     Rule("POST", "{pbi}/datasets/{dataset}/refreshes", C),
     Rule("GET", "{pbi}/dashboards", V, lists="dashboards"),
     Rule("POST", "{pbi}/dashboards", M),
@@ -171,6 +172,7 @@ RULES: tuple[Rule, ...] = (
     Rule("DELETE", "/api/dashboards/{dashboard}", M),
     Rule("*", "/api/dashboards/{dashboard}/links", M),
     Rule("*", "/api/dashboards/{dashboard}/links/{link}", M),
+    # Alert rules hold webhook URLs (often secrets themselves): members only, reads too.
     Rule("*", "/api/alerts", M),
     Rule("*", "/api/alerts/{alert}", M),
     Rule("*", "/api/alerts/{alert}/{action}", M),

@@ -37,6 +37,7 @@ from psycopg_pool import ConnectionPool
 
 from pbistream.exceptions import ConfigError
 from pbistream.redact import redact_text
+from pbistream.storage._alerts import ALERT_TABLES, alerts_schema_sql
 from pbistream.storage._grants import grants_schema
 from pbistream.storage._records import (
     encode_rows,
@@ -66,6 +67,7 @@ _TABLES = (
     "meta",
     "throttle_events",
     "access_grants",
+    *ALERT_TABLES,
 )
 
 # Added after schema 1 shipped; IF NOT EXISTS makes it a no-op migration that older
@@ -98,6 +100,12 @@ _SCHEMA = schema_sql(
     # A dataset's rows in id order, all tables (the live feed's replay). PostgreSQL
     # reads at READ COMMITTED, so one query, not SQLite's per-table merge.
     extra="CREATE INDEX IF NOT EXISTS rows_by_dataset ON rows (dataset_id, id);",
+)
+
+_ALERTS_SCHEMA = alerts_schema_sql(
+    row_id="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    real="DOUBLE PRECISION",
+    integer="BIGINT",
 )
 
 # COPY is ~4x faster than INSERT ... unnest(text[]) for 10,000-row batches (measured:
@@ -188,6 +196,7 @@ class PostgresStorage(SQLStorage):
             conn.execute(_SCHEMA)
             conn.execute(_THROTTLE_SCHEMA)
             conn.execute(grants_schema("DOUBLE PRECISION"))
+            conn.execute(_ALERTS_SCHEMA)
             found = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             version = int(found[0]) if found else 0
             if version > SCHEMA_VERSION:

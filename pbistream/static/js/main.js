@@ -1,7 +1,9 @@
 // The single-page app's router: the URL fragment picks the view.
-//   #/datasets  #/datasets/new  #/datasets/<id>  #/dashboards  #/dashboards/<id>  #/tokens
+//   #/datasets  #/datasets/new  #/datasets/<id>  #/dashboards  #/dashboards/<id>  #/alerts  #/tokens
 // A dashboard link (a read-only grant on one dashboard) only ever shows its dashboard.
 
+import { showAlerts, startAlertBadge } from "./alerts.js";
+import { listDatasets } from "./api.js";
 import { h, mount } from "./dom.js";
 import { showTokens } from "./access.js";
 import { showDatasetInfo, showDatasets, showNewDataset } from "./datasets.js";
@@ -20,7 +22,12 @@ async function route() {
   let [section, id] = parts;
   if (session.me.dashboard) [section, id] = ["dashboards", session.me.dashboard];
   try {
-    if (section === "datasets") {
+    if (section === "alerts") {
+      leaveDashboard();
+      markNav("alerts");
+      renderSidebar(sidebar, "#alerts");
+      await showAlerts(view, await listDatasets());
+    } else if (section === "datasets") {
       leaveDashboard();
       markNav("datasets");
       renderSidebar(sidebar, "#datasets");
@@ -53,3 +60,5 @@ if (can("admin")) {
 }
 window.addEventListener("hashchange", route);
 route();
+// Alert rules hold webhook URLs (secrets of their own): members and admins only.
+if (can("member")) startAlertBadge();
