@@ -31,6 +31,7 @@ from pbistream.server.errors import (
     NotAuthorized,
     PbiJSONResponse,
 )
+from pbistream.server.forward_api import forward_view
 from pbistream.server.live import LiveHub
 from pbistream.server.live_feed import check_feed_room, event_stream
 from pbistream.server.roles import Role
@@ -219,12 +220,18 @@ async def get_dataset(request: Request) -> Response:
     storage = _storage(request)
     floor = streaming_floor(dataset, _settings(request))
     base = _base_url(request)
-    detail = await _run(lambda: _dataset_detail(storage, dataset, base, floor))
-    # The Push URL's key pushes rows: only a caller who may push (contributor up) sees it.
+    states = getattr(request.app.state, "forward_states", None)
     caller = principal_of(request)
-    if caller is not None and caller.role < Role.CONTRIBUTOR:
-        detail["pushUrl"] = None
-    return _json(detail)
+
+    def build() -> dict[str, Any]:
+        detail = _dataset_detail(storage, dataset, base, floor)
+        detail["forward"] = forward_view(states, storage, dataset.id)
+        # The Push URL's key pushes rows: only a caller who may push (contributor up) sees it.
+        if caller is not None and caller.role < Role.CONTRIBUTOR:
+            detail["pushUrl"] = None
+        return detail
+
+    return _json(await _run(build))
 
 
 async def rotate_key(request: Request) -> Response:

@@ -29,8 +29,20 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pbistream.forwarding import ForwardStates
 from pbistream.redact import redact_url
-from pbistream.server import api, auth, groups, live, metrics, openapi, powerbi, push, rest
+from pbistream.server import (
+    api,
+    auth,
+    forward_api,
+    groups,
+    live,
+    metrics,
+    openapi,
+    powerbi,
+    push,
+    rest,
+)
 from pbistream.server.access import enforce, gate, links, tokens
 from pbistream.server.alerts import routes as alert_routes
 from pbistream.server.alerts.exposition import render_alerts
@@ -160,6 +172,7 @@ def create_app(settings: Settings, storage: Storage) -> Starlette:
         *links.routes,
         *alert_routes.routes,
         *powerbi.routes,
+        *forward_api.routes,
     ]
     app = Starlette(
         routes=routes,
@@ -183,4 +196,7 @@ def create_app(settings: Settings, storage: Storage) -> Starlette:
     # A generated token is checked through its hash in storage, like a kept one, so
     # `pbistream token rotate` on the data dir takes effect without a restart.
     app.state.access = gate.Access(storage, None if generated else token)
+    # Forwarders (started by `pbistream serve`, outside the server) post their state here.
+    app.state.forward_states = forward_states = ForwardStates()
+    app.state.metrics_extras.append(lambda: forward_api.forward_metrics(forward_states))
     return app
