@@ -8,7 +8,8 @@ apps as they like. The middleware, outermost first:
    stamps a ``RequestId`` header on every response, and writes our own access-log
    line with every URL redacted (uvicorn's access log is off: it would print keys).
 2. ``metrics.MetricsMiddleware``: counts requests per method, route template, status.
-3. :class:`~pbistream.server.auth.AuthMiddleware`: the API token, except on public paths.
+3. :class:`~pbistream.server.access.enforce.AuthMiddleware`: the caller's token and
+   role (THE role table, :mod:`pbistream.server.roles`), except on public paths.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from pbistream.server import (
     push,
     rest,
 )
+from pbistream.server.access import enforce, gate, links, tokens
 from pbistream.server.alerts import routes as alert_routes
 from pbistream.server.alerts.exposition import render_alerts
 from pbistream.server.alerts.service import AlertService
@@ -129,9 +131,10 @@ async def healthz(request: Request) -> Response:
 def create_app(settings: Settings, storage: Storage) -> Starlette:
     """Build the server app on ``storage``.
 
-    Without ``settings.token`` the token kept in storage is used (generated and kept
-    at first start); ``app.state.settings.token`` always holds the one in force and
-    ``app.state.token_generated`` says whether it is new (print it once).
+    Without ``settings.token`` the token kept (hashed) in storage is used, generated at
+    first start; ``app.state.settings.token`` holds the token when it is known (given,
+    or generated just now: ``app.state.token_generated``, print it once), else None.
+    ``app.state.access`` resolves every token and link (:mod:`pbistream.server.access`).
 
     Args:
         settings: The server's settings.
@@ -165,6 +168,8 @@ def create_app(settings: Settings, storage: Storage) -> Starlette:
         *openapi.routes,
         *metrics.routes,
         *dashboard.routes,
+        *tokens.routes,
+        *links.routes,
         *alert_routes.routes,
         *powerbi.routes,
         *forward_api.routes,
@@ -174,7 +179,7 @@ def create_app(settings: Settings, storage: Storage) -> Starlette:
         middleware=[
             Middleware(LiberalRequests),
             Middleware(metrics.MetricsMiddleware),
-            Middleware(auth.AuthMiddleware, public=dashboard.PUBLIC_PATHS),
+            Middleware(enforce.AuthMiddleware, public=dashboard.PUBLIC_PATHS),
         ],
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
@@ -188,6 +193,9 @@ def create_app(settings: Settings, storage: Storage) -> Starlette:
     app.state.throttle = Throttle(settings, on_throttled=app_metrics.throttled, storage=storage)
     app.state.tenant_id = api.tenant_id(storage)
     app.state.token_generated = generated
+    # A generated token is checked through its hash in storage, like a kept one, so
+    # `pbistream token rotate` on the data dir takes effect without a restart.
+    app.state.access = gate.Access(storage, None if generated else token)
     # Forwarders (started by `pbistream serve`, outside the server) post their state here.
     app.state.forward_states = forward_states = ForwardStates()
     app.state.metrics_extras.append(lambda: forward_api.forward_metrics(forward_states))

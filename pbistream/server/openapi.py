@@ -8,6 +8,7 @@ handlers' checks (``tests/server/test_fuzz.py`` runs it against a live server).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -26,6 +27,7 @@ from pbistream.server.openapi_schemas import (
     components,
     ref,
 )
+from pbistream.server.roles import required_role, role_name
 from pbistream.server.ui.series import MAX_POINTS
 
 __all__ = ["openapi_document", "routes"]
@@ -421,6 +423,118 @@ def _api_paths() -> dict[str, Schema]:
     }
 
 
+def _access_paths() -> dict[str, Schema]:
+    """Scoped tokens, ``/api/me`` and read-only dashboard links."""
+    tag = "access"
+    grant = {
+        "type": "object",
+        "properties": {
+            "id": STR,
+            "kind": {"type": "string", "enum": ["token", "link"]},
+            "role": {"type": "string", "enum": ["viewer", "contributor", "member", "admin"]},
+            "name": STR,
+            "datasets": {"type": "array", "items": STR, "nullable": True},
+            "dashboard": {"type": "string", "nullable": True},
+            "createdAt": {"type": "number", "nullable": True},
+            "expiresAt": {"type": "number", "nullable": True},
+            "lastUsedAt": {"type": "number", "nullable": True},
+            "revokedAt": {"type": "number", "nullable": True},
+            "status": {"type": "string", "enum": ["active", "expired", "revoked"]},
+        },
+    }
+    expires = {
+        "oneOf": [
+            {"type": "number", "exclusiveMinimum": True, "minimum": 0},
+            {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*[smhdwSMHDW]?\s*$"},
+        ],
+        "description": "Seconds, or a duration such as 90m, 12h, 30d, 8w.",
+    }
+    create_token = {
+        "type": "object",
+        "required": ["role"],
+        "additionalProperties": False,
+        "properties": {
+            "role": grant["properties"]["role"],  # type: ignore[index]
+            "datasets": {"type": "array", "items": STR, "minItems": 1, "maxItems": 100},
+            "name": {"type": "string", "maxLength": 200},
+            "expiresIn": expires,
+        },
+    }
+    create_link = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {"name": {"type": "string", "maxLength": 200}, "expiresIn": expires},
+    }
+    secret = {"type": "string", "description": "The secret: shown this once, kept hashed."}
+    created = {"allOf": [grant, {"type": "object", "properties": {"token": secret}}]}
+    link = {
+        "allOf": [
+            grant,
+            {
+                "type": "object",
+                "properties": {"token": secret, "url": STR, "kioskUrl": STR},
+            },
+        ]
+    }
+    listed = _json_body(_value_list(grant), "The grants; never their secrets.")
+    board = _path_param("dashboardId", "The dashboard id.", uuid=False)
+    return {
+        "/api/me": {
+            "get": _op(
+                "Api_Me",
+                tag,
+                ("200", _json_body(ANY_OBJECT, "The caller's grant id, role and scope.")),
+            )
+        },
+        "/api/tokens": {
+            "get": _op(
+                "Api_ListTokens",
+                tag,
+                ("200", listed),
+                params=[_query("all", {"type": "boolean"}, "Also revoked ones.")],
+            ),
+            "post": _op(
+                "Api_CreateToken",
+                tag,
+                ("201", _json_body(created, "The new token (`token` is shown only now).")),
+                body=create_token,
+                errors=(400, 401),
+            ),
+        },
+        "/api/tokens/{tokenId}": {
+            "delete": _op(
+                "Api_RevokeToken",
+                tag,
+                ("204", _OK_EMPTY),
+                params=[_path_param("tokenId", "The token id.", uuid=False)],
+                errors=(400, 401, 404),
+                description="Revokes the token at once; its open live feeds end within seconds.",
+            )
+        },
+        "/api/dashboards/{dashboardId}/links": {
+            "get": _op("Api_ListLinks", tag, ("200", listed), params=[board], errors=(401, 404)),
+            "post": _op(
+                "Api_CreateLink",
+                tag,
+                ("201", _json_body(link, "The read-only link (`token` is shown only now).")),
+                params=[board],
+                body=create_link,
+                errors=(400, 401, 404),
+            ),
+        },
+        "/api/dashboards/{dashboardId}/links/{linkId}": {
+            "delete": _op(
+                "Api_RevokeLink",
+                tag,
+                ("204", _OK_EMPTY),
+                params=[board, _path_param("linkId", "The link id.", uuid=False)],
+                errors=(401, 404),
+                description="Revokes the link; its open live feeds end within seconds.",
+            )
+        },
+    }
+
+
 def _forward_paths() -> dict[str, Schema]:
     """``/api/datasets/{id}/forward``: the relay's configuration (member role to change)."""
     text = {"type": "string", "minLength": 1, "maxLength": 4096}
@@ -698,6 +812,20 @@ def _surface_paths(prefix: str) -> dict[str, Schema]:
     }
 
 
+def _with_roles(paths: dict[str, Schema]) -> dict[str, Schema]:
+    """State each operation's least role, from THE role table (:mod:`pbistream.server.roles`)."""
+    for template, operations in paths.items():
+        concrete = re.sub(r"\{[^}]+\}", "x", template)
+        for method, op in operations.items():
+            role = role_name(required_role(method.upper(), concrete))
+            op["x-pbistream-role"] = role
+            said = "Public: no token needed." if role == "public" else f"Needs the {role} role."
+            op["description"] = f"{op['description']} {said}" if op.get("description") else said
+            if role != "public":
+                op["responses"].setdefault("403", _error(f"The token's role is below {role}."))
+    return paths
+
+
 def openapi_document(server_url: str) -> dict[str, Any]:
     """The OpenAPI document, with ``server_url`` as its only server.
 
@@ -715,6 +843,8 @@ def openapi_document(server_url: str) -> dict[str, Any]:
         for path, item in _surface_paths(prefix).items():
             paths[path] = paths.get(path, {}) | item
     paths |= _forward_paths()
+    paths |= _access_paths()
+    _with_roles(paths)
     return {
         "openapi": "3.0.3",
         "info": {

@@ -19,6 +19,7 @@ import orjson
 
 from pbistream.schema import Dataset, Table
 from pbistream.storage._alerts import AlertsSQL
+from pbistream.storage._grants import GrantRecords
 from pbistream.storage._records import (
     dashboard_from_record,
     dataset_from_record,
@@ -45,7 +46,7 @@ _SET_SEQ = (
 )
 
 
-class SQLStorage(AlertsSQL, ABC):
+class SQLStorage(GrantRecords, AlertsSQL, ABC):
     """The :class:`~pbistream.storage.base.Storage` methods both SQL backends share.
 
     A subclass provides connections (:meth:`_writing`, :meth:`_reading`), its
