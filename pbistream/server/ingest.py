@@ -33,6 +33,7 @@ from pbistream.server.errors import (
     ItemNotFound,
     PayloadTooLarge,
 )
+from pbistream.server.sequence import SEQUENCE_HEADER, ignored_headers, sequence_number
 from pbistream.server.settings import Settings, UnknownFields
 from pbistream.server.throttle import Throttle
 from pbistream.storage.base import InsertResult, Storage, StoredRow
@@ -43,7 +44,6 @@ __all__ = ["SEQUENCE_HEADER", "ingest", "normalize_or_refuse", "read_body"]
 logger = logging.getLogger("pbistream.server")
 T = TypeVar("T")
 
-SEQUENCE_HEADER = "x-powerbi-pushdata-sequencenumber"
 _MAX_DETAILS = 20
 # Over-limit bodies are read and thrown away (up to this much past the limit) so the
 # client sees the 413 instead of a connection reset while it is still sending.
@@ -180,18 +180,6 @@ def _normalize_and_store(
     return result, good, received_at
 
 
-def _sequence_number(request: Request) -> int | None:
-    raw = request.headers.get(SEQUENCE_HEADER)
-    if raw is None or not raw.strip():
-        return None
-    try:
-        return int(raw.strip())
-    except ValueError:
-        raise BadRequest(
-            f"X-PowerBI-PushData-SequenceNumber must be a whole number, got {raw[:40]!r}"
-        ) from None
-
-
 async def _maybe_await(value: object) -> None:
     if inspect.isawaitable(value):
         await value
@@ -222,7 +210,7 @@ async def ingest(
     settings: Settings = state.settings
     storage: Storage = state.storage
     throttle: Throttle = state.throttle
-    sequence_number = _sequence_number(request)
+    number = sequence_number(request)
     if settings.limits and throttle.known_row_count(dataset.id, table.name) is None:
         held = await anyio.to_thread.run_sync(storage.count_rows, dataset.id, table.name)
         throttle.set_row_count(dataset.id, table.name, held)
@@ -262,7 +250,7 @@ async def ingest(
             table,
             rows,
             unknown,
-            sequence_number,
+            number,
             fifo,
         )
     except BaseException:
@@ -272,10 +260,13 @@ async def ingest(
         await _off_loop_if_shared(throttle, throttle.release, dataset.id)
     if result.duplicate:
         await _off_loop_if_shared(throttle, throttle.unreserve_rows, dataset.id, reservation)
+        metrics = getattr(state, "metrics", None)
+        if metrics is not None:
+            metrics.rows_ignored(dataset.id, table.name, len(good))
     throttle.set_row_count(dataset.id, table.name, result.row_count)
     if result.stored and result.first_id is not None:
         await _publish(request, dataset, table, good, result, received_at)
-    return Response(status_code=200)
+    return Response(status_code=200, headers=ignored_headers(result, len(good)))
 
 
 async def _off_loop_if_shared(
