@@ -72,9 +72,7 @@ def test_rows_skipped_for_their_sequence_number_are_reported(server: RunningServ
     for name, url, headers, body in _targets(server):
         first = httpx.post(url, json=body([{"v": 1}]), headers={**headers, HEADER: str(INT64_MAX)})
         assert first.status_code == 200 and IGNORED not in first.headers, name
-        later = httpx.post(
-            url, json=body([{"v": 2}, {"v": 3}]), headers={**headers, HEADER: "7"}
-        )
+        later = httpx.post(url, json=body([{"v": 2}, {"v": 3}]), headers={**headers, HEADER: "7"})
         assert later.status_code == 200, name
         assert later.headers[IGNORED] == "2", name
         assert later.headers[LAST] == str(INT64_MAX), name
@@ -83,7 +81,9 @@ def test_rows_skipped_for_their_sequence_number_are_reported(server: RunningServ
         assert again.headers[IGNORED] == "1", name
     with server.client() as client:
         text = client.get("/metrics").text
-    counted = [line for line in text.splitlines() if line.startswith("pbistream_rows_ignored_total{")]
+    counted = [
+        line for line in text.splitlines() if line.startswith("pbistream_rows_ignored_total{")
+    ]
     assert len(counted) == 2, text
     assert {line.rsplit(" ", 1)[1] for line in counted} == {"3"}
     assert any('table="T"' in line for line in counted)

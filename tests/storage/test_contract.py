@@ -405,9 +405,7 @@ def test_a_duplicate_reports_the_number_that_beat_it(storage: Storage, dataset: 
     assert (plain.duplicate, plain.stored, plain.last_sequence) == (False, 1, None)
 
 
-def test_delete_rows_forgets_the_tables_sequence_number(
-    storage: Storage, dataset: Dataset
-) -> None:
+def test_delete_rows_forgets_the_tables_sequence_number(storage: Storage, dataset: Dataset) -> None:
     storage.insert_rows(dataset.id, TABLE, rows(1), received_at=1.0, sequence_number=50)
     storage.insert_rows(dataset.id, "Other", rows(1), received_at=1.0, sequence_number=50)
     storage.delete_rows(dataset.id, TABLE)
