@@ -25,6 +25,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from pbistream.schema import Dataset, Mode, Retention, Table
+from pbistream.server.body_scan import count_rows_past, find_non_finite
 from pbistream.server.errors import (
     ApiError,
     BadRequest,
@@ -45,6 +46,9 @@ logger = logging.getLogger("pbistream.server")
 T = TypeVar("T")
 
 _MAX_DETAILS = 20
+# An over-cap body's rows are counted exactly up to this many times the cap (the scan
+# is cheap there); past it the answer says "more than" and the scan stops.
+_EXACT_COUNT_FACTOR = 10
 # Over-limit bodies are read and thrown away (up to this much past the limit) so the
 # client sees the 413 instead of a connection reset while it is still sending.
 _DRAIN_BYTES = 32 * 1024 * 1024
@@ -87,14 +91,47 @@ async def read_body(request: Request, limit: int, too_large: ApiError) -> bytes:
     return b"".join(chunks)
 
 
-def _parse(body: bytes, shape: Literal["array", "rows"]) -> list[Any]:
-    """Parse the JSON and return the list of rows (not yet validated)."""
+def _invalid_json(body: bytes, exc: orjson.JSONDecodeError) -> ApiError:
+    """The 400 for a body orjson refused; NaN/Infinity get the row and field named."""
+    found = find_non_finite(body)
+    if found is None or not found.char_pos <= exc.pos <= found.char_pos + 1:
+        return BadRequest(f"The request body is not valid JSON: {exc}")
+    rule = (
+        f"{found.text} is not valid JSON (JSON has no NaN or Infinity; Python's json.dumps "
+        "writes them for float('nan') and float('inf')). Send null for a missing value, or "
+        "leave the field out"
+    )
+    if found.row is None:
+        return BadRequest(f"The request body holds {rule}.")
+    where = f"Row {found.row}" + (f", column {found.field!r}" if found.field else "")
+    message = f"{where}: {rule}. Nothing was stored."
+    code = "nan" if found.text == "NaN" else "infinity"
+    return InvalidRequest(
+        message, details=[{"code": code, "message": message, "target": f"rows[{found.row}]"}]
+    )
+
+
+def _parse(body: bytes, shape: Literal["array", "rows"], max_rows: int | None = None) -> list[Any]:
+    """Parse the JSON and return the list of rows (not yet validated).
+
+    With ``max_rows``, a body holding more rows is refused before it is parsed, so
+    its rows are never built in memory.
+    """
     if not body.strip():
         raise BadRequest("The request body is empty; send a JSON array of row objects.")
+    if max_rows is not None:
+        exact_up_to = max_rows * _EXACT_COUNT_FACTOR
+        over = count_rows_past(body, max_rows, exact_up_to=exact_up_to)
+        if over is not None:
+            held = f"{over:,}" if over <= exact_up_to else f"more than {exact_up_to:,}"
+            raise InvalidRequest(
+                f"The request holds {held} rows; at most {max_rows:,} rows are allowed per "
+                "POST. Split it into several requests. Nothing was stored."
+            )
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"The request body is not valid JSON: {exc}") from None
+        raise _invalid_json(body, exc) from None
     if isinstance(data, list):
         return data
     if shape == "rows" and isinstance(data, dict):
@@ -230,7 +267,12 @@ async def ingest(
             limit = settings.max_push_body_bytes
             too_large = PayloadTooLarge(f"The request body is larger than {limit:,} bytes.")
         body = await read_body(request, limit, too_large)
-        rows = _parse(body, shape) if len(body) < 65536 else await _parse_in_thread(body, shape)
+        # The row cap is checked on the raw bytes first: an over-cap body is never built.
+        max_rows = settings.max_rows_per_post if settings.limits else None
+        if len(body) < 65536:
+            rows = _parse(body, shape, max_rows)
+        else:
+            rows = await _parse_in_thread(body, shape, max_rows)
         throttle.check_rows_per_post(len(rows))
         if not rows:
             return Response(status_code=200)
@@ -280,9 +322,11 @@ async def _off_loop_if_shared(
     return await anyio.to_thread.run_sync(functools.partial(method, *args, **kwargs))
 
 
-async def _parse_in_thread(body: bytes, shape: Literal["array", "rows"]) -> list[Any]:
+async def _parse_in_thread(
+    body: bytes, shape: Literal["array", "rows"], max_rows: int | None
+) -> list[Any]:
     # Large bodies are parsed off the event loop so live feeds keep flowing meanwhile.
-    return await anyio.to_thread.run_sync(_parse, body, shape)
+    return await anyio.to_thread.run_sync(_parse, body, shape, max_rows)
 
 
 async def _publish(
