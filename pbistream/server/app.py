@@ -34,6 +34,7 @@ from pbistream.server.ui import routes as dashboard
 from pbistream.server.errors import PbiJSONResponse, exception_handlers
 from pbistream.server.housekeeping import run_housekeeping
 from pbistream.server.settings import Settings
+from pbistream.server.storage_full import StorageFullGuard, StorageFullMonitor
 from pbistream.server.throttle import Throttle
 from pbistream.storage.base import Storage
 
@@ -126,11 +127,12 @@ def create_app(settings: Settings, storage: Storage) -> Starlette:
     settings = settings.replace(token=token)
     hub = live.LiveHub()
     app_metrics = metrics.Metrics()
+    storage_full = StorageFullMonitor()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(run_housekeeping, storage, settings)
+            tasks.start_soon(run_housekeeping, storage, settings, storage_full)
             try:
                 yield
             finally:
@@ -153,6 +155,7 @@ def create_app(settings: Settings, storage: Storage) -> Starlette:
             Middleware(LiberalRequests),
             Middleware(metrics.MetricsMiddleware),
             Middleware(auth.AuthMiddleware, public=dashboard.PUBLIC_PATHS),
+            Middleware(StorageFullGuard, monitor=storage_full),
         ],
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
@@ -161,6 +164,7 @@ def create_app(settings: Settings, storage: Storage) -> Starlette:
     app.state.storage = storage
     app.state.hub = hub
     app.state.metrics = app_metrics
+    app.state.storage_full = storage_full
     app.state.throttle = Throttle(settings, on_throttled=app_metrics.throttled, storage=storage)
     app.state.tenant_id = api.tenant_id(storage)
     app.state.token_generated = generated
