@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["NonFiniteToken", "count_rows_past", "find_non_finite"]
+import orjson
+
+__all__ = ["NonFiniteToken", "count_rows_past", "find_non_finite", "parse_rows_in_pieces"]
 
 # A string (unrolled-loop form: no backtracking per character), or one structural byte.
 _STRING = rb'"[^"\\]*(?:\\.[^"\\]*)*"'
@@ -131,3 +134,58 @@ def find_non_finite(body: bytes) -> NonFiniteToken | None:
             return NonFiniteToken(token.decode(), row, field, char_pos)
         walker.step(token)
     return None
+
+
+# Where one row object ends and the next begins: "}" "," "{" with optional spaces.
+_ROW_BOUNDARY = re.compile(rb"\}\s*,\s*\{")
+_ROWS_OBJECT_START = re.compile(rb'\s*\{\s*"rows"\s*:\s*\[')
+_ROWS_OBJECT_END = re.compile(rb"\]\s*\}\s*$")
+# Boundaries tried per piece before giving up (strings holding "},{" mislead the cut).
+_MAX_MISCUTS = 8
+
+
+def parse_rows_in_pieces(body: bytes, piece_bytes: int = 256 * 1024) -> list[Any] | None:
+    """Parse a big array of rows piece by piece; None if it cannot be split.
+
+    One ``orjson.loads`` of a 10 MB body holds the GIL for a few hundred ms, which
+    stalls the event loop; pieces of ``piece_bytes`` let it run in between. A piece
+    ends at a ``},{`` boundary, and is parsed as ``[ ... ]``: if the boundary was
+    inside a string or a nested value, that piece is not valid JSON (its strings or
+    brackets do not close), so a wrongly cut piece can never parse into wrong rows.
+    Any failure returns None, and the caller parses the whole body (and reports
+    its error) as before.
+    """
+    start = body.find(b"[")
+    if start < 0:
+        return None
+    end = len(body.rstrip())
+    if body[:start].strip() == b"":
+        if body[end - 1 : end] != b"]":
+            return None
+        end -= 1
+    else:  # {"rows": [ ... ]}
+        head = _ROWS_OBJECT_START.match(body)
+        tail = _ROWS_OBJECT_END.search(body)
+        if head is None or tail is None:
+            return None
+        start, end = head.end() - 1, tail.start()
+    rows: list[Any] = []
+    position = start + 1  # the first byte of the first row
+    while True:
+        boundary = _ROW_BOUNDARY.search(body, position + piece_bytes, end)
+        for _ in range(_MAX_MISCUTS):
+            cut = boundary.start() + 1 if boundary else end
+            try:
+                piece = orjson.loads(b"[" + body[position:cut] + b"]")
+                break
+            except orjson.JSONDecodeError:
+                if boundary is None:
+                    return None  # the body itself is not valid JSON
+                # Cut inside a string or nested value: try the next boundary.
+                boundary = _ROW_BOUNDARY.search(body, boundary.end(), end)
+        else:
+            return None
+        rows.extend(piece)
+        if boundary is None:
+            return rows
+        position = boundary.end() - 1  # the next row's "{"

@@ -17,6 +17,7 @@ import inspect
 import logging
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any, Literal, TypeVar
 
 import anyio.to_thread
@@ -24,8 +25,10 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from pbistream.limits import MAX_ROWS_PER_POST
 from pbistream.schema import Dataset, Mode, Retention, Table
-from pbistream.server.body_scan import count_rows_past, find_non_finite
+from pbistream.server.body_scan import count_rows_past, find_non_finite, parse_rows_in_pieces
+from pbistream.server.gc_pause import gc_paused
 from pbistream.server.errors import (
     ApiError,
     BadRequest,
@@ -49,6 +52,14 @@ _MAX_DETAILS = 20
 # An over-cap body's rows are counted exactly up to this many times the cap (the scan
 # is cheap there); past it the answer says "more than" and the scan stops.
 _EXACT_COUNT_FACTOR = 10
+# From this body size on, the body is parsed in pieces and the cyclic garbage
+# collector is paused while the request builds its rows (see gc_pause): one parse of
+# the whole body, or a full collection over millions of fresh row dicts, holds the
+# GIL for half a second and stalls the event loop.
+_GC_PAUSE_BYTES = 1024 * 1024
+# Rows per live-feed batch when a big POST is published: what a POST may hold with
+# limits on, so only a limits-off POST is ever split.
+_PUBLISH_CHUNK_ROWS = MAX_ROWS_PER_POST.value
 # Over-limit bodies are read and thrown away (up to this much past the limit) so the
 # client sees the 413 instead of a connection reset while it is still sending.
 _DRAIN_BYTES = 32 * 1024 * 1024
@@ -128,6 +139,11 @@ def _parse(body: bytes, shape: Literal["array", "rows"], max_rows: int | None = 
                 f"The request holds {held} rows; at most {max_rows:,} rows are allowed per "
                 "POST. Split it into several requests. Nothing was stored."
             )
+    if len(body) >= _GC_PAUSE_BYTES:
+        # Piece by piece, so the event loop gets the GIL between pieces.
+        pieces = parse_rows_in_pieces(body)
+        if pieces is not None:
+            return pieces
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -202,6 +218,9 @@ def _normalize_and_store(
 ) -> tuple[InsertResult, list[dict[str, Any]], float]:
     """Validate every row, then insert them all in one transaction (worker thread)."""
     good = normalize_or_refuse(table, rows, unknown)
+    # The parsed rows are not needed past here: free them before the insert (a
+    # million-row POST holds a few hundred MB of them). The list is this request's own.
+    rows.clear()
     received_at = time.time()
     try:
         result = storage.insert_rows(
@@ -243,6 +262,19 @@ async def ingest(
     Raises:
         ApiError: The request is refused; nothing was stored.
     """
+    # A big body pauses the garbage collector from its parse to its live publish.
+    with ExitStack() as pause:
+        return await _ingest(request, dataset, table, shape, unknown, pause)
+
+
+async def _ingest(
+    request: Request,
+    dataset: Dataset,
+    table: Table,
+    shape: Literal["array", "rows"],
+    unknown: UnknownFields,
+    pause: ExitStack,
+) -> Response:
     state = request.app.state
     settings: Settings = state.settings
     storage: Storage = state.storage
@@ -267,6 +299,7 @@ async def ingest(
             limit = settings.max_push_body_bytes
             too_large = PayloadTooLarge(f"The request body is larger than {limit:,} bytes.")
         body = await read_body(request, limit, too_large)
+        pause.enter_context(gc_paused(len(body) >= _GC_PAUSE_BYTES))
         # The row cap is checked on the raw bytes first: an over-cap body is never built.
         max_rows = settings.max_rows_per_post if settings.limits else None
         if len(body) < 65536:
@@ -349,10 +382,30 @@ async def _publish(
     # Ids are consecutive within one insert; the stored rows are the last `stored` ones.
     stored_rows = good[len(good) - result.stored :]
     first = result.first_id
-    rows = [
-        StoredRow(first + i, received_at, table.name, data) for i, data in enumerate(stored_rows)
-    ]
     try:
-        await _maybe_await(hub.publish(dataset.id, table.name, rows))
+        if len(stored_rows) <= _PUBLISH_CHUNK_ROWS:  # the common case: no thread hop
+            rows = _stored_rows(stored_rows, 0, first, received_at, table.name)
+            await _maybe_await(hub.publish(dataset.id, table.name, rows))
+            return
+        # A big POST (limits off: up to millions of rows) is published in chunks, each
+        # built off the loop: one giant batch made one giant SSE event on the loop and
+        # stalled every other request for seconds. A feed that falls behind the chunks
+        # is cut off by the hub and catches up from storage, page by page.
+        for start in range(0, len(stored_rows), _PUBLISH_CHUNK_ROWS):
+            if not hub.subscriber_count:
+                return  # everyone left (or lagged): the rest would be built for nobody
+            rows = await anyio.to_thread.run_sync(
+                _stored_rows, stored_rows, start, first, received_at, table.name
+            )
+            await _maybe_await(hub.publish(dataset.id, table.name, rows))
     except Exception:  # a live-feed hiccup must not turn a committed write into a 500
         logger.exception("live feed publish failed for dataset %s", dataset.id)
+
+
+def _stored_rows(
+    rows: list[dict[str, Any]], start: int, first_id: int, received_at: float, table: str
+) -> list[StoredRow]:
+    """Rows ``start`` to ``start + _PUBLISH_CHUNK_ROWS`` as the hub publishes them."""
+    chunk = rows[start : start + _PUBLISH_CHUNK_ROWS]
+    base = first_id + start
+    return [StoredRow(base + i, received_at, table, data) for i, data in enumerate(chunk)]
