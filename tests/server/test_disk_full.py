@@ -7,12 +7,17 @@ failed under CI=true).
 
 from __future__ import annotations
 
+import logging
 import os
+import secrets
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -22,13 +27,10 @@ from pbistream.testing import ServerProcess
 PBI = "/v1.0/myorg"
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MB tmpfs mounted on a fresh directory (unmounted afterwards)."""
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
+def _mount(directory: Path, size: str) -> bool:
+    """Mount a tmpfs of ``size`` on ``directory``; skip (or fail under CI) if impossible."""
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)],
         capture_output=True,
         text=True,
         check=False,
@@ -38,6 +40,15 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         if os.environ.get("CI") == "true":
             pytest.fail(reason + "; CI=true requires it")
         pytest.skip(reason)
+    return True
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MB tmpfs mounted on a fresh directory (unmounted afterwards)."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    _mount(mount_point, "4m")
     try:
         yield mount_point
     finally:
@@ -118,3 +129,94 @@ def server_rows(client: httpx.Client, dataset_id: str) -> int:
     rows = found.json()["rows"]
     assert isinstance(rows, list)
     return len(rows)
+
+
+@pytest.mark.postgres
+def test_a_full_postgresql_tablespace_is_a_507_and_recovers(
+    server_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PostgreSQL's disk_full (SQLSTATE 53100): the tables live in a tablespace on a tmpfs."""
+    from psycopg import sql
+
+    from pbistream.storage.postgres import PostgresStorage
+    from conftest import POSTGRES_URL, postgres_schema
+
+    with postgres_schema("pbistream_full") as schema:
+        psycopg = pytest.importorskip("psycopg")
+        # The PostgreSQL server must reach the directory: under /tmp, not pytest's 0700 tree.
+        space = Path(tempfile.mkdtemp(prefix="pbistream-pgspace-"))
+        space.chmod(0o755)
+        tablespace = f"pbistream_full_{space.name[-8:].lower()}"
+        mounted = _mount(space, "4m")
+        try:
+            shutil.chown(space, "postgres", "postgres")
+            with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("CREATE TABLESPACE {} LOCATION {}").format(
+                        sql.Identifier(tablespace), sql.Literal(str(space))
+                    )
+                )
+            try:
+                storage = PostgresStorage(POSTGRES_URL, schema=schema, max_size=4)
+                try:
+                    _move_to_tablespace(schema, tablespace)
+                    _full_then_free(server_factory(storage=storage), space, caplog)
+                finally:
+                    storage.close()
+            finally:
+                with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+                    conn.execute(
+                        sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+                    )
+                    conn.execute(sql.SQL("DROP TABLESPACE {}").format(sql.Identifier(tablespace)))
+        finally:
+            if mounted:
+                subprocess.run(["umount", "-l", str(space)], check=False)
+            shutil.rmtree(space, ignore_errors=True)
+
+
+def _move_to_tablespace(schema: str, tablespace: str) -> None:
+    """Move every table and index of ``schema`` onto the small tablespace."""
+    import psycopg
+    from conftest import POSTGRES_URL
+    from psycopg import sql
+
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        relations = conn.execute(
+            "SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind IN ('r', 'i')",
+            (schema,),
+        ).fetchall()
+        for name, kind in relations:
+            statement = (
+                "ALTER TABLE {} SET TABLESPACE {}"
+                if kind == "r"
+                else ("ALTER INDEX {} SET TABLESPACE {}")
+            )
+            conn.execute(
+                sql.SQL(statement).format(sql.Identifier(schema, name), sql.Identifier(tablespace))
+            )
+
+
+def _full_then_free(server: Any, disk: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="pbistream.server")
+    created = server.create_dataset({"s": "Text"}, mode="Push", table="T")
+    url = f"{server.url}{PBI}/datasets/{created['id']}/tables/T/rows"
+    # Random text: PostgreSQL compresses "xxx..." to almost nothing.
+    rows = {"rows": [{"s": secrets.token_hex(1500)} for _ in range(300)]}  # ~1 MB
+    with server.client(timeout=60) as client:
+        assert client.post(url, json=rows).status_code == 200
+        filler = _fill(disk)
+        answers = [client.post(url, json=rows) for _ in range(4)]
+        assert [r.status_code for r in answers] == [507] * 4, [r.text[:300] for r in answers]
+        assert "nothing was stored" in answers[0].json()["error"]["message"]
+        assert server.storage.count_rows(created["id"], "T") == 300
+        filler.unlink()
+        deadline = time.monotonic() + 30
+        while (after := client.post(url, json=rows)).status_code != 200:
+            assert time.monotonic() < deadline, after.text
+            time.sleep(0.2)
+        assert server.storage.count_rows(created["id"], "T") == 600
+    lines = [r.getMessage() for r in caplog.records if r.name == "pbistream.server"]
+    assert len([m for m in lines if "storage is full" in m]) == 1, lines
+    assert not any(r.exc_info for r in caplog.records), "no tracebacks"
