@@ -28,7 +28,6 @@ from starlette.responses import Response
 from pbistream.limits import MAX_ROWS_PER_POST
 from pbistream.schema import Dataset, Mode, Retention, Table
 from pbistream.server.body_scan import count_rows_past, find_non_finite, parse_rows_in_pieces
-from pbistream.server.gc_pause import gc_paused
 from pbistream.server.errors import (
     ApiError,
     BadRequest,
@@ -37,6 +36,7 @@ from pbistream.server.errors import (
     ItemNotFound,
     PayloadTooLarge,
 )
+from pbistream.server.gc_pause import gc_paused
 from pbistream.server.sequence import SEQUENCE_HEADER, ignored_headers, sequence_number
 from pbistream.server.settings import Settings, UnknownFields
 from pbistream.server.throttle import Throttle

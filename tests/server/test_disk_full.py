@@ -136,10 +136,10 @@ def test_a_full_postgresql_tablespace_is_a_507_and_recovers(
     server_factory: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """PostgreSQL's disk_full (SQLSTATE 53100): the tables live in a tablespace on a tmpfs."""
+    from conftest import POSTGRES_URL, postgres_schema
     from psycopg import sql
 
     from pbistream.storage.postgres import PostgresStorage
-    from conftest import POSTGRES_URL, postgres_schema
 
     with postgres_schema("pbistream_full") as schema:
         psycopg = pytest.importorskip("psycopg")
