@@ -144,7 +144,9 @@ _ROWS_OBJECT_END = re.compile(rb"\]\s*\}\s*$")
 _MAX_MISCUTS = 8
 
 
-def parse_rows_in_pieces(body: bytes, piece_bytes: int = 256 * 1024) -> list[Any] | None:
+def parse_rows_in_pieces(
+    body: bytes, piece_bytes: int = 256 * 1024, *, rows_object: bool = True
+) -> list[Any] | None:
     """Parse a big array of rows piece by piece; None if it cannot be split.
 
     One ``orjson.loads`` of a 10 MB body holds the GIL for a few hundred ms, which
@@ -153,7 +155,8 @@ def parse_rows_in_pieces(body: bytes, piece_bytes: int = 256 * 1024) -> list[Any
     inside a string or a nested value, that piece is not valid JSON (its strings or
     brackets do not close), so a wrongly cut piece can never parse into wrong rows.
     Any failure returns None, and the caller parses the whole body (and reports
-    its error) as before.
+    its error) as before. ``rows_object`` False takes a bare array only (a
+    ``{"rows": [...]}`` body is then left to the caller to refuse).
     """
     start = body.find(b"[")
     if start < 0:
@@ -163,6 +166,8 @@ def parse_rows_in_pieces(body: bytes, piece_bytes: int = 256 * 1024) -> list[Any
         if body[end - 1 : end] != b"]":
             return None
         end -= 1
+    elif not rows_object:
+        return None
     else:  # {"rows": [ ... ]}
         head = _ROWS_OBJECT_START.match(body)
         tail = _ROWS_OBJECT_END.search(body)

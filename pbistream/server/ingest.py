@@ -102,6 +102,9 @@ async def read_body(request: Request, limit: int, too_large: ApiError) -> bytes:
     return b"".join(chunks)
 
 
+Shape = Literal["array", "rows", "push"]
+
+
 def _invalid_json(body: bytes, exc: orjson.JSONDecodeError) -> ApiError:
     """The 400 for a body orjson refused; NaN/Infinity get the row and field named."""
     found = find_non_finite(body)
@@ -122,7 +125,7 @@ def _invalid_json(body: bytes, exc: orjson.JSONDecodeError) -> ApiError:
     )
 
 
-def _parse(body: bytes, shape: Literal["array", "rows"], max_rows: int | None = None) -> list[Any]:
+def _parse(body: bytes, shape: Shape, max_rows: int | None = None) -> list[Any]:
     """Parse the JSON and return the list of rows (not yet validated).
 
     With ``max_rows``, a body holding more rows is refused before it is parsed, so
@@ -141,7 +144,7 @@ def _parse(body: bytes, shape: Literal["array", "rows"], max_rows: int | None = 
             )
     if len(body) >= _GC_PAUSE_BYTES:
         # Piece by piece, so the event loop gets the GIL between pieces.
-        pieces = parse_rows_in_pieces(body)
+        pieces = parse_rows_in_pieces(body, rows_object=shape != "array")
         if pieces is not None:
             return pieces
     try:
@@ -150,6 +153,11 @@ def _parse(body: bytes, shape: Literal["array", "rows"], max_rows: int | None = 
         raise _invalid_json(body, exc) from None
     if isinstance(data, list):
         return data
+    # A Push URL of a push or hybrid dataset also takes PostRows' {"rows": [...]} (a
+    # public 2019 report shows Power BI accepting it there); any other object is the
+    # seed's 400 ("Did not encounter start array token").
+    if shape == "push" and isinstance(data, dict) and "rows" in data:
+        shape = "rows"
     if shape == "rows" and isinstance(data, dict):
         unknown = sorted(set(data) - {"rows"})
         if unknown:
@@ -169,11 +177,12 @@ def _parse(body: bytes, shape: Literal["array", "rows"], max_rows: int | None = 
             raise BadRequest('The body must be {"rows": [ {row}, ... ]} (an array of objects).')
         return rows
     kind = "an object" if isinstance(data, dict) else type(data).__name__
-    expected = (
-        "a JSON array of row objects, e.g. [{...}]"
-        if shape == "array"
-        else '{"rows": [ {row}, ... ]} or a JSON array of row objects'
-    )
+    expected = {
+        "array": "a JSON array of row objects, e.g. [{...}] (Did not encounter start array token)",
+        "push": 'a JSON array of row objects, e.g. [{...}], or {"rows": [{...}]} '
+        "(Did not encounter start array token)",
+        "rows": '{"rows": [ {row}, ... ]} or a JSON array of row objects',
+    }[shape]
     raise BadRequest(f"The body must be {expected}; got {kind}.")
 
 
@@ -193,14 +202,18 @@ def _row_error_response(errors: list[RowError], unknown: UnknownFields) -> ApiEr
 
 
 def normalize_or_refuse(
-    table: Table, rows: list[Any], unknown: UnknownFields
+    table: Table, rows: list[Any], unknown: UnknownFields, *, text_numbers: bool = True
 ) -> list[dict[str, Any]]:
     """Every row normalised by the table's value rules, or an error naming the first bad one.
+
+    ``text_numbers`` converts numbers sent as text (the ``text_numbers`` setting).
 
     Raises:
         ApiError: 400 (or 404 for an unknown field when ``unknown`` is "404").
     """
-    rules = table.rules(unknown="ignore" if unknown == "ignore" else "error")
+    rules = table.rules(
+        unknown="ignore" if unknown == "ignore" else "error", text_numbers=text_numbers
+    )
     good, errors = rules.normalize_rows(rows)
     if errors:
         raise _row_error_response(errors, unknown)
@@ -215,9 +228,10 @@ def _normalize_and_store(
     unknown: UnknownFields,
     sequence_number: int | None,
     fifo: tuple[int, int] | None,
+    text_numbers: bool = True,
 ) -> tuple[InsertResult, list[dict[str, Any]], float]:
     """Validate every row, then insert them all in one transaction (worker thread)."""
-    good = normalize_or_refuse(table, rows, unknown)
+    good = normalize_or_refuse(table, rows, unknown, text_numbers=text_numbers)
     # The parsed rows are not needed past here: free them before the insert (a
     # million-row POST holds a few hundred MB of them). The list is this request's own.
     rows.clear()
@@ -236,6 +250,16 @@ def _normalize_and_store(
     return result, good, received_at
 
 
+# --- sequence-number semantics (the ``sequence_numbers`` setting) -------------------------
+# Kept apart so that work on the sequence-number path itself merges cleanly: the one
+# decision here is whether the header takes part at all.
+def _sequence_hook(request: Request, settings: Settings) -> int | None:
+    """The request's sequence number, or ``None`` when the header is to be ignored."""
+    if settings.sequence_numbers == "ignore":
+        return None
+    return sequence_number(request)  # range-checked: a 400 names the header and its range
+
+
 async def _maybe_await(value: object) -> None:
     if inspect.isawaitable(value):
         await value
@@ -246,7 +270,7 @@ async def ingest(
     dataset: Dataset,
     table: Table,
     *,
-    shape: Literal["array", "rows"],
+    shape: Shape,
     unknown: UnknownFields,
 ) -> Response:
     """Validate and store one POST of rows; answer 200 only after the commit.
@@ -255,8 +279,9 @@ async def ingest(
         request: The incoming request (its body is read here).
         dataset: The dataset posted to.
         table: The table that receives the rows.
-        shape: ``"array"`` (Push URL: a bare array) or ``"rows"`` (v1.0: ``{"rows": [...]}``
-            or a bare array).
+        shape: ``"array"`` (a Streaming dataset's Push URL: a bare array), ``"push"`` (a
+            push or hybrid dataset's Push URL: a bare array or ``{"rows": [...]}``) or
+            ``"rows"`` (v1.0: ``{"rows": [...]}`` or a bare array).
         unknown: What a field that is not a column gets: 404, 400 or ignored.
 
     Raises:
@@ -271,7 +296,7 @@ async def _ingest(
     request: Request,
     dataset: Dataset,
     table: Table,
-    shape: Literal["array", "rows"],
+    shape: Shape,
     unknown: UnknownFields,
     pause: ExitStack,
 ) -> Response:
@@ -279,7 +304,7 @@ async def _ingest(
     settings: Settings = state.settings
     storage: Storage = state.storage
     throttle: Throttle = state.throttle
-    number = sequence_number(request)
+    number = _sequence_hook(request, settings)
     if settings.limits and throttle.known_row_count(dataset.id, table.name) is None:
         held = await anyio.to_thread.run_sync(storage.count_rows, dataset.id, table.name)
         throttle.set_row_count(dataset.id, table.name, held)
@@ -327,6 +352,7 @@ async def _ingest(
             unknown,
             number,
             fifo,
+            settings.text_numbers == "convert",
         )
     except BaseException:
         await _off_loop_if_shared(throttle, throttle.unreserve_rows, dataset.id, reservation)
@@ -355,9 +381,7 @@ async def _off_loop_if_shared(
     return await anyio.to_thread.run_sync(functools.partial(method, *args, **kwargs))
 
 
-async def _parse_in_thread(
-    body: bytes, shape: Literal["array", "rows"], max_rows: int | None
-) -> list[Any]:
+async def _parse_in_thread(body: bytes, shape: Shape, max_rows: int | None) -> list[Any]:
     # Large bodies are parsed off the event loop so live feeds keep flowing meanwhile.
     return await anyio.to_thread.run_sync(_parse, body, shape, max_rows)
 
@@ -374,6 +398,12 @@ async def _publish(
     metrics = getattr(state, "metrics", None)
     if metrics is not None:
         await _maybe_await(metrics.rows_ingested(result.stored))
+    alerts = getattr(state, "alerts", None)
+    if alerts is not None and result.first_id is not None:
+        # Queued for the alerts thread (only if a rule watches this table): never waits.
+        alerts.observe(
+            dataset.id, table.name, good[len(good) - result.stored :], result.first_id, received_at
+        )
     hub = getattr(state, "hub", None)
     # Building 10,000 StoredRows costs more than parsing them: skip it when nobody
     # listens. A feed that subscribes later replays these committed rows from storage.

@@ -131,54 +131,48 @@ def server_rows(client: httpx.Client, dataset_id: str) -> int:
     return len(rows)
 
 
+POSTGRES_URL = os.environ.get(
+    "PBISTREAM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
 @pytest.mark.postgres
 def test_a_full_postgresql_tablespace_is_a_507_and_recovers(
-    server_factory: Any, caplog: pytest.LogCaptureFixture
+    postgres_storage: Any, server_factory: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """PostgreSQL's disk_full (SQLSTATE 53100): the tables live in a tablespace on a tmpfs."""
-    from conftest import POSTGRES_URL, postgres_schema
+    """PostgreSQL's disk_full (SQLSTATE 53100): the tables move to a tablespace on a tmpfs."""
+    import psycopg
     from psycopg import sql
 
-    from pbistream.storage.postgres import PostgresStorage
-
-    with postgres_schema("pbistream_full") as schema:
-        psycopg = pytest.importorskip("psycopg")
-        # The PostgreSQL server must reach the directory: under /tmp, not pytest's 0700 tree.
-        space = Path(tempfile.mkdtemp(prefix="pbistream-pgspace-"))
-        space.chmod(0o755)
-        tablespace = f"pbistream_full_{space.name[-8:].lower()}"
-        mounted = _mount(space, "4m")
-        try:
-            shutil.chown(space, "postgres", "postgres")
-            with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-                conn.execute(
-                    sql.SQL("CREATE TABLESPACE {} LOCATION {}").format(
-                        sql.Identifier(tablespace), sql.Literal(str(space))
-                    )
+    schema = postgres_storage.schema
+    # The PostgreSQL server must reach the directory: under /tmp, not pytest's 0700 tree.
+    space = Path(tempfile.mkdtemp(prefix="pbistream-pgspace-"))
+    space.chmod(0o755)
+    tablespace = f"pbistream_full_{space.name[-8:].lower()}"
+    _mount(space, "4m")
+    try:
+        shutil.chown(space, "postgres", "postgres")
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("CREATE TABLESPACE {} LOCATION {}").format(
+                    sql.Identifier(tablespace), sql.Literal(str(space))
                 )
-            try:
-                storage = PostgresStorage(POSTGRES_URL, schema=schema, max_size=4)
-                try:
-                    _move_to_tablespace(schema, tablespace)
-                    _full_then_free(server_factory(storage=storage), space, caplog)
-                finally:
-                    storage.close()
-            finally:
-                with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-                    conn.execute(
-                        sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
-                    )
-                    conn.execute(sql.SQL("DROP TABLESPACE {}").format(sql.Identifier(tablespace)))
+            )
+        try:
+            _move_to_tablespace(schema, tablespace)
+            _full_then_free(server_factory(storage=postgres_storage), space, caplog)
         finally:
-            if mounted:
-                subprocess.run(["umount", "-l", str(space)], check=False)
-            shutil.rmtree(space, ignore_errors=True)
+            _move_to_tablespace(schema, "pg_default")  # so the tablespace can go
+            with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP TABLESPACE {}").format(sql.Identifier(tablespace)))
+    finally:
+        subprocess.run(["umount", "-l", str(space)], check=False)
+        shutil.rmtree(space, ignore_errors=True)
 
 
 def _move_to_tablespace(schema: str, tablespace: str) -> None:
-    """Move every table and index of ``schema`` onto the small tablespace."""
+    """Move every table and index of ``schema`` onto ``tablespace``."""
     import psycopg
-    from conftest import POSTGRES_URL
     from psycopg import sql
 
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
@@ -191,7 +185,7 @@ def _move_to_tablespace(schema: str, tablespace: str) -> None:
             statement = (
                 "ALTER TABLE {} SET TABLESPACE {}"
                 if kind == "r"
-                else ("ALTER INDEX {} SET TABLESPACE {}")
+                else "ALTER INDEX {} SET TABLESPACE {}"
             )
             conn.execute(
                 sql.SQL(statement).format(sql.Identifier(schema, name), sql.Identifier(tablespace))
