@@ -21,7 +21,13 @@ from typing import Any
 
 import orjson
 
-__all__ = ["NonFiniteToken", "count_rows_past", "find_non_finite", "parse_rows_in_pieces"]
+__all__ = [
+    "NonFiniteToken",
+    "count_rows_past",
+    "find_non_finite",
+    "locate",
+    "parse_rows_in_pieces",
+]
 
 # A string (unrolled-loop form: no backtracking per character), or one structural byte.
 _STRING = rb'"[^"\\]*(?:\\.[^"\\]*)*"'
@@ -134,6 +140,17 @@ def find_non_finite(body: bytes) -> NonFiniteToken | None:
             return NonFiniteToken(token.decode(), row, field, char_pos)
         walker.step(token)
     return None
+
+
+def locate(body: bytes, char_pos: int) -> tuple[int | None, str | None]:
+    """The row index and top-level field at a decoder's character position (or None)."""
+    byte_pos = len(body.decode("utf-8", "replace")[:char_pos].encode("utf-8", "replace"))
+    walker = _Walker()
+    for match in _STRUCTURE.finditer(body, 0, byte_pos):
+        walker.step(match.group())
+    field = walker.field.decode("utf-8", "replace")[1:-1] if walker.field else None
+    row = walker.row if walker.rows_depth > 0 and walker.row >= 0 else None
+    return row, field
 
 
 # Where one row object ends and the next begins: "}" "," "{" with optional spaces.

@@ -27,7 +27,12 @@ from starlette.responses import Response
 
 from pbistream.limits import MAX_ROWS_PER_POST
 from pbistream.schema import Dataset, Mode, Retention, Table
-from pbistream.server.body_scan import count_rows_past, find_non_finite, parse_rows_in_pieces
+from pbistream.server.body_scan import (
+    count_rows_past,
+    find_non_finite,
+    locate,
+    parse_rows_in_pieces,
+)
 from pbistream.server.errors import (
     ApiError,
     BadRequest,
@@ -49,6 +54,8 @@ logger = logging.getLogger("pbistream.server")
 T = TypeVar("T")
 
 _MAX_DETAILS = 20
+# orjson refuses JSON nested deeper than this ("depth limit exceeded").
+_MAX_JSON_DEPTH = 1024
 # An over-cap body's rows are counted exactly up to this many times the cap (the scan
 # is cheap there); past it the answer says "more than" and the scan stops.
 _EXACT_COUNT_FACTOR = 10
@@ -107,6 +114,16 @@ Shape = Literal["array", "rows", "push"]
 
 def _invalid_json(body: bytes, exc: orjson.JSONDecodeError) -> ApiError:
     """The 400 for a body orjson refused; NaN/Infinity get the row and field named."""
+    if "depth limit" in str(exc) or "recursion" in str(exc):
+        row, field = locate(body, exc.pos)
+        where = "The request body" if row is None else f"Row {row}"
+        if row is not None and field:
+            where += f", column {field!r}"
+        return BadRequest(
+            f"{where}: the JSON is nested deeper than {_MAX_JSON_DEPTH:,} levels (at char "
+            f"{exc.pos:,}); a column holds one value, not nested arrays or objects. "
+            "Nothing was stored."
+        )
     found = find_non_finite(body)
     if found is None or not found.char_pos <= exc.pos <= found.char_pos + 1:
         return BadRequest(f"The request body is not valid JSON: {exc}")

@@ -42,6 +42,19 @@ def test_a_value_nested_1000_deep_is_a_clear_400(
     assert pbistream_server.count_rows() == 0
 
 
+@pytest.mark.parametrize("depth", [1025, 100_000])
+def test_a_value_nested_past_the_parsers_depth_names_row_and_column(
+    pbistream_server: RunningServer, depth: int
+) -> None:
+    url = _dataset(pbistream_server)["push_url"]
+    body = '[{"n": 1}, {"n": 2, "t": ' + "[" * depth + "]" * depth + "}]"
+    response = httpx.post(url, content=body)
+    assert response.status_code == 400, response.text
+    message = response.json()["error"]["message"]
+    assert message.startswith("Row 1, column 't': the JSON is nested deeper than 1,024"), message
+    assert pbistream_server.count_rows() == 0
+
+
 def test_a_dataset_name_of_5_mb_is_refused(pbistream_server: RunningServer) -> None:
     body = {
         "name": "x" * 5_000_000,
