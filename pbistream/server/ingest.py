@@ -120,8 +120,8 @@ def _invalid_json(body: bytes, exc: orjson.JSONDecodeError) -> ApiError:
         if row is not None and field:
             where += f", column {field!r}"
         return BadRequest(
-            f"{where}: the JSON is nested deeper than {_MAX_JSON_DEPTH:,} levels (at char "
-            f"{exc.pos:,}); a column holds one value, not nested arrays or objects. "
+            f"{where}: not valid JSON here, nested deeper than {_MAX_JSON_DEPTH:,} levels "
+            f"(at char {exc.pos:,}); a column holds one value, not nested arrays or objects. "
             "Nothing was stored."
         )
     found = find_non_finite(body)
