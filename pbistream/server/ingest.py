@@ -142,23 +142,20 @@ def _invalid_json(body: bytes, exc: orjson.JSONDecodeError) -> ApiError:
     )
 
 
-def _parse(body: bytes, shape: Shape, max_rows: int | None = None) -> list[Any]:
+def _parse(body: bytes, shape: Shape, throttle: Throttle | None = None) -> list[Any]:
     """Parse the JSON and return the list of rows (not yet validated).
 
-    With ``max_rows``, a body holding more rows is refused before it is parsed, so
-    its rows are never built in memory.
+    With ``throttle`` (limits on), a body holding more rows than a POST may is refused
+    before it is parsed, so its rows are never built in memory.
     """
     if not body.strip():
         raise BadRequest("The request body is empty; send a JSON array of row objects.")
-    if max_rows is not None:
+    if throttle is not None and throttle.settings.limits:
+        max_rows = throttle.settings.max_rows_per_post
         exact_up_to = max_rows * _EXACT_COUNT_FACTOR
         over = count_rows_past(body, max_rows, exact_up_to=exact_up_to)
         if over is not None:
-            held = f"{over:,}" if over <= exact_up_to else f"more than {exact_up_to:,}"
-            raise InvalidRequest(
-                f"The request holds {held} rows; at most {max_rows:,} rows are allowed per "
-                "POST. Split it into several requests. Nothing was stored."
-            )
+            throttle.check_rows_per_post(over, more_than=over > exact_up_to)
     if len(body) >= _GC_PAUSE_BYTES:
         # Piece by piece, so the event loop gets the GIL between pieces.
         pieces = parse_rows_in_pieces(body, rows_object=shape != "array")
@@ -343,11 +340,10 @@ async def _ingest(
         body = await read_body(request, limit, too_large)
         pause.enter_context(gc_paused(len(body) >= _GC_PAUSE_BYTES))
         # The row cap is checked on the raw bytes first: an over-cap body is never built.
-        max_rows = settings.max_rows_per_post if settings.limits else None
         if len(body) < 65536:
-            rows = _parse(body, shape, max_rows)
+            rows = _parse(body, shape, throttle)
         else:
-            rows = await _parse_in_thread(body, shape, max_rows)
+            rows = await _parse_in_thread(body, shape, throttle)
         throttle.check_rows_per_post(len(rows))
         if not rows:
             return Response(status_code=200)
@@ -398,9 +394,9 @@ async def _off_loop_if_shared(
     return await anyio.to_thread.run_sync(functools.partial(method, *args, **kwargs))
 
 
-async def _parse_in_thread(body: bytes, shape: Shape, max_rows: int | None) -> list[Any]:
+async def _parse_in_thread(body: bytes, shape: Shape, throttle: Throttle) -> list[Any]:
     # Large bodies are parsed off the event loop so live feeds keep flowing meanwhile.
-    return await anyio.to_thread.run_sync(_parse, body, shape, max_rows)
+    return await anyio.to_thread.run_sync(_parse, body, shape, throttle)
 
 
 async def _publish(
