@@ -9,9 +9,17 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
-from urllib.parse import unquote_plus
+from collections.abc import Iterable
+from urllib.parse import quote, unquote_plus
 
-__all__ = ["Secret", "constant_time_equal", "new_secret", "redact_text", "redact_url"]
+__all__ = [
+    "Secret",
+    "constant_time_equal",
+    "mask_known",
+    "new_secret",
+    "redact_text",
+    "redact_url",
+]
 
 
 class Secret:
@@ -118,3 +126,21 @@ def redact_url(url: str) -> str:
 def redact_text(text: str) -> str:
     """Redact URLs' secret query values and Bearer tokens anywhere in ``text``."""
     return _BEARER.sub(r"\g<1>" + MASK, redact_url(text))
+
+
+# Shorter strings are not masked wherever they appear: they would hit ordinary text.
+_MIN_KNOWN_SECRET = 8
+
+
+def mask_known(text: str, secrets: Iterable[str | None]) -> str:
+    """Mask every occurrence of these exact secrets (and their percent-encoded forms).
+
+    Pattern-based redaction needs a ``name=`` before a value; a server that knows the
+    secret (a dataset's push key) masks it wherever a malformed URL put it.
+    """
+    for secret in secrets:
+        if not secret or len(secret) < _MIN_KNOWN_SECRET:
+            continue
+        for form in {secret, quote(secret, safe=""), quote(secret)}:
+            text = text.replace(form, MASK)
+    return text

@@ -7,7 +7,7 @@ import string
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from pbistream.redact import redact_text, redact_url
+from pbistream.redact import mask_known, redact_text, redact_url
 
 # What new_secret() produces: URL-safe base64.
 KEYS = st.text(alphabet=string.ascii_letters + string.digits + "-_", min_size=8, max_size=64)
@@ -73,3 +73,11 @@ def test_the_reported_reproduction() -> None:
 def test_harmless_urls_are_untouched() -> None:
     for url in ("/x?ctid=t&experience=power-bi&keyboard=1", "/x?a=1?b=2", "/x?monkey=1"):
         assert redact_url(url) == url
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=KEYS, before=QUERY_JUNK, after=QUERY_JUNK)
+def test_a_known_secret_is_masked_wherever_it_sits(key: str, before: str, after: str) -> None:
+    url = f"/beta/W/datasets/ID/rows?{before}{key}{after}"
+    assert key not in mask_known(redact_url(url), [key])
+    assert mask_known("short ab", ["ab"]) == "short ab"  # too short to mask everywhere

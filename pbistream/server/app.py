@@ -28,13 +28,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pbistream.redact import redact_url
+from pbistream.redact import mask_known, redact_url
 from pbistream.server import api, auth, groups, live, metrics, openapi, powerbi, push, rest
 from pbistream.server.alerts import routes as alert_routes
 from pbistream.server.alerts.exposition import render_alerts
 from pbistream.server.alerts.service import AlertService
 from pbistream.server.errors import PbiJSONResponse, exception_handlers
 from pbistream.server.housekeeping import run_housekeeping
+from pbistream.server.log_secrets import request_secrets
 from pbistream.server.settings import Settings
 from pbistream.server.storage_full import StorageFullGuard, StorageFullMonitor
 from pbistream.server.throttle import Throttle
@@ -80,6 +81,8 @@ class LiberalRequests:
             await self.app(scope, receive, send)
             return
         request_id = str(uuid.uuid4())
+        # Shared with every layer below, so a handler can note secrets to mask here.
+        scope.setdefault("state", {})
         started = time.perf_counter()
         status = 500
 
@@ -103,7 +106,7 @@ class LiberalRequests:
                     '%s "%s %s" %d %.1fms %s',
                     client[0],
                     scope.get("method", "-"),
-                    redact_url(target),
+                    mask_known(redact_url(target), request_secrets(scope)),
                     status,
                     (time.perf_counter() - started) * 1000,
                     request_id,

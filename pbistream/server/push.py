@@ -20,6 +20,7 @@ from pbistream.schema import Dataset, Mode, Table
 from pbistream.server.auth import bearer_token
 from pbistream.server.errors import EntityNotFound, Forbidden, ItemNotFound
 from pbistream.server.ingest import Shape, ingest
+from pbistream.server.log_secrets import remember_secret
 from pbistream.server.settings import Settings
 
 __all__ = ["routes", "streaming_table"]
@@ -39,6 +40,9 @@ async def push_rows(request: Request) -> Response:
     dataset: Dataset | None = await anyio.to_thread.run_sync(
         request.app.state.storage.get_dataset, dataset_id
     )
+    if dataset is not None and dataset.push_key:
+        # The request's log lines mask this key wherever a malformed URL put it.
+        remember_secret(request.scope, dataset.push_key)
     token = bearer_token(request)
     token_ok = token is not None and constant_time_equal(token, settings.token)
     key = request.query_params.get("key")

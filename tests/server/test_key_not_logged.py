@@ -36,6 +36,10 @@ def test_malformed_query_strings_never_log_the_key(tmp_path: Path) -> None:
             f"a=b=c?key={key}?x",
             f"%6Bey={key}",
             f"key={key}",
+            f"a=1key={key}",  # no separator before the name: only the known key catches it
+            f"x={key}",
+            f"{key}",
+            f"ctid=t&k%65y%3D{key}",
         ):
             # Raw target: httpx would re-encode some of these characters.
             response = httpx.post(f"{server.url}{path}?{query}", json=[{"v": 1}])
@@ -43,3 +47,4 @@ def test_malformed_query_strings_never_log_the_key(tmp_path: Path) -> None:
     log = server.log_text()
     assert path in log  # the requests were logged...
     assert key not in log  # ...without the key
+    assert server.token not in log
