@@ -160,6 +160,7 @@ class Settings:
     push_key_status: int = 403
     deprecation_status: int = 400
     create_status: int = 201
+    forwards: bool = True
 
     def __post_init__(self) -> None:
         if self.fifo_min_rows > self.fifo_max_rows:
@@ -337,5 +338,11 @@ SETTINGS: tuple[Setting, ...] = (
         "create_status",
         _status(201, 202),
         "Status of a successful PostDataset: 201 Created or 202 Accepted (both documented).",
+    ),
+    Setting(
+        "forwards",
+        _bool,
+        "Run the datasets' forwards (the relay) in this process (on|off). With several "
+        "replicas on one database, leave it on in exactly one.",
     ),
 )
