@@ -30,7 +30,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pbistream.forwarding import ForwardStates
-from pbistream.redact import redact_url
+from pbistream.redact import mask_known, redact_url
 from pbistream.server import (
     api,
     auth,
@@ -49,7 +49,9 @@ from pbistream.server.alerts.exposition import render_alerts
 from pbistream.server.alerts.service import AlertService
 from pbistream.server.errors import PbiJSONResponse, exception_handlers
 from pbistream.server.housekeeping import run_housekeeping
+from pbistream.server.log_secrets import request_secrets
 from pbistream.server.settings import Settings
+from pbistream.server.storage_full import StorageFullGuard, StorageFullMonitor
 from pbistream.server.throttle import Throttle
 from pbistream.server.ui import routes as dashboard
 from pbistream.storage.base import Storage
@@ -93,6 +95,8 @@ class LiberalRequests:
             await self.app(scope, receive, send)
             return
         request_id = str(uuid.uuid4())
+        # Shared with every layer below, so a handler can note secrets to mask here.
+        scope.setdefault("state", {})
         started = time.perf_counter()
         status = 500
 
@@ -116,7 +120,7 @@ class LiberalRequests:
                     '%s "%s %s" %d %.1fms %s',
                     client[0],
                     scope.get("method", "-"),
-                    redact_url(target),
+                    mask_known(redact_url(target), request_secrets(scope)),
                     status,
                     (time.perf_counter() - started) * 1000,
                     request_id,
@@ -145,11 +149,12 @@ def create_app(settings: Settings, storage: Storage) -> Starlette:
     hub = live.LiveHub()
     app_metrics = metrics.Metrics()
     alerts = AlertService(storage)
+    storage_full = StorageFullMonitor()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(run_housekeeping, storage, settings)
+            tasks.start_soon(run_housekeeping, storage, settings, storage_full)
             await anyio.to_thread.run_sync(alerts.start)
             tasks.start_soon(alerts.deliver_forever)
             try:
@@ -180,6 +185,7 @@ def create_app(settings: Settings, storage: Storage) -> Starlette:
             Middleware(LiberalRequests),
             Middleware(metrics.MetricsMiddleware),
             Middleware(enforce.AuthMiddleware, public=dashboard.PUBLIC_PATHS),
+            Middleware(StorageFullGuard, monitor=storage_full),
         ],
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
@@ -190,6 +196,7 @@ def create_app(settings: Settings, storage: Storage) -> Starlette:
     app.state.metrics = app_metrics
     app.state.alerts = alerts
     app.state.metrics_extras = [lambda: render_alerts(alerts)]
+    app.state.storage_full = storage_full
     app.state.throttle = Throttle(settings, on_throttled=app_metrics.throttled, storage=storage)
     app.state.tenant_id = api.tenant_id(storage)
     app.state.token_generated = generated

@@ -58,6 +58,7 @@ _ERRORS: dict[int, Schema] = {
     409: _error("A workspace with that name exists (PowerBIEntityAlreadyExists)."),
     413: _TOO_LARGE,
     429: _THROTTLED,
+    507: _error("The server's storage is full; nothing was stored (InsufficientStorage)."),
 }
 _MAX_ROWS = limits.MAX_ROWS_PER_POST.value
 
@@ -91,8 +92,24 @@ _SEQUENCE = {
     "name": "X-PowerBI-PushData-SequenceNumber",
     "in": "header",
     "required": False,
-    "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
-    "description": "Rows of a request whose number is not above the last one are not stored again.",
+    "schema": {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1},
+    "description": "Rows of a request whose number is not above the last one are not stored "
+    "again; the 200 then says so in X-PBIStream-Rows-Ignored. Outside Int64: 400.",
+}
+# The 200 of a push: committed, or (for a sequence number not above the table's)
+# skipped, which the two headers report.
+_STORED: Schema = {
+    "description": "Stored (committed), or skipped for the sequence number (see the headers).",
+    "headers": {
+        "X-PBIStream-Rows-Ignored": {
+            "description": "Rows not stored: the sequence number was not above the table's.",
+            "schema": {"type": "integer", "minimum": 0},
+        },
+        "X-PBIStream-Sequence-Last": {
+            "description": "The table's last stored sequence number (with Rows-Ignored).",
+            "schema": {"type": "integer"},
+        },
+    },
 }
 
 
@@ -188,10 +205,10 @@ def _rest_paths(prefix: str, tag: str) -> dict[str, Schema]:
             "post": _op(
                 f"Datasets_PostRows{g}",
                 tag,
-                ("200", {"description": "Stored (committed)."}),
+                ("200", _STORED),
                 params=[*table, _SEQUENCE],
                 body=rows_body,
-                errors=(400, 401, 404, 413, 429),
+                errors=(400, 401, 404, 413, 429, 507),
             ),
             "delete": _op(
                 f"Datasets_DeleteRows{g}",
@@ -258,10 +275,10 @@ def _push_url_path() -> dict[str, Schema]:
     op = _op(
         "PushUrl_PostRows",
         "Push URL",
-        ("200", {"description": "Stored (committed)."}),
+        ("200", _STORED),
         params=[_path_param("workspaceId", "The server's tenant id."), _DATASET, _SEQUENCE],
         body={"type": "array", "items": ref("Row"), "maxItems": _MAX_ROWS},
-        errors=(400, 403, 404, 413, 429),
+        errors=(400, 403, 404, 413, 429, 507),
         summary="A streaming dataset's Push URL: a bare JSON array of rows.",
         description="Other query parameters (ctid, experience) are ignored.",
         security=[{"pushKey": []}, {"bearerAuth": []}],

@@ -58,6 +58,8 @@ class InsertResult:
         row_count: Rows in the table after the insert (and any FIFO trim).
         first_id: The id of the first stored row (``None`` if nothing was stored).
         last_id: The id of the last stored row.
+        last_sequence: When the request carried a sequence number: the table's last
+            stored number after this insert (for a duplicate, the number that beat it).
     """
 
     stored: int
@@ -65,6 +67,7 @@ class InsertResult:
     row_count: int
     first_id: int | None = None
     last_id: int | None = None
+    last_sequence: int | None = None
 
 
 @dataclass(slots=True)
@@ -208,7 +211,7 @@ class Storage(Protocol):
         ...
 
     def delete_rows(self, dataset_id: str, table: str) -> int:
-        """Delete every row of one table; return how many went."""
+        """Delete every row of one table and forget its sequence number; return how many went."""
         ...
 
     def delete_rows_before(self, dataset_id: str, received_before: float) -> int:

@@ -199,7 +199,7 @@ def test_sequence_numbers_dedupe(storage: Storage, dataset: Dataset) -> None:
     assert storage.last_sequence_number(dataset.id, TABLE) == 10
     for seq in (10, 9, -1):
         dup = storage.insert_rows(dataset.id, TABLE, rows(2), received_at=2.0, sequence_number=seq)
-        assert dup == InsertResult(0, True, 2)
+        assert dup == InsertResult(0, True, 2, last_sequence=10)
     assert storage.last_sequence_number(dataset.id, TABLE) == 10
     # Sequence numbers are per table.
     other = storage.insert_rows(dataset.id, "Other", rows(1), received_at=2.0, sequence_number=1)
@@ -428,3 +428,23 @@ def test_any_normalised_row_round_trips(
     assert result.first_id is not None
     back = storage.read_rows(dataset.id, TABLE, after_id=result.first_id - 1, limit=len(batch))
     assert [r.data for r in back] == batch
+
+
+def test_a_duplicate_reports_the_number_that_beat_it(storage: Storage, dataset: Dataset) -> None:
+    top = 2**63 - 1
+    first = storage.insert_rows(dataset.id, TABLE, rows(1), received_at=1.0, sequence_number=top)
+    assert (first.duplicate, first.last_sequence) == (False, top)
+    dup = storage.insert_rows(dataset.id, TABLE, rows(2), received_at=2.0, sequence_number=3)
+    assert (dup.duplicate, dup.stored, dup.last_sequence) == (True, 0, top)
+    plain = storage.insert_rows(dataset.id, TABLE, rows(1), received_at=3.0)
+    assert (plain.duplicate, plain.stored, plain.last_sequence) == (False, 1, None)
+
+
+def test_delete_rows_forgets_the_tables_sequence_number(storage: Storage, dataset: Dataset) -> None:
+    storage.insert_rows(dataset.id, TABLE, rows(1), received_at=1.0, sequence_number=50)
+    storage.insert_rows(dataset.id, "Other", rows(1), received_at=1.0, sequence_number=50)
+    storage.delete_rows(dataset.id, TABLE)
+    assert storage.last_sequence_number(dataset.id, TABLE) is None
+    assert storage.last_sequence_number(dataset.id, "Other") == 50  # other tables keep theirs
+    again = storage.insert_rows(dataset.id, TABLE, rows(1), received_at=2.0, sequence_number=1)
+    assert (again.duplicate, again.stored) == (False, 1)
