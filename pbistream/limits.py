@@ -16,6 +16,7 @@ _S7 = (
     "api-automatic-retention-policy-for-real-time-data"
 )
 _S8 = "https://learn.microsoft.com/en-us/power-bi/connect-data/service-real-time-streaming"
+_S2 = "https://learn.microsoft.com/en-us/rest/api/power-bi/push-datasets/datasets-post-dataset"
 _EXECUTE_QUERIES = "https://learn.microsoft.com/en-us/rest/api/power-bi/datasets/execute-queries"
 
 
@@ -183,6 +184,25 @@ MAX_TABLE_NAME_CHARS = Limit(
     _S6,
     "A table name is 1 to 100 characters.",
 )
+MAX_DATASET_NAME_CHARS = Limit(
+    "max_dataset_name_chars",
+    256,
+    "characters",
+    None,
+    "dataset",
+    _S2,
+    "A dataset name is 1 to 256 characters (Power BI documents no maximum; pbistream's choice).",
+)
+MAX_COLUMN_NAME_CHARS = Limit(
+    "max_column_name_chars",
+    256,
+    "characters",
+    None,
+    "column",
+    _S2,
+    "A column or measure name is 1 to 256 characters (Power BI documents no maximum; "
+    "pbistream's choice).",
+)
 
 QUERIES_PER_CALL = Limit(
     "queries_per_call",
@@ -258,6 +278,8 @@ LIMITS: tuple[Limit, ...] = (
     NONE_RETENTION_MAX_ROWS,
     STREAMING_CACHE_SECONDS,
     MAX_TABLE_NAME_CHARS,
+    MAX_DATASET_NAME_CHARS,
+    MAX_COLUMN_NAME_CHARS,
     QUERIES_PER_CALL,
     TABLES_PER_QUERY,
     QUERY_MAX_ROWS,
