@@ -180,3 +180,22 @@ def test_executequeries_is_in_openapi(pbistream_server: RunningServer) -> None:
         paths = client.get("/openapi.json").json()["paths"]
     for root in ("/v1.0/myorg", "/v1.0/myorg/groups/{groupId}"):
         assert "post" in paths[f"{root}/datasets/{{datasetId}}/executeQueries"]
+
+
+def test_a_viewer_token_runs_queries_on_its_datasets_only(pbistream_server: RunningServer) -> None:
+    mine = _dataset(pbistream_server)
+    other = _dataset(pbistream_server)
+    with pbistream_server.client() as api:
+        made = api.post("/api/tokens", json={"role": "viewer", "datasets": [mine]})
+    assert made.status_code == 201, made.text
+    headers = {"Authorization": f"Bearer {made.json()['token']}"}
+    body = {"queries": [{"query": 'EVALUATE ROW("n", COUNTROWS(T))'}]}
+    url = f"{pbistream_server.url}{PBI}/datasets/{{}}/executeQueries"
+    allowed = httpx.post(url.format(mine), json=body, headers=headers)
+    assert allowed.status_code == 200 and allowed.json()["results"][0]["tables"][0]["rows"] == [
+        {"[n]": 10}
+    ]
+    refused = httpx.post(url.format(other), json=body, headers=headers)
+    assert refused.status_code in (403, 404)
+    anonymous = httpx.post(url.format(mine), json=body)
+    assert anonymous.status_code == 401
