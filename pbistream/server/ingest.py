@@ -245,7 +245,7 @@ async def ingest(
         rows = _parse(body, shape) if len(body) < 65536 else await _parse_in_thread(body, shape)
         throttle.check_rows_per_post(len(rows))
         if not rows:
-            return Response(status_code=200)
+            return Response(status_code=200, headers=limit_headers(settings, dataset))
         reservation = await _off_loop_if_shared(
             throttle, throttle.reserve_rows, dataset.id, len(rows), hourly=not streaming_only
         )
@@ -275,7 +275,7 @@ async def ingest(
     throttle.set_row_count(dataset.id, table.name, result.row_count)
     if result.stored and result.first_id is not None:
         await _publish(request, dataset, table, good, result, received_at)
-    return Response(status_code=200)
+    return Response(status_code=200, headers=limit_headers(settings, dataset))
 
 
 async def _off_loop_if_shared(
@@ -321,3 +321,18 @@ async def _publish(
         await _maybe_await(hub.publish(dataset.id, table.name, rows))
     except Exception:  # a live-feed hiccup must not turn a committed write into a 500
         logger.exception("live feed publish failed for dataset %s", dataset.id)
+
+
+def limit_headers(settings: Settings, dataset: Dataset) -> dict[str, str]:
+    """What a client needs to pace itself for this server, on every rows answer.
+
+    ``X-PBIStream-Time-Scale`` (its ``--time-scale``), ``X-PBIStream-Limits`` (``on`` or
+    ``off``) and ``X-PBIStream-Dataset-Mode`` (only Push and PushStreaming datasets
+    count rows an hour; only Push takes 16 MB bodies): so a client pointed at a
+    test server set with ``--time-scale 60`` paces itself to match without being told.
+    """
+    return {
+        "X-PBIStream-Time-Scale": repr(float(settings.time_scale)),
+        "X-PBIStream-Limits": "on" if settings.limits else "off",
+        "X-PBIStream-Dataset-Mode": dataset.mode.value,
+    }
