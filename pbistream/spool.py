@@ -238,8 +238,10 @@ class Spool:
             try:
                 with self._transaction():
                     conn = self._conn
-                    first = int(conn.execute("SELECT coalesce(max(id), 0) FROM messages")
-                                .fetchone()[0]) + 1
+                    first = (
+                        int(conn.execute("SELECT coalesce(max(id), 0) FROM messages").fetchone()[0])
+                        + 1
+                    )
                     conn.executemany(
                         "INSERT INTO messages (id, data) VALUES (?, ?)",
                         ((first + i, r) for i, r in enumerate(rows)),

@@ -63,6 +63,7 @@ class AsyncClient(BaseClient):
         except RuntimeError:
             return
         self._open()
+        self._opened_for_replay = True
 
     def _open(self) -> None:
         if self.state is not ClientState.UNOPENED:
@@ -82,8 +83,9 @@ class AsyncClient(BaseClient):
     async def __aenter__(self) -> AsyncClient:
         if self.state is ClientState.CLOSED:
             raise ClientClosedError("cannot reopen a closed client; create a new one")
-        if self.state is ClientState.OPENED:
+        if self.state is ClientState.OPENED and not self._opened_for_replay:
             raise RuntimeError("the client is already open; `async with` it only once")
+        self._opened_for_replay = False
         self._open()
         return self
 

@@ -27,7 +27,13 @@ from pbistream.client._queue import (
     monotonic,
 )
 from pbistream.client._settling import Callback, Isolation, SettlingMixin
-from pbistream.client._types import ClientState, ClientStats, DeadLetter, DeliveryProgress
+from pbistream.client._types import (
+    ClientState,
+    ClientStats,
+    DeadLetter,
+    DeliveryProgress,
+    rows_text,
+)
 from pbistream.client.engine import Batch, Engine, SequenceCounter, ServerHints
 from pbistream.client.options import BatchOptions, BufferOptions, PacingOptions, RetryOptions
 from pbistream.client.sinks import SinkBase, parse_rest_url
@@ -136,9 +142,9 @@ class BaseClient(SettlingMixin):
             self._unsettled = stats.pending
             if stats.pending:
                 logger.info(
-                    "spool %s: replaying %d rows left by an earlier client (%d were in flight)",
+                    "spool %s: replaying %s left by an earlier client (%d were in flight)",
                     self.spool.path,
-                    stats.pending,
+                    rows_text(stats.pending),
                     requeued,
                 )
         else:
@@ -146,6 +152,7 @@ class BaseClient(SettlingMixin):
         self._oldest_at: float | None = clock() if self._unsettled else None
         self.dead_letter_path = Path(dead_letter_path) if dead_letter_path else None
         self._flush_waiters = 0
+        self._opened_for_replay = False
         self._closing = False
         self._last_error: PbiStreamError | None = None
         self._engine = Engine(
@@ -163,6 +170,8 @@ class BaseClient(SettlingMixin):
     def _open_for_replay(self) -> None:
         """Start delivering the spool's rows at once (the async twin may have to wait)."""
         self._open()
+        # Opened by us, not by the caller: a `with` on this client is still its first.
+        self._opened_for_replay = True
 
     def _init_driver(self) -> None:
         """The driver's own state (threads or tasks start later, on open)."""
@@ -488,7 +497,9 @@ class BaseClient(SettlingMixin):
             wait, limit = self._engine.holding(now, buffered)
             eta = self._engine.pacer.eta(now, self._unsettled, self._engine.cap())
             self._snapshot = (limit, now + wait, eta)
-        return self._engine.poll(now, buffered=buffered, oldest_at=self._oldest_at, flushing=waiting)
+        return self._engine.poll(
+            now, buffered=buffered, oldest_at=self._oldest_at, flushing=waiting
+        )
 
     def _progress(self, waited: float) -> DeliveryProgress:
         limit, frees_at, eta = self._snapshot

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from pbistream.client._queue import FramePart, MemoryQueue, SpoolQueue, entry_rows
-from pbistream.client._types import ClientStats, DeadLetter
+from pbistream.client._types import ClientStats, DeadLetter, rows_text
 from pbistream.client.engine import Batch, Engine, Outcome, Verdict
 from pbistream.client.sinks import SinkBase
 from pbistream.exceptions import (
@@ -127,9 +127,9 @@ class SettlingMixin:
             last = max(index for _, _, index in batch.items)
             iso = self._isolation = Isolation(batch.rows, last, why)
             logger.warning(
-                "%s: %d rows refused (%s); resending them in halves to find the bad ones",
+                "%s: %s refused (%s); resending them in halves to find the bad ones",
                 self.sink.label,
-                batch.rows,
+                rows_text(batch.rows),
                 why,
             )
         iso.why = why
@@ -164,10 +164,10 @@ class SettlingMixin:
             # The server skipped the rows as already seen, but they never were: our numbers
             # had fallen behind the table's. Resend them at once under the new number.
             logger.warning(
-                "%s: the server skipped %d rows as old (its last sequence number is %s); "
+                "%s: the server skipped %s as old (its last sequence number is %s); "
                 "resending them as number %d",
                 self.sink.label,
-                batch.rows,
+                rows_text(batch.rows),
                 outcome.sequence_last,
                 batch.seq,
             )
@@ -180,9 +180,9 @@ class SettlingMixin:
             self.stats.sent += batch.rows
             if outcome.ignored:
                 logger.info(
-                    "%s: %d rows were a retry of a request the server had stored",
+                    "%s: %s: a retry of a request the server had stored",
                     self.sink.label,
-                    batch.rows,
+                    rows_text(batch.rows),
                 )
             if self._isolation is not None:  # a part got through: try larger parts again
                 self._isolation.limit = min(self._isolation.limit * 2, 1 << 30)
@@ -194,9 +194,9 @@ class SettlingMixin:
         if verdict is Verdict.RETRY:
             self.stats.retried += 1
             logger.warning(
-                "%s: %d rows not delivered (%s); retry %d in %.2f s",
+                "%s: %s not delivered (%s); retry %d in %.2f s",
                 self.sink.label,
-                batch.rows,
+                rows_text(batch.rows),
                 redact_text(outcome.message or str(outcome.status)),
                 batch.attempts,
                 delay,
@@ -216,7 +216,7 @@ class SettlingMixin:
             else f"refused by the server: {outcome.message}"
         )
         why = redact_text(why)
-        logger.error("%s: %d rows dead-lettered, %s", self.sink.label, batch.rows, why)
+        logger.error("%s: %s dead-lettered, %s", self.sink.label, rows_text(batch.rows), why)
         if self._spool_queue is not None:
             self._spool_queue.forget(refs)
             self._spool_queue.spool.fail(refs, why)
@@ -231,7 +231,7 @@ class SettlingMixin:
 
     def _error_for(self, outcome: Outcome) -> PushError:
         # The server's answer may quote the request's URL (and its key) back.
-        message = redact_text(f"{self.sink.label}: {outcome.message or 'no answer'}")
+        message = f"{self.sink.label}: {redact_text(outcome.message or 'no answer')}"
         if outcome.status is None:
             return PushError(message)
         if outcome.status == 429:
@@ -328,9 +328,9 @@ class SettlingMixin:
         self._unsent_file = path
         where = f"; written to {path}" if path else ""
         logger.error(
-            "%s: %d rows were NOT delivered before close (no spool to keep them)%s",
+            "%s: %s NOT delivered before close (no spool to keep them)%s",
             self.sink.label,
-            left,
+            f"{rows_text(left)} {'was' if left == 1 else 'were'}",
             where,
         )
         if path:

@@ -116,8 +116,9 @@ class Client(BaseClient):
     def __enter__(self) -> Client:
         if self.state is ClientState.CLOSED:
             raise ClientClosedError("cannot reopen a closed client; create a new one")
-        if self.state is ClientState.OPENED:
+        if self.state is ClientState.OPENED and not self._opened_for_replay:
             raise RuntimeError("the client is already open; `with` it only once")
+        self._opened_for_replay = False
         self._open()
         return self
 

@@ -7,7 +7,12 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["ClientState", "ClientStats", "DeadLetter", "DeliveryProgress"]
+__all__ = ["ClientState", "ClientStats", "DeadLetter", "DeliveryProgress", "rows_text"]
+
+
+def rows_text(count: int) -> str:
+    """``1 row``, ``2 rows``, ``10,000 rows``: for every message that counts rows."""
+    return f"{count:,} row{'' if count == 1 else 's'}"
 
 
 class ClientState(enum.Enum):
@@ -103,7 +108,7 @@ class DeliveryProgress:
 
     def line(self) -> str:
         """One human line: rows left, the limit that holds them, when it frees, the ETA."""
-        text = f"{self.left:,} {'row' if self.left == 1 else 'rows'} left to deliver"
+        text = f"{rows_text(self.left)} left to deliver"
         if self.limit:
             text += f"; held by {self.limit}, frees in {_duration(self.frees_in)}"
         if self.eta > 0:

@@ -264,15 +264,19 @@ class Pacer:
         if not self.enabled:
             return 0.0, ""
         self._prune(now)
-        wait, name = self._posts_delay(now, options.posts_per_minute, self._minute), (
-            f"{options.posts_per_minute} POSTs a minute"
+        wait, name = (
+            self._posts_delay(now, options.posts_per_minute, self._minute),
+            (f"{options.posts_per_minute} POSTs a minute"),
         )
         if self.large:
             hourly = self._posts_delay(now, options.posts_per_hour_large_table, self._hour)
             if hourly > wait:
-                wait, name = hourly, (
-                    f"{options.posts_per_hour_large_table} POSTs an hour "
-                    f"(the table holds {options.large_table_rows:,}+ rows)"
+                wait, name = (
+                    hourly,
+                    (
+                        f"{options.posts_per_hour_large_table} POSTs an hour "
+                        f"(the table holds {options.large_table_rows:,}+ rows)"
+                    ),
                 )
         excess = self._rows_in_hour + rows - options.rows_per_hour if self.row_limited else 0
         if excess > 0:
@@ -281,8 +285,9 @@ class Pacer:
                 freed += count
                 if freed >= excess:
                     if sent_at + self._hour - now > wait:
-                        wait, name = sent_at + self._hour - now, (
-                            f"{options.rows_per_hour:,} rows an hour"
+                        wait, name = (
+                            sent_at + self._hour - now,
+                            (f"{options.rows_per_hour:,} rows an hour"),
                         )
                     break
         return max(0.0, wait), name if wait > 0 else ""

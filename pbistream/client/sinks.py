@@ -112,7 +112,10 @@ def error_message(response: httpx.Response) -> str:
     parts = [str(error.get("code") or ""), str(error.get("message") or "")]
     for detail in error.get("details") or []:
         if isinstance(detail, dict) and detail.get("message"):
-            parts.append(str(detail["message"]))
+            text = str(detail["message"])
+            # pbistream's details repeat the message per row: say each thing once.
+            if text.lower() not in parts[1].lower():
+                parts.append(text)
     pbi = error.get("pbi.error")
     if isinstance(pbi, dict):
         for detail in pbi.get("details") or []:
@@ -169,7 +172,15 @@ def outcome_of(response: httpx.Response) -> Outcome:
 
 def network_outcome(exc: Exception) -> Outcome:
     """A failed request (refused, reset, timed out) as an :class:`Outcome`."""
-    return Outcome(None, message=redact_url(f"{type(exc).__name__}: {exc}"))
+    message = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, httpx.ConnectError):
+        try:
+            url = exc.request.url
+            port = url.port or (443 if url.scheme == "https" else 80)
+            message = f"nothing answers at {url.host}:{port} ({message})"
+        except RuntimeError:  # no request attached
+            pass
+    return Outcome(None, message=redact_url(message))
 
 
 class SinkBase:

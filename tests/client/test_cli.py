@@ -109,12 +109,12 @@ def test_a_ragged_csv_or_a_bad_row_is_named_by_its_file_line(
     ragged.write_text("n,value\n1,2,3\n4\n5,6\n")
     code, out, err = run(*args, str(ragged))
     assert code == 1 and err.count("\n") == 1, err  # one line, not a traceback
-    assert "2 row(s) not delivered: line 2: 3 values for 2 header columns (and 1 more)" in err
+    assert "2 rows not delivered: line 2: 3 values for 2 header columns (and 1 more)" in err
     assert out.strip() == "1 row delivered."
     gaps = tmp_path / "gaps.jsonl"
     gaps.write_text('\n{"n": 1}\n\n{"n": "x"}\n')
     code, _, err = run(*args, str(gaps))
-    assert code == 1 and "line 4: row 1, column 'n': expected a number" in err
+    assert code == 1 and "line 4: column 'n': expected a number" in err
     assert [row["n"] for row in rows_of(fast_server, dataset["id"])] == [5, 1]
 
 
@@ -135,7 +135,7 @@ def test_a_file_of_bad_rows_keeps_counts_not_every_dead_letter(
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert code == 1 and "50,000 row(s) not delivered: line 1: row 0, column 'n'" in err
+    assert code == 1 and "50,000 rows not delivered: line 1: column 'n'" in err
     assert json.loads(out)["refused"] == 50_000
     # Keeping every dead letter (and its row) until the report held 11 MB more here,
     # and grew with the file.
@@ -159,7 +159,7 @@ def test_replay_gives_up_after_its_timeout(tmp_path: Path) -> None:
     started = time.monotonic()
     code, _, err = run("spool", "replay", spool, dead_url, "--timeout", "0.5")
     assert time.monotonic() - started < 10  # it took 30 s more: close() flushed again
-    assert code == 1 and "1 rows are still in" in err and "key=K" not in err
+    assert code == 1 and "1 row is still in" in err and "key=K" not in err
     code, out, _ = run("spool", "status", spool, "--json")
     assert json.loads(out)["ready"] == 1
 
