@@ -48,8 +48,9 @@ from pbistream.client import (
     RestApiSink,
     RetryOptions,
 )
+from pbistream.client.engine import is_retryable
 from pbistream.client.sinks import SinkBase, parse_rest_url
-from pbistream.exceptions import PushError, UndeliveredRowsError
+from pbistream.exceptions import AuthError, PushError, RateLimitedError, UndeliveredRowsError
 from pbistream.redact import redact_url
 from pbistream.spool import Spool
 
@@ -141,6 +142,11 @@ class _Notices:
         self._said_at = 0.0
 
     def on_error(self, error: PushError) -> None:
+        if isinstance(error, AuthError):
+            return  # not retried: the end report says it
+        status = 429 if isinstance(error, RateLimitedError) else getattr(error, "status", None)
+        if not is_retryable(status):
+            return  # a refusal, not a retry: reported once, with the row's line, at the end
         self.attempts += 1
         # The label (the redacted URL) leads each message; the reason follows it.
         reason = str(error).removeprefix(f"{self.label}: ")

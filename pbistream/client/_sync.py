@@ -55,7 +55,8 @@ class Client(BaseClient):
         sequence_numbers: Send ``X-PowerBI-PushData-SequenceNumber`` (turn off only if
             several producers share one table).
         dead_letter_path: A JSONL file for dead letters (default with a spool: next to it).
-        on_success: ``f(rows)`` after each delivered batch (on the worker thread).
+        on_success: ``f(count)`` after each delivered batch, with its number of rows
+            (on the worker thread).
         on_error: ``f(exc)`` after each failed attempt, with a :class:`~pbistream.PushError`.
         on_dead_letter: ``f(list[DeadLetter])`` for rows that will not be delivered.
         close_timeout: Seconds ``close()`` (and interpreter exit) waits for delivery;

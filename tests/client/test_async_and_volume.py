@@ -184,9 +184,7 @@ def test_dataframes_keep_push_order_and_the_buffer_policy(
     with pytest.raises(UndeliveredRowsError) as lost:
         blocking.close(timeout=0.1)
     assert lost.value.rows == 8
-    assert [json.loads(line)["n"] for line in (tmp_path / "unsent4.jsonl").open()] == list(
-        range(8)
-    )
+    assert [json.loads(line)["n"] for line in (tmp_path / "unsent4.jsonl").open()] == list(range(8))
 
     partial = Client(
         unreachable,
@@ -303,9 +301,7 @@ def test_closing_with_a_frame_pending_writes_it_without_converting_to_dicts(
     pd = pytest.importorskip("pandas")
     unreachable = f"http://127.0.0.1:{free_port()}/beta/t/datasets/d/rows?key=k"
     unsent = tmp_path / "unsent.jsonl"
-    client = Client(
-        unreachable, schema=None, batch=BatchOptions(max_delay=60), unsent_path=unsent
-    )
+    client = Client(unreachable, schema=None, batch=BatchOptions(max_delay=60), unsent_path=unsent)
     size = 1_000_000
     frame = pd.DataFrame(
         {"n": np.arange(size), "value": np.linspace(0, 1, size), "label": ["a"] * size}
