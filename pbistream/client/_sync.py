@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import math
 import os
@@ -129,6 +130,12 @@ class Client(BaseClient):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            # Ctrl-C in the block: do not wait for delivery; keep the rows (spool or
+            # unsent-rows file) and let the interrupt go on.
+            with contextlib.suppress(UndeliveredRowsError):
+                self.close(timeout=0)
+            return
         self.close()
 
     def flush(self, timeout: float | None = None) -> int:
