@@ -7,6 +7,7 @@ happens after an answer, in :mod:`pbistream.client._settling`), once.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import threading
@@ -518,6 +519,11 @@ class BaseClient(SettlingMixin):
         if self._unsettled <= 0:
             return
         progress = self._progress(waited)
+        error = self._last_error
+        if progress.limit == "a retry's backoff" and error is not None:
+            # Say what is failing, not only that it is being retried.
+            reason = str(error).removeprefix(f"{self.sink.label}: ")
+            progress = dataclasses.replace(progress, limit=f"retries ({reason})")
         if self._on_progress is not None:
             self._call(self._on_progress, progress)
             return
