@@ -89,6 +89,12 @@ def feed_closing_server(config: uvicorn.Config) -> uvicorn.Server:
 )
 @click.option("--public-url", default=None, help=_HELP["public_url"])
 @click.option(
+    "--forwards",
+    default=None,
+    type=click.Choice(["on", "off"]),
+    help=_HELP["forwards"] + " [default: on]",
+)
+@click.option(
     "--log-level",
     default=None,
     type=click.Choice(["debug", "info", "warning", "error"]),
@@ -107,16 +113,21 @@ def serve(**flags: Any) -> None:
     require_extra("starlette", "server")
     import uvicorn
 
+    from pbistream.feeds.forward import ForwardSupervisor
     from pbistream.server import Settings, create_app
     from pbistream.storage import open_storage
 
     if flags.get("limits") is not None:
         flags["limits"] = flags["limits"] == "on"
+    if flags.get("forwards") is not None:
+        flags["forwards"] = flags["forwards"] == "on"
     settings = Settings.from_sources(flags)
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # A forwarder's every upstream request would be a line (redacted, but noise).
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     storage = open_storage(settings.storage_url)
     try:
         app = create_app(settings, storage)
@@ -133,6 +144,11 @@ def serve(**flags: Any) -> None:
             f"Create a streaming dataset: pbistream dataset create NAME --field value:Number "
             f"--server {base} --token <token>"
         )
+        # The relay: forwarders follow the datasets' stored rows into the client. The
+        # server never imports the client; it reads the state they post on this board.
+        forwards = ForwardSupervisor(storage, app.state.forward_states, settings.data_dir)
+        if settings.forwards:
+            forwards.start()
         config = uvicorn.Config(
             app,
             host=settings.host,
@@ -142,7 +158,10 @@ def serve(**flags: Any) -> None:
             timeout_graceful_shutdown=5,
         )
         # uvicorn re-raises the Ctrl-C it handled once it has shut down (as uvicorn.run does).
-        with contextlib.suppress(KeyboardInterrupt):
-            feed_closing_server(config).run()
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                feed_closing_server(config).run()
+        finally:
+            forwards.close()  # pending rows stay in the forward spools for the next start
     finally:
         storage.close()

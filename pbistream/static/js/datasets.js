@@ -5,6 +5,7 @@ import * as API from "./api.js";
 import { copyText, h, mount, openDialog, toast } from "./dom.js";
 import { formatCount, formatWhen } from "./format.js";
 import { curlSnippet, powershellSnippet, pythonSnippet, sampleJson } from "./samples.js";
+import { forwardPanel } from "./forward.js";
 
 const UI_TYPES = [["Text", "String"], ["Number", "Double"], ["DateTime", "DateTime"], ["Boolean", "Boolean"]];
 const MODE_LABEL = { Streaming: "Streaming", PushStreaming: "Streaming + historic", Push: "Push" };
@@ -137,7 +138,8 @@ export async function showDatasetInfo(view, id) {
       h("div", { class: "code-wrap" }, code, h("button", { class: "copy icon", text: "Copy", on: { click: () => copyText(code.textContent) } }))),
     h("div", { class: "panel" },
       h("h3", { text: `Table ${table.name || ""}` }),
-      h("div", { class: "schema-list" }, columns.map((c) => h("span", { class: "pill", text: `${c.name} · ${c.dataType}` })))));
+      h("div", { class: "schema-list" }, columns.map((c) => h("span", { class: "pill", text: `${c.name} · ${c.dataType}` })))),
+    forwardPanel(ds, () => showDatasetInfo(view, id)));
 }
 
 function confirmRotate(ds, after) {
