@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from client_helpers import FIELDS, rows_of
 
@@ -55,11 +56,14 @@ def test_a_bad_value_is_one_line_naming_row_field_and_rule(fast_server: RunningS
 
 
 def test_unreachable_server_fails_fast_or_spools(
-    tmp_path: Path, fast_server: RunningServer
+    tmp_path: Path, fast_server: RunningServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # where the unsent row goes
     dead_url = f"http://127.0.0.1:{free_port()}/beta/t/datasets/d/rows?key=SECRETKEY"
     code, _, err = run("push", dead_url, "value=1", "--timeout", "0.5")
     assert code == 1 and "not delivered" in err and "SECRETKEY" not in err
+    (unsent,) = tmp_path.glob("pbistream-unsent-*.jsonl")
+    assert unsent.read_text() == '{"value":1}\n' and str(unsent) in err
 
     spool = tmp_path / "cron.spool"
     code, out, err = run("push", dead_url, "value=1", "--spool", str(spool), "--timeout", "0.2")

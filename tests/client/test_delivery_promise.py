@@ -306,9 +306,14 @@ def test_on_success_receives_the_count_it_is_documented_to(fast_server: RunningS
     assert Client.__doc__ is not None and "f(count)" in Client.__doc__
 
 
-def test_close_without_a_timeout_is_not_bounded_by_30_s() -> None:
-    client = Client("http://127.0.0.1:1/beta/t/datasets/d/rows?key=k", schema=None)
+def test_close_without_a_timeout_is_not_bounded_by_30_s(tmp_path: Path) -> None:
+    unsent = tmp_path / "unsent.jsonl"
+    client = Client(
+        "http://127.0.0.1:1/beta/t/datasets/d/rows?key=k", schema=None, unsent_path=unsent
+    )
     assert client.close_timeout is None
-    with pytest.raises(UndeliveredRowsError):
-        client.push({"n": 1})
+    client.push({"n": 1})
+    with pytest.raises(UndeliveredRowsError) as lost:
         client.close(timeout=0.2)
+    assert lost.value.path == str(unsent) and unsent.read_text() == '{"n":1}\n'
+    assert "1 row was not delivered" in str(lost.value)
