@@ -12,6 +12,7 @@ import sys
 import textwrap
 
 EXTRAS = ("starlette", "uvicorn", "pandas", "numpy", "msal", "psycopg", "psycopg_pool", "tqdm")
+EXTRAS += ("paho",)  # the mqtt extra
 
 BLOCKER = textwrap.dedent(
     f"""
@@ -60,4 +61,17 @@ def test_serve_without_the_server_extra_says_what_to_install() -> None:
     result = run_light('from pbistream.cli import main; main(["serve"])')
     assert result.returncode == 1
     assert "pip install 'pbistream[server]'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bridge_without_the_mqtt_extra_says_what_to_install() -> None:
+    for args in (["bridge", "--help"], ["bridge", "mqtt", "--help"], ["tail", "--help"]):
+        result = run_light(f"from pbistream.cli import main; main({args!r})")
+        assert result.returncode == 0, (args, result.stderr)
+    result = run_light(
+        'from pbistream.cli import main; main(["bridge", "mqtt", "--broker", "mqtt://127.0.0.1:9",'
+        ' "--topic", "t", "--to", "http://127.0.0.1:9/beta/t/datasets/d/rows?key=k"])'
+    )
+    assert result.returncode == 1
+    assert "pip install 'pbistream[mqtt]'" in result.stderr
     assert "Traceback" not in result.stderr

@@ -28,6 +28,7 @@ import orjson
 
 from pbistream.client import DeliveryProgress
 from pbistream.exceptions import PbiStreamError
+from pbistream.feeds.payloads import coerce
 from pbistream.schema import Table
 from pbistream.spool import Spool
 from pbistream.values import DataType, RowErrorException, UntypedRules
@@ -36,7 +37,6 @@ __all__ = [
     "DeliveryBar",
     "LineMap",
     "PushCommandError",
-    "coerce",
     "file_key",
     "load_file",
     "open_input",
@@ -48,7 +48,6 @@ __all__ = [
 ]
 
 _CHUNK_ROWS = 1_000
-_JSONISH = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?|true|false|null")
 
 
 class PushCommandError(PbiStreamError):
@@ -73,33 +72,6 @@ def without_row_number(message: str) -> str:
 def plural(count: int, noun: str) -> str:
     """``1 row``, ``2 rows``, ``25,000 rows``."""
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
-
-
-def coerce(text: str, data_type: DataType | None) -> Any:
-    """Turn command-line or CSV text into the value the column wants.
-
-    With a known type, text that does not parse is left as text, so the value rules
-    refuse it with the row, the field and the rule. Without one: JSON numbers,
-    ``true``/``false``/``null``, else text (``007`` or ``-01`` are not JSON numbers:
-    they stay text). An empty CSV cell is a null.
-    """
-    if text == "":
-        return None
-    if data_type is None:
-        if _JSONISH.fullmatch(text):
-            try:
-                return orjson.loads(text)
-            except orjson.JSONDecodeError:
-                return text
-        return text
-    try:
-        if data_type is DataType.INT64:
-            return int(text)
-        if data_type in (DataType.DOUBLE, DataType.DECIMAL):
-            return float(text)
-    except ValueError:
-        return text
-    return text
 
 
 def types_of(table: Table | None) -> dict[str, DataType]:

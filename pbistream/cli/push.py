@@ -28,7 +28,6 @@ from pbistream.cli._push_file import (
     DeliveryBar,
     LineMap,
     PushCommandError,
-    coerce,
     file_key,
     load_file,
     open_input,
@@ -51,6 +50,7 @@ from pbistream.client import (
 from pbistream.client.engine import is_retryable
 from pbistream.client.sinks import SinkBase, parse_rest_url
 from pbistream.exceptions import AuthError, PushError, RateLimitedError, UndeliveredRowsError
+from pbistream.feeds.payloads import parse_key_values
 from pbistream.redact import redact_url
 from pbistream.spool import Spool
 
@@ -299,13 +299,7 @@ def push(
     )
     try:
         if file_path is None:
-            row = {}
-            for pair in fields:
-                name, sep, value = pair.partition("=")
-                if not sep or not name:
-                    raise PushCommandError(f"{pair!r} is not FIELD=VALUE")
-                row[name] = coerce(value, types.get(name)) if known else coerce(value, None)
-            client.push(row)
+            client.push(parse_key_values(fields, types if known else None))
         else:
             _push_stream(client, fmt, types, known, refusals, lines)
     except BaseException:
