@@ -137,7 +137,10 @@ def serve(**flags: Any) -> None:
             f"pbistream serve on {base}  (storage: {_where(settings.storage, settings.data_dir)})"
         )
         if app.state.token_generated:
-            click.echo(f"API token (shown once; kept with the data): {token}")
+            click.echo(
+                "API token (shown once: only its hash is kept; "
+                f"`pbistream token rotate` makes a new one): {token}"
+            )
         limits = "on" if settings.limits else "off"
         click.echo(f"Power BI limits: {limits}; time scale: {settings.time_scale:g}")
         click.echo(

@@ -13,6 +13,7 @@ import mimetypes
 import re
 from importlib import resources
 from pathlib import Path
+from urllib.parse import parse_qs, quote
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -20,9 +21,8 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pbistream.redact import constant_time_equal
-from pbistream.server.auth import SESSION_COOKIE, is_authorized, session_cookie_value
-from pbistream.server.settings import Settings
+from pbistream.server.access.gate import Access
+from pbistream.server.auth import SESSION_COOKIE, is_authorized
 
 __all__ = ["CONTENT_SECURITY_POLICY", "PUBLIC_PATHS", "STATIC_DIR", "routes"]
 
@@ -65,8 +65,9 @@ _SIGN_IN_PAGE = """<!doctype html>
 <code>pbistream demo</code> starts, it prints a link like
 <code>http://127.0.0.1:8765/login?token=&hellip;</code>; open it in this browser and
 the session lasts until the browser closes.</p>
-<p class="muted">Lost the link? The token is kept in the server's data directory; restart
-the server with <code>--token YOUR-TOKEN</code> to choose one.</p>
+<p class="muted">Lost the token? It is kept only as a hash, so it cannot be shown again:
+<code>pbistream token rotate --data-dir DIR</code> makes a new one (or ask an admin for a
+token of your own).</p>
 </main></body></html>
 """
 
@@ -77,19 +78,31 @@ def _sign_in(lead: str, status: int) -> HTMLResponse:
 
 
 async def login(request: Request) -> Response:
-    """``GET /login?token=T[&next=/ui/#/dashboards/ID]``: check the token, set the cookie."""
-    settings: Settings = request.app.state.settings
+    """``GET /login?token=T[&next=/ui/#/dashboards/ID][&kiosk=1]``: check the token, set the cookie.
+
+    Any working token signs in, with its role; a dashboard link (``pbisl_...``) always
+    lands on its own dashboard. ``kiosk=1`` opens the UI in kiosk mode (wall screens).
+    """
+    access: Access = request.app.state.access
     token = request.query_params.get("token", "")
-    if not token or not constant_time_equal(token, settings.token):
-        return _sign_in("That login link does not carry this server's token.", 403)
+    # A link pasted with "?kiosk=1" appended (instead of "&kiosk=1") still works.
+    token, _, appended = token.partition("?")
+    kiosk = request.query_params.get("kiosk", "") or parse_qs(appended).get("kiosk", [""])[0]
+    principal = await access.from_secret(token) if token else None
+    if principal is None:
+        return _sign_in("That login link does not carry a working token of this server.", 403)
     # `next` may only name a page of this UI (no open redirect to another site).
     target = request.query_params.get("next", "/ui/")
     if not _NEXT.fullmatch(target):  # fullmatch: "$" alone would pass a trailing newline
         target = "/ui/"
+    if principal.dashboard is not None:
+        target = "/ui/#/dashboards/" + quote(principal.dashboard, safe="")
+    if kiosk in ("1", "true", "on"):
+        target = target.replace("/ui/", "/ui/?kiosk=1", 1)
     response = RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
     response.set_cookie(
         SESSION_COOKIE,
-        session_cookie_value(settings),
+        await access.session_cookie(principal),
         httponly=True,
         samesite="lax",
         path="/",
