@@ -478,7 +478,8 @@ class BaseClient(SettlingMixin):
         seq = prior_seq if prior_seq is not None else self._seq.next(time.time())
         if self.spool is not None and prior_seq is None:
             self.spool.assign([ref for ref, _, _ in kept if ref is not None], seq)
-        return Batch(builder.body(), len(kept), seq, kept)
+        # A replayed batch (its number from the spool) may have been stored already.
+        return Batch(builder.body(), len(kept), seq, kept, fresh=prior_seq is None)
 
     def _give_back(self, items: list[Item]) -> None:
         if self.spool is not None:
