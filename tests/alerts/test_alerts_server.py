@@ -287,7 +287,8 @@ def test_webhook_retries_survive_a_server_restart(tmp_path):
             server.kill()  # kill -9 with the delivery still pending
             receiver.status = 200
             server.start()
-            [post] = receiver.wait_for(1, timeout=20)
+            # A retry in flight at the kill waits out its claim's lease (15 s) first.
+            [post] = receiver.wait_for(1, timeout=40)
             assert post["value"] == 99.0
             events = wait_for_events(client, 1)
             deadline = time.monotonic() + 5
