@@ -28,6 +28,7 @@ from typing import Any
 from pbistream.client.options import BatchOptions, PacingOptions, RetryOptions
 
 __all__ = [
+    "JUMP_SPREAD",
     "Batch",
     "Engine",
     "Outcome",
@@ -39,6 +40,11 @@ __all__ = [
     "Verdict",
     "Wait",
 ]
+
+
+# A resequenced batch jumps past the table's last number by up to this much (numbers
+# are microseconds of wall-clock time, so the jump is under a millisecond).
+JUMP_SPREAD = 1_000
 
 
 @dataclass(slots=True)
@@ -525,9 +531,16 @@ class Engine:
             if outcome.ignored and outcome.sequence_last is not None:
                 self.pacer.uncount_rows(outcome.ignored)
                 if self._fell_behind(batch, outcome.sequence_last):
-                    # Never stored: our numbers are below the table's. Resend above them.
-                    batch.seq = self.sequence.jump_past(outcome.sequence_last)
+                    # Never stored: our numbers are below the table's. Resend above them,
+                    # by a random spread: producers skipped at one table number must not
+                    # all jump to the same next one, or a lost answer to one of them could
+                    # not be told from another's store of that number.
+                    spread = self._rng.randrange(JUMP_SPREAD)
+                    batch.seq = self.sequence.jump_past(outcome.sequence_last + spread)
                     batch.fresh = True
+                    # The resend is the first send under the new number: if it is skipped
+                    # too, another producer took that number and ours was never stored.
+                    batch.attempts = 0
                     self._retry.next_attempt_at = now
                     return Verdict.RESEQUENCED, 0.0
                 # A retry of a request the server had stored: a real duplicate, delivered.

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pbistream.client.engine import (
+    JUMP_SPREAD,
     Batch,
     Engine,
     Outcome,
@@ -274,12 +275,53 @@ def test_rows_skipped_as_old_are_resequenced_on_a_first_send_or_delivered_on_a_r
     assert isinstance(engine.poll(0.0, buffered=0, oldest_at=None), Send)
     verdict, _ = engine.on_response(0.1, Outcome(200, ignored=3, sequence_last=5_000))
     assert verdict is Verdict.RESEQUENCED and engine.current is not None
-    assert engine.current.seq == 5_001 == counter.last
+    jumped = engine.current.seq
+    assert 5_000 < jumped == counter.last <= 5_000 + JUMP_SPREAD
     sent = engine.poll(0.2, buffered=0, oldest_at=None)
-    assert isinstance(sent, Send) and sent.batch.seq == 5_001
+    assert isinstance(sent, Send) and sent.batch.seq == jumped
     # The server had it after all (an answer lost): a retry skipped as old is delivered.
     assert engine.on_response(0.3, Outcome(503))[0] is Verdict.RETRY
     sent = engine.poll(10.0, buffered=0, oldest_at=None)
     assert isinstance(sent, Send)
-    verdict, _ = engine.on_response(10.1, Outcome(200, ignored=3, sequence_last=5_001))
+    verdict, _ = engine.on_response(10.1, Outcome(200, ignored=3, sequence_last=jumped))
     assert verdict is Verdict.DELIVERED
+
+
+def test_a_resent_batch_skipped_again_by_another_producers_equal_number_is_resent_again() -> None:
+    # Two producers skipped at the same table number both jump past it; the one whose
+    # resend the server skips again (the other took that number) never had it stored.
+    counter = SequenceCounter(100)
+    engine = Engine(
+        batch=BatchOptions(), pacing=PacingOptions(), retry=RetryOptions(), sequence=counter
+    )
+    engine.start(Batch(b"[]", 3, seq=counter.next(0.0)))
+    assert isinstance(engine.poll(0.0, buffered=0, oldest_at=None), Send)
+    verdict, _ = engine.on_response(0.1, Outcome(200, ignored=3, sequence_last=5_000))
+    assert verdict is Verdict.RESEQUENCED and engine.current is not None
+    taken = engine.current.seq  # the number the other producer stored first
+    sent = engine.poll(0.2, buffered=0, oldest_at=None)
+    assert isinstance(sent, Send) and sent.batch.seq == taken
+    verdict, _ = engine.on_response(0.3, Outcome(200, ignored=3, sequence_last=taken))
+    assert verdict is Verdict.RESEQUENCED, "rows the server never stored counted as delivered"
+    assert engine.current is not None and engine.current.seq > taken
+
+
+def test_producers_skipped_at_one_number_jump_to_different_numbers() -> None:
+    # Numbers that collide after a jump make a lost answer indistinguishable from
+    # another producer's store; a spread keeps them apart.
+    jumped = set()
+    for seed in range(20):
+        counter = SequenceCounter(100)
+        engine = Engine(
+            batch=BatchOptions(),
+            pacing=PacingOptions(),
+            retry=RetryOptions(),
+            sequence=counter,
+            rng=random.Random(seed),
+        )
+        engine.start(Batch(b"[]", 1, seq=counter.next(0.0)))
+        engine.poll(0.0, buffered=0, oldest_at=None)
+        engine.on_response(0.1, Outcome(200, ignored=1, sequence_last=5_000))
+        assert engine.current is not None and engine.current.seq > 5_000
+        jumped.add(engine.current.seq)
+    assert len(jumped) > 10

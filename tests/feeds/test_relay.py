@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ import httpx
 import pytest
 from click.testing import CliRunner, Result
 
+from pbistream import BatchOptions, Client
 from pbistream.cli import main
 from pbistream.exceptions import SpoolFullError
 from pbistream.feeds.forward import CURSOR_KEY, CursorSpool
@@ -417,3 +419,49 @@ def test_the_test_servers_forward_like_serve(server_factory: Callable[..., Runni
         state = _wait_for(delivered, 30, "10 rows delivered")
     assert state["upstreamPosts"] >= 1 and state["lastError"] is None
     assert upstream.count_rows(up_id, "Readings") == 10
+
+
+def test_many_client_devices_on_one_relay_push_url_lose_no_row_and_reach_upstream_once(
+    server_factory: Callable[..., RunningServer],
+) -> None:
+    # Each device is a pbistream.Client with its default sequence numbers: the relay's
+    # table keeps one last number, so devices skipped as old must resend above it,
+    # and two skipped at the same number must not both count the second send as stored.
+    upstream = server_factory(time_scale=60)
+    relay = server_factory(limits=False)
+    up_id = _create(upstream.url, upstream.headers, "Push", table="Readings")
+    local = relay.create_dataset({"device": "Text", "n": "Int64", "value": "Number"})
+    target = f"{upstream.url}/v1.0/myorg/datasets/{up_id}/tables/Readings/rows"
+    with relay.client(timeout=30.0) as api:
+        answer = api.put(
+            f"/api/datasets/{local['id']}/forward",
+            json={"target": target, "token": upstream.token, "timeScale": 60},
+        )
+        assert answer.status_code == 200, answer.text
+    devices, rows_each = 12, 150
+    sent: dict[str, int] = {}
+
+    def device(name: str) -> None:
+        with Client(local["push_url"], batch=BatchOptions(max_delay=0.005)) as client:
+            for n in range(rows_each):
+                client.push({"device": name, "n": n, "value": n / 10})
+                time.sleep(0.002)  # a device's pace: its batches interleave the others'
+        sent[name] = client.stats.sent
+
+    threads = [threading.Thread(target=device, args=(f"dev{i:02d}",)) for i in range(devices)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    expected = {(f"dev{i:02d}", n) for i in range(devices) for n in range(rows_each)}
+    assert sum(sent.values()) == len(expected)  # each client says every row was delivered
+    stored = [(r["device"], r["n"]) for r in _all_rows(relay.url, relay.headers, local["id"])]
+    assert set(stored) == expected, f"{len(expected - set(stored))} rows silently lost"
+    _wait_for(
+        lambda: _count(upstream.url, upstream.headers, up_id) >= len(stored),
+        60,
+        f"{len(stored)} rows upstream",
+    )
+    upstream_rows = _all_rows(upstream.url, upstream.headers, up_id)
+    upstream_keys = [(r["device"], r["n"]) for r in upstream_rows]
+    assert sorted(upstream_keys) == sorted(stored), "upstream is not exactly what the relay stored"
