@@ -38,6 +38,7 @@ __all__ = [
     "ForwardStates",
     "MetaStore",
     "clear_config",
+    "keep_credentials",
     "load_config",
     "save_config",
 ]
@@ -188,6 +189,38 @@ class ForwardConfig:
     def from_json(cls, text: str) -> ForwardConfig:
         """Read the stored form back."""
         return cls(**json.loads(text))
+
+
+def keep_credentials(body: Mapping[str, Any], previous: ForwardConfig | None) -> dict[str, Any]:
+    """``body`` with the previous forward's credential when the body leaves it out.
+
+    A replace that only changes the target's path or the time scale (the dashboard
+    never shows a kept token or secret, so it cannot send it back) keeps the
+    credential, but only for a target on the same scheme, host and port: a credential
+    never goes to a host it was not given for. A body that names ``token`` or
+    ``clientSecret`` (``""`` clears it) or another app registration decides itself.
+    """
+    merged = dict(body)
+    if previous is None or not isinstance(body.get("target"), str):
+        return merged
+    if _origin(str(body["target"])) != _origin(previous.target):
+        return merged
+    entra = [merged.get(name) for name in ("tenantId", "clientId")]
+    if "token" in merged or "clientSecret" in merged:
+        return merged
+    if previous.token and not any(entra):
+        merged["token"] = previous.token
+    elif previous.client_secret and entra == [previous.tenant_id, previous.client_id]:
+        merged["clientSecret"] = previous.client_secret
+    return merged
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    try:
+        parts = urlsplit(url)
+        return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+    except ValueError:
+        return "", url, None
 
 
 def _text(body: Mapping[str, Any], name: str, *, required: bool = False) -> str | None:

@@ -213,6 +213,8 @@ class Forwarder:
         try:
             cursor = self._start_cursor(spool)
             self._delivered = int(spool.get_meta(DELIVERED_KEY) or 0)
+            # The board starts empty after a restart: show what the spool remembers.
+            self._post(delivered=self._delivered)
             client = Client(
                 config.target,
                 spool=spool,

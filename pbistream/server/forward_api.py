@@ -21,6 +21,7 @@ from pbistream.forwarding import (
     ForwardConfigError,
     ForwardStates,
     clear_config,
+    keep_credentials,
     load_config,
     save_config,
 )
@@ -85,7 +86,8 @@ async def put_forward(request: Request) -> Response:
 
     Body: ``{"target": URL, "table"?: NAME, "token"?: T, "tenantId"?, "clientId"?,
     "clientSecret"?, "timeScale"?: N}``. Rows stored after this call are forwarded;
-    replacing a forward keeps its position (nothing is skipped or repeated).
+    replacing a forward keeps its position (nothing is skipped or repeated), and its
+    credential when the body gives none and the target stays on the same host.
     """
     dataset = await _dataset(request)
     body = await read_json_body(request, MAX_BODY_BYTES)
@@ -109,7 +111,9 @@ async def put_forward(request: Request) -> Response:
             newest = storage.read_rows(dataset.id, table, limit=1, newest_first=True)
             start = newest[0].id if newest else 0
         try:
-            config = ForwardConfig.from_request(dataset.id, table, body, start_after=start)
+            # The dashboard cannot send back a kept credential: keep it (same host only).
+            merged = keep_credentials(body, previous)
+            config = ForwardConfig.from_request(dataset.id, table, merged, start_after=start)
         except ForwardConfigError as exc:
             raise BadRequest(f"Forward of dataset {dataset.id}: {exc}.") from None
         save_config(storage, config)

@@ -465,3 +465,66 @@ def test_many_client_devices_on_one_relay_push_url_lose_no_row_and_reach_upstrea
     upstream_rows = _all_rows(upstream.url, upstream.headers, up_id)
     upstream_keys = [(r["device"], r["n"]) for r in upstream_rows]
     assert sorted(upstream_keys) == sorted(stored), "upstream is not exactly what the relay stored"
+
+
+def test_replacing_a_forward_without_credentials_keeps_them_for_the_same_host(
+    server_factory: Callable[..., RunningServer],
+) -> None:
+    # The dashboard's form says a kept token is kept ("type a new one to replace it")
+    # and prefills tenant and client ids but never the secret: a replace that changes
+    # only the time scale must not drop the credential (the upstream would then answer
+    # 401 and every row would be dead-lettered).
+    server = server_factory(forwards=False)  # hosts named here must not be contacted
+    api = server.client(timeout=30.0)
+    local = _create(server.url, server.headers, "PushStreaming")
+    path = f"/api/datasets/{local}/forward"
+    rest = "https://api.powerbi.com/v1.0/myorg/groups/g/datasets/d/tables/T/rows"
+    assert api.put(path, json={"target": rest, "token": "tok"}).is_success
+    kept = api.put(path, json={"target": rest, "timeScale": 2})
+    assert kept.status_code == 200, kept.text
+    assert kept.json()["forward"]["auth"] == "token"
+    assert kept.json()["forward"]["timeScale"] == 2
+    # Another host never receives the credential meant for the first one.
+    other = api.put(path, json={"target": "https://elsewhere.invalid/v1.0/myorg/rows"})
+    assert other.json()["forward"]["auth"] == "none"
+    # An explicit empty token clears it.
+    assert api.put(path, json={"target": rest, "token": "tok"}).is_success
+    assert api.put(path, json={"target": rest, "token": ""}).json()["forward"]["auth"] == "none"
+
+    entra = {"tenantId": "tenant", "clientId": "client"}
+    assert api.put(path, json={"target": rest, **entra, "clientSecret": "s3cret"}).is_success
+    again = api.put(path, json={"target": rest, **entra, "timeScale": 1})
+    assert again.status_code == 200, again.text
+    assert again.json()["forward"]["auth"] == "entra"
+    # Another app registration needs its own secret.
+    other_app = api.put(path, json={"target": rest, "tenantId": "tenant", "clientId": "other"})
+    assert other_app.status_code == 400 and "clientSecret" in other_app.text
+
+
+def test_a_restarted_forwarder_shows_the_rows_it_delivered_before(
+    server_factory: Callable[..., RunningServer],
+) -> None:
+    # The delivered count is kept in the forward's spool; a forwarder that starts again
+    # (a replaced forward here; a server restart alike) shows it before any new row.
+    upstream = server_factory(time_scale=60)
+    relay = server_factory(limits=False)
+    up_id = _create(upstream.url, upstream.headers, "Push", table="Readings")
+    local = relay.create_dataset({"device": "Text", "n": "Int64", "value": "Number"})
+    target = f"{upstream.url}/v1.0/myorg/datasets/{up_id}/tables/Readings/rows"
+    body = {"target": target, "token": upstream.token, "timeScale": 60}
+    path = f"/api/datasets/{local['id']}/forward"
+    with relay.client(timeout=30.0) as api:
+        assert api.put(path, json=body).status_code == 200
+        rows = [{"device": "a", "n": n, "value": 0.5} for n in range(4)]
+        assert httpx.post(local["push_url"], json=rows).is_success
+
+        def state() -> dict[str, Any] | None:
+            found: dict[str, Any] | None = api.get(path).json()["forward"]["state"]
+            return found
+
+        _wait_for(lambda: (s := state()) and s["delivered"] == 4, 30, "4 rows delivered")
+        assert api.put(path, json={**body, "timeScale": 30}).status_code == 200
+        # cursor is posted once the forwarder reads rows, after it has read its spool.
+        shown = _wait_for(lambda: (s := state()) and s["cursor"] > 0 and s, 30, "a state")
+    assert shown["delivered"] == 4, shown
+    assert upstream.count_rows(up_id, "Readings") == 4
