@@ -163,7 +163,8 @@ class SettlingMixin:
         if verdict is Verdict.RESEQUENCED:
             # The server skipped the rows as already seen, but they never were: our numbers
             # had fallen behind the table's. Resend them at once under the new number.
-            logger.warning(
+            # INFO: routine when several producers share a table, and handled here.
+            logger.info(
                 "%s: the server skipped %s as old (its last sequence number is %s); "
                 "resending them as number %d",
                 self.sink.label,
