@@ -10,7 +10,7 @@ import click
 
 from pbistream.cli._feed_options import feed_client_options, target_options
 from pbistream.cli._group import friendly_errors, main
-from pbistream.exceptions import ConfigError, require_extra
+from pbistream.exceptions import ConfigError, SpoolError, require_extra
 from pbistream.feeds.payloads import PayloadError, parse_topic_field
 from pbistream.feeds.runner import StatusPrinter, open_feed_client, stop_on_signals
 from pbistream.redact import Secret
@@ -175,7 +175,16 @@ def mqtt(
         authority_host=authority_host,
         sequence_numbers=group is None if sequence_numbers is None else sequence_numbers,
     )
-    client, _ = open_feed_client(client_options)
+    try:
+        client, _ = open_feed_client(client_options)
+    except SpoolError as exc:
+        if "in use" not in str(exc):
+            raise
+        # The usual cause: a second bridge on this host with the same derived id.
+        raise SpoolError(
+            f"{exc}: another bridge runs with client id {client_id}; give each bridge "
+            "its own --client-id (and --spool), also within one --group"
+        ) from None
     if not spool:
         report(
             "spool",

@@ -399,3 +399,23 @@ def test_messages_are_acknowledged_while_the_target_is_down_and_delivered_later(
         assert sorted(numbers) == list(range(500))
     finally:
         upstream.stop()
+
+
+def test_a_second_group_member_on_the_same_host_is_told_to_give_its_own_client_id(
+    broker: Broker, server: RunningServer, tmp_path: Path
+) -> None:
+    # Without --client-id both members derive the same id (and default spool): the
+    # second cannot run, and the error says what to do rather than only what broke.
+    dataset = server.create_dataset(FIELDS, mode="PushStreaming")
+    args = [
+        "bridge", "mqtt", "--broker", broker.url, "--topic", "plant/+/reading",
+        "--to", dataset["push_url"], "--group", "plants", "--json",
+    ]  # fmt: skip
+    first = Feed(args, tmp_path, "first")
+    first.wait_event("subscribed")
+    second = Feed(args, tmp_path, "second")
+    assert second.process.wait(60) == 1
+    error = second.err.read_text()
+    assert "in use by another client" in error and "--client-id" in error, error
+    assert "Traceback" not in error
+    assert first.stop() == 0, first.log()
