@@ -238,10 +238,13 @@ def test_forward_command_sets_shows_and_stops_the_forward(
                 (r := _cli(relay, local_id, "--json")).exit_code == 0
                 and (answer := json.loads(r.output))["forward"]["state"]
                 and answer["forward"]["state"]["delivered"] == 5
+                # A snapshot: delivered is posted on the upstream's answer, pending on
+                # the forwarder's next look (tens of ms later), so wait for both.
+                and answer["forward"]["state"]["pending"] == 0
                 and answer
             ),
             15,
-            "the state to show 5 delivered rows",
+            "the state to show 5 delivered rows and none pending",
         )
         assert shown["forward"]["state"]["pending"] == 0
         human = _cli(relay, local_id)
