@@ -127,6 +127,11 @@ class Settings:
     fifo_max_rows: int = documented.FIFO_MAX_ROWS.value
     none_retention_max_rows: int = documented.NONE_RETENTION_MAX_ROWS.value
     streaming_cache_seconds: float = float(documented.STREAMING_CACHE_SECONDS.value)
+    # Connection protection (docs/server.md, "Running it on a network"); not time-scaled.
+    max_connections: int = 1000
+    header_timeout_seconds: float = 10.0
+    idle_timeout_seconds: float = 5.0
+    log_repeat_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         if self.fifo_min_rows > self.fifo_max_rows:
@@ -265,5 +270,27 @@ SETTINGS: tuple[Setting, ...] = (
         "streaming_cache_seconds",
         _positive_float,
         _LIMIT_HELP["streaming_cache_seconds"] + " (divided by time_scale)",
+    ),
+    Setting(
+        "max_connections",
+        _positive_int,
+        "Open connections at once; one more is answered 503 and closed. Lowered to the "
+        "open-file limit minus 64 (the soft limit is raised to the hard one at start).",
+    ),
+    Setting(
+        "header_timeout_seconds",
+        _positive_float,
+        "Seconds a connection has to send a request's headers (after connecting or after "
+        "its previous response); then it is closed (408 if it sent part of a request).",
+    ),
+    Setting(
+        "idle_timeout_seconds",
+        _positive_float,
+        "Seconds an idle keep-alive connection stays open between requests.",
+    ),
+    Setting(
+        "log_repeat_seconds",
+        _positive_float,
+        "Repeats of the same log line within this many seconds are counted, not written.",
     ),
 )
