@@ -7,6 +7,7 @@ import errno
 import logging
 import os
 import shlex
+import signal
 import socket
 import sqlite3
 from pathlib import Path
@@ -29,6 +30,7 @@ __all__ = [
     "feed_closing_server",
     "open_data",
     "serve",
+    "stop_cleanly_on_sigterm",
 ]
 
 logger = logging.getLogger("pbistream.server")
@@ -123,6 +125,19 @@ def close_live_feeds(app: Any) -> None:
         hub.close()
 
 
+def stop_cleanly_on_sigterm(server: uvicorn.Server, sig: int) -> None:
+    """Let a SIGTERM end ``server.run()`` like Ctrl-C does, so ``finally`` blocks run.
+
+    uvicorn re-raises the signal it handled once it has shut down; for SIGTERM (what
+    systemd, docker and ``kill`` send) the default action ends the process on the
+    spot, so storage was never closed and a temporary directory never deleted.
+    """
+    if sig == signal.SIGTERM:
+        captured = getattr(server, "_captured_signals", None)
+        if isinstance(captured, list) and sig in captured:
+            captured.remove(sig)
+
+
 def feed_closing_server(config: uvicorn.Config) -> uvicorn.Server:
     """A uvicorn server that ends the open live feeds as soon as it starts shutting down.
 
@@ -137,6 +152,10 @@ def feed_closing_server(config: uvicorn.Config) -> uvicorn.Server:
     import uvicorn
 
     class FeedClosingServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            stop_cleanly_on_sigterm(self, sig)
+
         async def shutdown(self, sockets: Any = None) -> None:
             close_live_feeds(self.config.app)
             await super().shutdown(sockets)

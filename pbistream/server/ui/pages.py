@@ -1,4 +1,4 @@
-"""The browser's way in: ``/login?token=``, the ``/ui/`` page shell and the static assets.
+"""The browser's way in: ``/login`` (link or form), the ``/ui/`` page shell, static assets.
 
 The UI is one HTML shell plus plain JavaScript modules in ``pbistream/static``; every
 page under ``/ui/`` is the same shell (the script routes on the URL fragment). Data
@@ -9,10 +9,12 @@ a value such as ``<img src=x onerror=...>`` can only ever show as text.
 
 from __future__ import annotations
 
+import html
 import mimetypes
 import re
 from importlib import resources
 from pathlib import Path
+from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -20,7 +22,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pbistream.redact import constant_time_equal
+from pbistream.redact import constant_time_equal, new_secret
 from pbistream.server.auth import SESSION_COOKIE, is_authorized, session_cookie_value
 from pbistream.server.settings import Settings
 
@@ -61,31 +63,52 @@ _SIGN_IN_PAGE = """<!doctype html>
 <body class="signin"><main class="signin-card">
 <h1><span class="brand-mark" aria-hidden="true"></span> pbistream</h1>
 <p class="lead">{lead}</p>
-<p>Open the login link the server printed. When <code>pbistream serve</code> or
-<code>pbistream demo</code> starts, it prints a link like
+<form class="signin-form" method="post" action="/login">
+<label for="signin-token">API token</label>
+<input id="signin-token" name="token" type="password" autocomplete="current-password"
+ required autofocus spellcheck="false" placeholder="Paste the token pbistream serve printed">
+<input type="hidden" name="csrf" value="{csrf}">
+<input type="hidden" name="next" value="{next}">
+<button class="primary" type="submit">Sign in</button>
+</form>
+<p>Or open the login link the server printed. When <code>pbistream serve</code> first
+starts (or <code>pbistream demo</code> starts), it prints a link like
 <code>http://127.0.0.1:8765/login?token=&hellip;</code>; open it in this browser and
 the session lasts until the browser closes.</p>
-<p class="muted">Lost the link? The token is kept in the server's data directory; restart
-the server with <code>--token YOUR-TOKEN</code> to choose one.</p>
+<p class="muted">Lost the token? Stop the server and run
+<code>pbistream token rotate --data-dir DIR</code> for a new one, or restart the server
+with <code>--token YOUR-TOKEN</code> to choose one.</p>
 </main></body></html>
 """
+#: The sign-in form's double-submit cookie: a form another site posts cannot read it.
+CSRF_COOKIE = "pbistream_signin"
+#: A pasted token is short; a larger sign-in body is refused before it is read in full.
+_MAX_SIGN_IN_BODY = 4096
 
 
-def _sign_in(lead: str, status: int) -> HTMLResponse:
-    # `lead` is one of our own fixed sentences, never request data.
-    return HTMLResponse(_SIGN_IN_PAGE.format(lead=lead), status_code=status, headers=_PAGE_HEADERS)
+def _sign_in(lead: str, status: int, target: str = "/ui/") -> HTMLResponse:
+    # `lead` is one of our own fixed sentences; `target` matched _NEXT (no markup in it).
+    csrf = new_secret()
+    page = _SIGN_IN_PAGE.format(lead=lead, csrf=csrf, next=html.escape(target, quote=True))
+    response = HTMLResponse(page, status_code=status, headers=_PAGE_HEADERS)
+    response.set_cookie(CSRF_COOKIE, csrf, httponly=True, samesite="strict", path="/login")
+    return response
 
 
-async def login(request: Request) -> Response:
-    """``GET /login?token=T[&next=/ui/#/dashboards/ID]``: check the token, set the cookie."""
+def _token_is_valid(request: Request, token: str) -> bool:
+    """True when ``token`` signs this browser in (one check for the link and the form)."""
     settings: Settings = request.app.state.settings
-    token = request.query_params.get("token", "")
-    if not token or not constant_time_equal(token, settings.token):
-        return _sign_in("That login link does not carry this server's token.", 403)
+    return bool(token) and constant_time_equal(token, settings.token)
+
+
+def _next_page(raw: str | None) -> str:
     # `next` may only name a page of this UI (no open redirect to another site).
-    target = request.query_params.get("next", "/ui/")
-    if not _NEXT.fullmatch(target):  # fullmatch: "$" alone would pass a trailing newline
-        target = "/ui/"
+    target = raw or "/ui/"
+    return target if _NEXT.fullmatch(target) else "/ui/"  # fullmatch: "$" passes a "\n"
+
+
+def _signed_in(request: Request, target: str) -> Response:
+    settings: Settings = request.app.state.settings
     response = RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
     response.set_cookie(
         SESSION_COOKIE,
@@ -95,7 +118,65 @@ async def login(request: Request) -> Response:
         path="/",
         secure=request.url.scheme == "https",
     )
+    response.delete_cookie(CSRF_COOKIE, path="/login")
     return response
+
+
+async def login(request: Request) -> Response:
+    """``GET /login?token=T[&next=/ui/#/dashboards/ID]``: check the token, set the cookie.
+
+    Without ``token`` it answers the sign-in page, whose form posts to :func:`login_form`.
+    """
+    target = _next_page(request.query_params.get("next"))
+    if "token" not in request.query_params:
+        return _sign_in("Paste your API token to sign in.", 200, target)
+    if not _token_is_valid(request, request.query_params["token"]):
+        return _sign_in("That login link does not carry this server's token.", 403, target)
+    return _signed_in(request, target)
+
+
+async def login_form(request: Request) -> Response:
+    """``POST /login`` (form: token, csrf, next): the sign-in page's form.
+
+    Login CSRF (another site signing this browser in with *its* token) is refused
+    twice over: the browser's ``Origin``/``Sec-Fetch-Site`` must be this server's, and
+    the form's ``csrf`` field must equal the ``SameSite=Strict`` cookie the page set.
+    """
+    if is_cross_site_form(request):
+        return _sign_in("Sign in from this server's own page.", 403)
+    length = request.headers.get("content-length", "")
+    if length and (not length.isdigit() or int(length) > _MAX_SIGN_IN_BODY):
+        return _sign_in("That sign-in form was too large.", 413)
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _MAX_SIGN_IN_BODY:
+            return _sign_in("That sign-in form was too large.", 413)
+    form = parse_qs(body.decode("utf-8", "replace"), max_num_fields=10)
+    field = {name: values[0] for name, values in form.items() if values}
+    target = _next_page(field.get("next"))
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    if not cookie or not constant_time_equal(field.get("csrf", ""), cookie):
+        return _sign_in("The sign-in page expired; paste the token again.", 403, target)
+    if not _token_is_valid(request, field.get("token", "").strip()):
+        return _sign_in("That is not this server's API token.", 403, target)
+    return _signed_in(request, target)
+
+
+def is_cross_site_form(request: Request) -> bool:
+    """True when a browser says the form came from another site (Origin or Sec-Fetch-Site)."""
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        fetch_site = request.headers.get("sec-fetch-site")
+        if fetch_site is not None:
+            return fetch_site.lower() not in ("same-origin", "none")
+        return origin == "null"
+    _, _, origin_host = origin.partition("://")
+    hosts = {
+        request.headers.get("host", ""),
+        request.headers.get("x-forwarded-host", "").split(",")[0].strip(),
+    }
+    return origin_host.lower() not in {h.lower() for h in hosts if h}
 
 
 async def root(request: Request) -> Response:
@@ -138,6 +219,7 @@ class _StaticWithPolicy:
 routes: list[BaseRoute] = [
     Route("/", root, methods=["GET"]),
     Route("/login", login, methods=["GET"]),
+    Route("/login", login_form, methods=["POST"]),
     Route("/ui", root, methods=["GET"]),
     Route("/ui/", shell, methods=["GET"]),
     Mount("/static", app=_StaticWithPolicy(StaticFiles(directory=STATIC_DIR)), name="static"),
