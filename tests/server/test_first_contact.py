@@ -117,6 +117,7 @@ def test_first_start_prints_the_login_link_and_later_starts_say_how_to_get_a_new
     first = Running(args, env=_env())
     try:
         link = first.wait_for(r"(http://127\.0\.0\.1:\d+/login\?token=\S+)").group(1)
+        first.wait_for(r"Application startup complete")  # its SIGTERM handler is set
         with httpx.Client(trust_env=False, timeout=10, follow_redirects=True) as browser:
             signed_in = browser.get(link)
             assert signed_in.status_code == 200  # followed to /ui/, the app's shell
@@ -131,6 +132,7 @@ def test_first_start_prints_the_login_link_and_later_starts_say_how_to_get_a_new
     try:
         again.wait_for(r"Sign in at http://127\.0\.0\.1:\d+/login with the API token")
         again.wait_for(r"pbistream token rotate --data-dir " + re.escape(str(data)))
+        again.wait_for(r"Application startup complete")
     finally:
         assert again.stop() == 0
     assert "/login?token=" not in again.text()  # the token is shown once
@@ -172,7 +174,7 @@ def test_a_data_dir_without_write_permission_is_one_clear_line(
         locked.chmod(0o555)
         data = locked / "data" if case == "cannot-create" else locked
         result = subprocess.run(
-            [sys.executable, "-m", "pbistream", "serve", "--port", "0"] + ["--data-dir", str(data)],
+            [sys.executable, "-m", "pbistream", "serve", "--port", "0", "--data-dir", str(data)],
             capture_output=True,
             text=True,
             timeout=60,
