@@ -59,7 +59,8 @@ _NEXT = re.compile(r"^/ui/(?:#/[A-Za-z0-9/_-]*)?$")
 _SIGN_IN_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>pbistream: sign in</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="stylesheet" href="/static/css/app.css"></head>
+<link rel="stylesheet" href="/static/css/app.css">
+<link rel="icon" href="/static/favicon.svg" type="image/svg+xml"></head>
 <body class="signin"><main class="signin-card">
 <h1><span class="brand-mark" aria-hidden="true"></span> pbistream</h1>
 <p class="lead">{lead}</p>

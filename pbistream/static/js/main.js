@@ -2,7 +2,7 @@
 //   #/datasets  #/datasets/new  #/datasets/<id>  #/dashboards  #/dashboards/<id>
 
 import { h, mount } from "./dom.js";
-import { showDatasetInfo, showDatasets, showNewDataset } from "./datasets.js";
+import { leaveDatasets, showDatasetInfo, showDatasets, showNewDataset } from "./datasets.js";
 import { leaveDashboard, renderSidebar, showDashboard, showDashboardIndex } from "./dashboards.js";
 
 const view = document.getElementById("view");
@@ -15,6 +15,7 @@ function markNav(section) {
 async function route() {
   const parts = window.location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
   const [section, id] = parts;
+  leaveDatasets(); // the datasets list follows its rows live only while on screen
   try {
     if (section === "datasets") {
       leaveDashboard();
