@@ -13,10 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
+from test_dashboard import login, make_dashboard, wait_tiles_ready
 
 from pbistream.testing import RunningServer
-
-from test_dashboard import login, make_dashboard, wait_tiles_ready
 
 pytestmark = pytest.mark.browser
 
@@ -134,16 +133,19 @@ def test_cards_tables_and_charts_read_the_same_clock(
         board = make_dashboard(api, dataset_id, tiles)
     login(page, pbistream_server, f"#/dashboards/{board}")
     page.wait_for_function(
-        "() => document.querySelector('[data-tile-id=c] .card-time')?.textContent.startsWith('as of ')"
+        "() => document.querySelector('[data-tile-id=c] .card-time')"
+        "?.textContent.startsWith('as of ')"
     )
     page.wait_for_selector("[data-tile-id=t] tbody tr")
     page.wait_for_function(
         "() => { const el = document.querySelector('[data-tile-id=l] .chart');"
-        " const c = el && echarts.getInstanceByDom(el); const o = c && !c.isDisposed() && c.getOption();"
+        " const c = el && echarts.getInstanceByDom(el);"
+        " const o = c && !c.isDisposed() && c.getOption();"
         " return !!o && !!o.xAxis && !!o.xAxis[0].axisLabel.formatter; }"
     )
     texts = page.evaluate(
-        "() => { const c = echarts.getInstanceByDom(document.querySelector('[data-tile-id=l] .chart'));"
+        "() => { const el = document.querySelector('[data-tile-id=l] .chart');"
+        " const c = echarts.getInstanceByDom(el);"
         " const axis = c.getOption().xAxis[0].axisLabel.formatter(Date.UTC(2026, 11, 1, 15, 4, 5));"
         " return { card: document.querySelector('[data-tile-id=c] .card-time').textContent,"
         " when: document.querySelector('[data-tile-id=w] [data-testid=tile-value]').textContent,"
