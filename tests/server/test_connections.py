@@ -224,3 +224,11 @@ def test_metrics_count_open_refused_and_timed_out_connections(
     )
     assert int(timed_out.split()[1]) >= 1
     assert "pbistream_connections_open 1" in text  # the /metrics request itself
+
+
+def test_connection_limits_are_documented_for_network_use() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "server.md").read_text()
+    assert "## Running it on a network" in doc
+    for name in ("max_connections", "header_timeout_seconds", "idle_timeout_seconds"):
+        assert f"| `{name}` | `--{name.replace('_', '-')}` |" in doc, name
+    assert "| 408 |" in doc and "| 503 |" in doc
