@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ("bench_ingest.py", "bench_client.py", "bench_dashboard.py")
+BENCHES = ("bench_ingest.py", "bench_client.py", "bench_dashboard.py", "bench_connections.py")
 
 
 def main() -> int:
