@@ -27,7 +27,12 @@ import click
 import httpx
 
 from pbistream.cli._group import friendly_errors, main
-from pbistream.cli.serve import close_live_feeds, stop_cleanly_on_sigterm
+from pbistream.cli.serve import (
+    checked_create_app,
+    close_live_feeds,
+    open_data,
+    stop_cleanly_on_sigterm,
+)
 from pbistream.exceptions import ConfigError, PbiStreamError, require_extra
 from pbistream.redact import new_secret
 
@@ -322,24 +327,22 @@ def demo(host: str, port: int, data_dir: str | None, token: str | None, rate: fl
 
     from pbistream.server import Settings, create_app
     from pbistream.server.connections import guard_listener, server_config
-    from pbistream.storage import open_storage
 
     temp = tempfile.TemporaryDirectory(prefix="pbistream-demo-") if data_dir is None else None
     directory = Path(temp.name if temp else str(data_dir))
-    directory.mkdir(parents=True, exist_ok=True)
     token = token or new_secret()
     sock = _bind(host, port)
     port = sock.getsockname()[1]
     settings = Settings.from_sources(
         {"host": host, "port": port, "data_dir": str(directory), "token": token}
     )
-    storage = open_storage(settings.storage_url)
+    storage = open_data(settings)  # a data dir it may not write: one line, no traceback
     stop = threading.Event()
     fed = threading.Event()
     stopped_by: list[str] = []  # the signal's name, for the goodbye line
     pushed = [0]  # readings the feed pushed
     try:
-        app = create_app(settings, storage)
+        app = checked_create_app(create_app, settings, storage)
         config = server_config(
             app, settings, log_level="warning", access_log=False, timeout_graceful_shutdown=2
         )

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "bind_listener",
+    "checked_create_app",
     "close_live_feeds",
     "display_base",
     "feed_closing_server",
@@ -99,7 +100,7 @@ def open_data(settings: Any) -> Any:
         raise ConfigError(f"cannot open the storage at {where!r}: {exc}") from None
 
 
-def _create_app(create_app: Any, settings: Any, storage: Any) -> Any:
+def checked_create_app(create_app: Any, settings: Any, storage: Any) -> Any:
     """``create_app``, with a database it cannot write to said in one line."""
     try:
         return create_app(settings, storage)
@@ -264,7 +265,7 @@ def _serve(settings: Any, storage: Any, sock: socket.socket, create_app: Any) ->
     )
     from pbistream.server.log_repeats import install_repeat_filter
 
-    app = _create_app(create_app, settings, storage)
+    app = checked_create_app(create_app, settings, storage)
     token = app.state.settings.token
     base = display_base(settings)
     click.echo(

@@ -179,6 +179,17 @@ def test_keep_alive_connection_trickling_the_next_request_is_closed(
     assert closed, "a keep-alive connection trickling bytes stayed open"
 
 
+def test_an_idle_keep_alive_connection_is_closed_within_seconds(
+    quick_server: RunningServer,
+) -> None:
+    sock = socket.create_connection(("127.0.0.1", _port(quick_server)), timeout=10)
+    with sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+        waited = _poll(lambda: _closed_by_server(sock), 10, "the idle connection to close")
+    assert waited < 8
+
+
 def test_a_slow_but_complete_request_and_keep_alive_reuse_still_work(
     quick_server: RunningServer,
 ) -> None:

@@ -160,10 +160,11 @@ def _without_root_override() -> dict[str, object]:
     return {"preexec_fn": drop}
 
 
-@pytest.mark.parametrize("case", ["cannot-create", "not-writable"])
-def test_a_data_dir_without_write_permission_is_one_clear_line(
-    case: str, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+@pytest.mark.parametrize(
+    ("command", "case"),
+    [("serve", "cannot-create"), ("serve", "not-writable"), ("demo", "not-writable")],
+)
+def test_a_data_dir_without_write_permission_is_one_clear_line(command: str, case: str) -> None:
     import tempfile
 
     root = Path(tempfile.mkdtemp(prefix="pbistream-perm-"))
@@ -174,7 +175,7 @@ def test_a_data_dir_without_write_permission_is_one_clear_line(
         locked.chmod(0o555)
         data = locked / "data" if case == "cannot-create" else locked
         result = subprocess.run(
-            [sys.executable, "-m", "pbistream", "serve", "--port", "0", "--data-dir", str(data)],
+            [sys.executable, "-m", "pbistream", command, "--port", "0", "--data-dir", str(data)],
             capture_output=True,
             text=True,
             timeout=60,
