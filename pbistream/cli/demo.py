@@ -326,7 +326,12 @@ def demo(host: str, port: int, data_dir: str | None, token: str | None, rate: fl
     require_extra("starlette", "server")
 
     from pbistream.server import Settings, create_app
-    from pbistream.server.connections import guard_listener, server_config
+    from pbistream.server.connections import (
+        guard_listener,
+        raise_open_file_limit,
+        server_config,
+    )
+    from pbistream.server.log_repeats import install_repeat_filter
 
     temp = tempfile.TemporaryDirectory(prefix="pbistream-demo-") if data_dir is None else None
     directory = Path(temp.name if temp else str(data_dir))
@@ -343,9 +348,11 @@ def demo(host: str, port: int, data_dir: str | None, token: str | None, rate: fl
     pushed = [0]  # readings the feed pushed
     try:
         app = checked_create_app(create_app, settings, storage)
+        raise_open_file_limit()  # as serve does: every connection needs a descriptor
         config = server_config(
             app, settings, log_level="warning", access_log=False, timeout_graceful_shutdown=2
         )
+        install_repeat_filter(settings.log_repeat_seconds)
         server = _demo_server(config, stop, fed, stopped_by)
         shown_host = f"[{host}]" if ":" in host else host
         base = f"http://{shown_host}:{port}"

@@ -28,6 +28,7 @@ open-file limit to the hard one at start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import socket
@@ -170,6 +171,10 @@ class GuardedListener(socket.socket):
         )
         try:
             conn.setblocking(False)
+            # Read what already came: closing with unread bytes sends a reset, which
+            # could reach the client before the answer does.
+            with contextlib.suppress(BlockingIOError):
+                conn.recv(65536)
             conn.send(_TOO_MANY)  # a few hundred bytes: fits any fresh socket buffer
         except OSError:
             pass  # the client left already; nothing to tell it

@@ -12,6 +12,7 @@ import logging
 import socket
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -52,14 +53,18 @@ def _healthz(url: str) -> int | None:
         return None
 
 
+_HEARD: dict[int, bytes] = {}  # what the server said on each socket (by id)
+
+
 def _closed_by_server(sock: socket.socket) -> bool:
-    """True once the server closed the socket (anything it said first is read too)."""
+    """True once the server closed the socket (anything it said first is kept in _HEARD)."""
     sock.setblocking(False)
     try:
         while True:
             chunk = sock.recv(65536)
             if not chunk:
                 return True
+            _HEARD[id(sock)] = _HEARD.get(id(sock), b"") + chunk
     except BlockingIOError:
         return False
     except OSError:  # reset: closed too
@@ -97,6 +102,9 @@ def test_more_slow_header_connections_than_descriptors_do_not_stop_the_server(
         waited = _poll(lambda: _healthz(server.url) == 200, 20, "/healthz to answer 200")
         assert waited < 15
         _poll(lambda: all(_closed_by_server(s) for s in slow), 15, "slow connections closed")
+        answers = Counter(_HEARD.get(id(s), b"")[:12] for s in slow)
+        assert answers[b"HTTP/1.1 503"] > 0, answers  # over the cap: told why, at once
+        assert answers[b"HTTP/1.1 408"] > 0, answers  # too slow: told why, then closed
         assert server.process is not None and server.process.poll() is None
         started = time.monotonic()
         assert _healthz(server.url) == 200
