@@ -122,9 +122,15 @@ class Table:
         *,
         unknown: Literal["error", "ignore"] = "error",
         naive: Literal["utc", "local"] = "utc",
+        text_numbers: bool = True,
     ) -> RowRules:
-        """The value rules for this table's rows."""
-        return RowRules(((c.name, c.data_type) for c in self.columns), unknown=unknown, naive=naive)
+        """The value rules for this table's rows (see :class:`~pbistream.values.RowRules`)."""
+        return RowRules(
+            ((c.name, c.data_type) for c in self.columns),
+            unknown=unknown,
+            naive=naive,
+            text_numbers=text_numbers,
+        )
 
 
 class Schema(Table):

@@ -19,6 +19,14 @@ String      ``str`` of at most 4,000 characters (numbers are turned into text)
 
 ``None`` (JSON null) is accepted for every type: an omitted field is a null.
 
+Numbers sent as text (``"5"``, ``"-21.5"``, ``"1e3"``) are converted for Int64, Double
+and Decimal columns, as Power BI converts them: Microsoft's own documented
+``Add-PowerBIRow -Rows (Import-Csv ...)`` sends every CSV cell as a JSON string. Only
+plain decimal notation is read (no ``NaN``, ``Infinity``, ``0x10``, ``1_000``, thousands
+separators or empty text); other text is refused with the ``type`` rule. Pass
+``text_numbers=False`` to refuse all text in numeric columns (the server's
+``--text-numbers refuse``).
+
 Naive datetimes -- a Python ``datetime`` without ``tzinfo``, or a string without
 ``Z`` or an offset, such as the seed's ``"%Y-%m-%dT%H:%M:%S"`` -- are taken as UTC,
 as Power BI stores them. Pass ``naive="local"`` to :func:`datetime_converter` to
@@ -29,6 +37,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -240,6 +249,59 @@ def _string(value: Any) -> Any:  # str | None
     return value
 
 
+# Plain decimal notation only: what a CSV cell holding a number looks like. Python's own
+# int()/float() would also read "1_000", "nan", "inf" and non-ASCII digits.
+_INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
+_NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# Longer text is no number a column can hold (Decimal has 28 digits, Double ~17).
+_MAX_NUMBER_TEXT = 400
+
+
+def _number_from_text(text: str, data_type: DataType) -> int | float | Decimal:
+    """Read a number sent as text for a numeric column, or refuse it with the ``type`` rule."""
+    stripped = text.strip()
+    if len(stripped) <= _MAX_NUMBER_TEXT:
+        if data_type is DataType.INT64:
+            if _INTEGER_TEXT.fullmatch(stripped):
+                return int(stripped)
+        elif _NUMBER_TEXT.fullmatch(stripped):
+            if data_type is DataType.DECIMAL:
+                return Decimal(stripped)
+            number = float(stripped)
+            if math.isinf(number):  # "1e400": a number, but no Double can hold it
+                raise RuleError("range", f"{_short(text)} is outside Double's range")
+            return number
+    whole = " (a whole number)" if data_type is DataType.INT64 else ""
+    raise RuleError(
+        "type", f"expected a number for {data_type.value}{whole}, got text {_short(text)}"
+    )
+
+
+# The numeric rules that also take numbers sent as JSON strings ("5", "21.5"). Each
+# repeats its strict twin's fast path first, so a value that already is a number costs
+# no extra call (the ingest path checks millions of them).
+def _int64_or_text(value: Any) -> int | None:
+    if type(value) is int and _INT64_MIN < value < _INT64_MAX:
+        return value
+    if type(value) is str:
+        value = _number_from_text(value, DataType.INT64)
+    return _int64(value)
+
+
+def _double_or_text(value: Any) -> Any:
+    if type(value) is float and -_DOUBLE_MAX < value < _DOUBLE_MAX:  # NaN fails both
+        return value
+    if type(value) is str:
+        value = _number_from_text(value, DataType.DOUBLE)
+    return _double(value)
+
+
+def _decimal_or_text(value: Any) -> float | int | None:
+    if type(value) is str:
+        value = _number_from_text(value, DataType.DECIMAL)
+    return _decimal(value)
+
+
 def datetime_converter(naive: Literal["utc", "local"] = "utc") -> Converter:
     """Return the DateTime converter; ``naive`` says how tz-less Python datetimes are read."""
 
@@ -294,13 +356,30 @@ _CONVERTERS: dict[DataType, Converter] = {
 }
 
 
-def converter_for(data_type: DataType, *, naive: Literal["utc", "local"] = "utc") -> Converter:
+_TEXT_READING_CONVERTERS: dict[DataType, Converter] = {
+    DataType.INT64: _int64_or_text,
+    DataType.DOUBLE: _double_or_text,
+    DataType.DECIMAL: _decimal_or_text,
+}
+
+
+def converter_for(
+    data_type: DataType, *, naive: Literal["utc", "local"] = "utc", text_numbers: bool = True
+) -> Converter:
     """Return the function that checks and normalises one value of ``data_type``.
 
     It returns the normalised value, or raises :class:`RuleError`.
+
+    Args:
+        data_type: The column's type.
+        naive: How naive Python datetimes are read, ``"utc"`` or ``"local"``.
+        text_numbers: Convert numbers sent as text (``"5"``) for Int64, Double and
+            Decimal, as Power BI does; ``False`` refuses any text there.
     """
     if data_type is DataType.DATETIME and naive != "utc":
         return datetime_converter(naive)
+    if text_numbers and data_type in _TEXT_READING_CONVERTERS:
+        return _TEXT_READING_CONVERTERS[data_type]
     return _CONVERTERS[data_type]
 
 
@@ -312,6 +391,8 @@ class RowRules:
         unknown: ``"error"`` refuses a row holding a field that is not a column;
             ``"ignore"`` drops such fields.
         naive: How naive Python datetimes are read, ``"utc"`` or ``"local"``.
+        text_numbers: Convert numbers sent as text (``"5"``, ``"21.5"``) in Int64,
+            Double and Decimal columns (the default, as Power BI); ``False`` refuses them.
     """
 
     __slots__ = ("_converters", "_ignore_unknown")
@@ -322,9 +403,13 @@ class RowRules:
         *,
         unknown: Literal["error", "ignore"] = "error",
         naive: Literal["utc", "local"] = "utc",
+        text_numbers: bool = True,
     ) -> None:
         pairs = columns.items() if isinstance(columns, Mapping) else columns
-        self._converters = {name: converter_for(dtype, naive=naive) for name, dtype in pairs}
+        self._converters = {
+            name: converter_for(dtype, naive=naive, text_numbers=text_numbers)
+            for name, dtype in pairs
+        }
         self._ignore_unknown = unknown == "ignore"
 
     def normalize_row(self, row: Any, index: int = 0) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -181,3 +182,74 @@ def test_untyped_rules_refuse_more_fields_than_a_table_has_columns() -> None:
         UntypedRules().normalize_row({f"f{i}": i for i in range(76)}, 2)
     assert (info.value.error.row, info.value.error.rule) == (2, "columns")
     assert len(UntypedRules().normalize_row({f"f{i}": i for i in range(75)})) == 75
+
+
+# --- numbers sent as text (Add-PowerBIRow -Rows (Import-Csv ...)) ------------------------
+
+
+@pytest.mark.parametrize(
+    ("data_type", "text", "expected"),
+    [
+        (DataType.INT64, "5", 5),
+        (DataType.INT64, " -7 ", -7),
+        (DataType.INT64, "+12", 12),
+        (DataType.DOUBLE, "21.5", 21.5),
+        (DataType.DOUBLE, "1e3", 1000.0),
+        (DataType.DOUBLE, "-.5", -0.5),
+        (DataType.DOUBLE, "5.", 5.0),
+        (DataType.DECIMAL, "1.23456", 1.2346),
+        (DataType.DECIMAL, "10", 10),
+    ],
+)
+def test_numbers_sent_as_text_are_converted(data_type: DataType, text: str, expected: Any) -> None:
+    value = converter_for(data_type)(text)
+    assert value == expected and type(value) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("data_type", "text", "rule"),
+    [
+        (DataType.INT64, "5.0", "type"),
+        (DataType.INT64, "", "type"),
+        (DataType.INT64, "1_000", "type"),
+        (DataType.INT64, "٣", "type"),  # a non-ASCII digit int() would read
+        (DataType.INT64, "9223372036854775807", "range"),
+        (DataType.DOUBLE, "nan", "type"),
+        (DataType.DOUBLE, "inf", "type"),
+        (DataType.DOUBLE, "1,5", "type"),
+        (DataType.DOUBLE, "0x10", "type"),
+        (DataType.DOUBLE, "1e400", "range"),
+        (DataType.DECIMAL, "Infinity", "type"),
+        (DataType.DECIMAL, "1e30", "range"),
+        (DataType.DOUBLE, "9" * 500, "type"),
+    ],
+)
+def test_text_that_is_no_number_is_refused_with_its_rule(
+    data_type: DataType, text: str, rule: str
+) -> None:
+    with pytest.raises(RuleError) as info:
+        converter_for(data_type)(text)
+    assert info.value.rule == rule
+
+
+def test_text_numbers_false_refuses_all_text_in_numeric_columns() -> None:
+    for data_type in (DataType.INT64, DataType.DOUBLE, DataType.DECIMAL):
+        with pytest.raises(RuleError) as info:
+            converter_for(data_type, text_numbers=False)("5")
+        assert info.value.rule == "type"
+    # Booleans as text were always accepted, in both modes; strings stay strings.
+    rules = RowRules({"b": DataType.BOOLEAN, "s": DataType.STRING}, text_numbers=False)
+    assert rules.normalize_row({"b": "TRUE", "s": "5"}) == {"b": True, "s": "5"}
+
+
+@given(st.integers(min_value=-(2**63) + 1, max_value=2**63 - 2))
+def test_any_int64_survives_the_trip_through_text(number: int) -> None:
+    assert converter_for(DataType.INT64)(str(number)) == number
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False, width=64))
+def test_any_finite_double_survives_the_trip_through_text(number: float) -> None:
+    text = repr(number)
+    if abs(number) >= 1.7976931348623157e308:
+        return  # Double.MaxValue itself is refused, as text or not
+    assert converter_for(DataType.DOUBLE)(text) == number

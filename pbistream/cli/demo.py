@@ -178,15 +178,36 @@ def demo_tiles(dataset_id: str) -> list[dict[str, Any]]:
     return [{**tile, **base} for tile in tiles]
 
 
-def reading(step: int, now: float, rng: random.Random) -> dict[str, Any]:
-    """One simulated row: slow sine waves plus noise, cycling through the sites."""
+#: The demo's alert: a heater fault at the first site, seconds 15 to 30 of the feed,
+#: crosses it, so the rule fires within the first minute (and clears after).
+ALERT_RULE = {
+    "name": "Temperature too high",
+    "table": "RealTimeData",
+    "field": "temperature",
+    "op": ">",
+    "threshold": 28,
+    "category": "string_value",
+    "minIntervalSeconds": 3600,
+}
+SPIKE_SECONDS = (15.0, 30.0)
+SPIKE_DEGREES = 9.0
+
+
+def reading(step: int, now: float, rng: random.Random, *, spike: bool = False) -> dict[str, Any]:
+    """One simulated row: slow sine waves plus noise, cycling through the sites.
+
+    ``spike`` heats the first site by :data:`SPIKE_DEGREES` (the demo alert's fault).
+    """
     site = SITES[step % len(SITES)]
     offset = SITES.index(site)
+    heat = SPIKE_DEGREES if spike and offset == 0 else 0.0
     return {
         "string_value": site,
         "number_value": round(50 + 30 * math.sin(now / 20 + offset) + rng.uniform(-5, 5), 2),
         "datetime_value": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
-        "temperature": round(22 + 2.5 * math.sin(now / 30) + offset * 0.3 + rng.gauss(0, 0.2), 2),
+        "temperature": round(
+            22 + heat + 2.5 * math.sin(now / 30) + offset * 0.3 + rng.gauss(0, 0.2), 2
+        ),
         "humidity": round(50 + 12 * math.sin(now / 45 + 1) + rng.gauss(0, 0.8), 2),
         "pressure": round(1013 + 3 * math.sin(now / 90) + rng.gauss(0, 0.3), 2),
         "online": rng.random() > 0.05,
@@ -259,6 +280,9 @@ def _find_or_create(http: httpx.Client) -> tuple[str, str, str]:
     if board is None:
         doc = {"name": DASHBOARD_NAME, "tiles": demo_tiles(dataset_id)}
         board = http.post("/api/dashboards", json=doc).raise_for_status().json()
+    rules = http.get("/api/alerts").raise_for_status().json()["value"]
+    if not any(r["dataset"] == dataset_id for r in rules):
+        http.post("/api/alerts", json={**ALERT_RULE, "dataset": dataset_id}).raise_for_status()
     return dataset_id, str(push_url), str(board["id"])
 
 
@@ -272,9 +296,11 @@ def _feed(
     step = 0
     # The server outlives the feed (see _DemoServer), so closing delivers what is queued.
     with Client(push_url, close_timeout=5.0) as client:
-        next_at = time.monotonic()
+        started = next_at = time.monotonic()
         while not stop.is_set():
-            client.push(reading(step, time.time(), rng))
+            elapsed = time.monotonic() - started
+            spike = SPIKE_SECONDS[0] <= elapsed < SPIKE_SECONDS[1]
+            client.push(reading(step, time.time(), rng, spike=spike))
             step += 1
             pushed[0] = step
             next_at += 1.0 / rate
@@ -432,6 +458,11 @@ def _set_up_and_feed(
     sample = '[{"string_value": "Hello", "number_value": 42}]'
     click.echo("Push a row of your own (it shows on the dashboard within a second):")
     click.echo(f"  curl -X POST '{push_url}' -H 'Content-Type: application/json' -d '{sample}'")
+    click.echo(
+        f"Alert {ALERT_RULE['name']!r} on the Temperature card: fires when a site passes "
+        f"{ALERT_RULE['threshold']} °C (a simulated heater fault {SPIKE_SECONDS[0]:g} s in); "
+        "see Alerts in the dashboard."
+    )
     click.echo("Press Ctrl-C to stop.")
     try:
         _feed(base, token, push_url, rate, stop, pushed)

@@ -29,12 +29,15 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pbistream.redact import redact_url
-from pbistream.server import api, auth, groups, live, metrics, openapi, push, rest
-from pbistream.server.ui import routes as dashboard
+from pbistream.server import api, auth, groups, live, metrics, openapi, powerbi, push, rest
+from pbistream.server.alerts import routes as alert_routes
+from pbistream.server.alerts.exposition import render_alerts
+from pbistream.server.alerts.service import AlertService
 from pbistream.server.errors import PbiJSONResponse, exception_handlers
 from pbistream.server.housekeeping import run_housekeeping
 from pbistream.server.settings import Settings
 from pbistream.server.throttle import Throttle
+from pbistream.server.ui import routes as dashboard
 from pbistream.storage.base import Storage
 
 __all__ = ["LiberalRequests", "create_app"]
@@ -126,15 +129,19 @@ def create_app(settings: Settings, storage: Storage) -> Starlette:
     settings = settings.replace(token=token)
     hub = live.LiveHub()
     app_metrics = metrics.Metrics()
+    alerts = AlertService(storage)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(run_housekeeping, storage, settings)
+            await anyio.to_thread.run_sync(alerts.start)
+            tasks.start_soon(alerts.deliver_forever)
             try:
                 yield
             finally:
                 hub.close()
+                await anyio.to_thread.run_sync(alerts.close)
                 tasks.cancel_scope.cancel()
 
     routes = [
@@ -146,6 +153,8 @@ def create_app(settings: Settings, storage: Storage) -> Starlette:
         *openapi.routes,
         *metrics.routes,
         *dashboard.routes,
+        *alert_routes.routes,
+        *powerbi.routes,
     ]
     app = Starlette(
         routes=routes,
@@ -161,6 +170,8 @@ def create_app(settings: Settings, storage: Storage) -> Starlette:
     app.state.storage = storage
     app.state.hub = hub
     app.state.metrics = app_metrics
+    app.state.alerts = alerts
+    app.state.metrics_extras = [lambda: render_alerts(alerts)]
     app.state.throttle = Throttle(settings, on_throttled=app_metrics.throttled, storage=storage)
     app.state.tenant_id = api.tenant_id(storage)
     app.state.token_generated = generated

@@ -306,7 +306,10 @@ def server_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Confi
     budget = ConnectionBudget(cap=effective_max_connections(settings))
     state = getattr(app, "state", None)
     if state is not None:
-        state.connections = budget  # /metrics reads its counters
+        state.connections = budget
+        extras = getattr(state, "metrics_extras", None)  # /metrics appends these families
+        if isinstance(extras, list):
+            extras.append(lambda: metrics_text(budget))
     return uvicorn.Config(
         app,
         http=guarded_protocol(budget, settings.header_timeout_seconds),

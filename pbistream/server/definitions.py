@@ -24,6 +24,7 @@ __all__ = [
     "check_dataset",
     "check_table",
     "initial_rows",
+    "is_unset",
     "is_valid_table_name",
 ]
 
@@ -93,6 +94,18 @@ def _list(value: Any, what: str) -> list[Any]:
     return value
 
 
+def is_unset(value: Any) -> bool:
+    """True for a property sent at its empty default: ``null``, ``""`` or ``false``.
+
+    Client libraries send every property they know, set or not (python-power-bi 0.1.2
+    sends ``"dataCategory": ""``, ``"formatString": ""``, ``"isHidden": false``,
+    ``"sortByColumn": null``, ``"summarizeBy": null`` on every column). Such a property
+    says nothing, so it is dropped before the checks, as if it had not been sent; only
+    a property with a value counts (for example against a PushStreaming dataset, C1).
+    """
+    return value is None or value is False or (isinstance(value, str) and value == "")
+
+
 def _absent_as_empty(value: Any) -> Any:
     return [] if value is None or value == "" else value
 
@@ -115,8 +128,8 @@ def _check_column(raw: Any, where: str, mode: Mode, target: str) -> Column:
         data_type = parse_data_type(col["dataType"])
     except ValueError as exc:
         raise BadRequest(f"{where} ({name!r}): {exc}") from None
-    # An explicit null is "not set": client libraries send every property they know.
-    extra = {k: v for k, v in col.items() if k not in ("name", "dataType") and v is not None}
+    # Properties at their empty defaults are "not set" (see is_unset).
+    extra = {k: v for k, v in col.items() if k not in ("name", "dataType") and not is_unset(v)}
     if extra and mode is not Mode.PUSH:
         raise InvalidRequest(
             "This dataset or endpoint does not support column properties other than name "
@@ -141,7 +154,7 @@ def _check_measure(raw: Any, where: str, target: str) -> dict[str, Any]:
     _name(measure.get("name"), where)
     if not isinstance(measure.get("expression"), str):
         raise BadRequest(f"{where} needs an 'expression' (DAX text)")
-    return measure
+    return {k: v for k, v in measure.items() if k in ("name", "expression") or not is_unset(v)}
 
 
 def initial_rows(raw_table: Any, settings: Settings) -> list[Any]:
@@ -208,7 +221,7 @@ def check_table(
     props = {
         k: v
         for k, v in table.items()
-        if k not in ("name", "columns", "rows", "measures") and v is not None
+        if k not in ("name", "columns", "rows", "measures") and not is_unset(v)
     }
     if measures:
         props["measures"] = measures

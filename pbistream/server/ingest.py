@@ -87,7 +87,10 @@ async def read_body(request: Request, limit: int, too_large: ApiError) -> bytes:
     return b"".join(chunks)
 
 
-def _parse(body: bytes, shape: Literal["array", "rows"]) -> list[Any]:
+Shape = Literal["array", "rows", "push"]
+
+
+def _parse(body: bytes, shape: Shape) -> list[Any]:
     """Parse the JSON and return the list of rows (not yet validated)."""
     if not body.strip():
         raise BadRequest("The request body is empty; send a JSON array of row objects.")
@@ -97,6 +100,11 @@ def _parse(body: bytes, shape: Literal["array", "rows"]) -> list[Any]:
         raise BadRequest(f"The request body is not valid JSON: {exc}") from None
     if isinstance(data, list):
         return data
+    # A Push URL of a push or hybrid dataset also takes PostRows' {"rows": [...]} (a
+    # public 2019 report shows Power BI accepting it there); any other object is the
+    # seed's 400 ("Did not encounter start array token").
+    if shape == "push" and isinstance(data, dict) and "rows" in data:
+        shape = "rows"
     if shape == "rows" and isinstance(data, dict):
         unknown = sorted(set(data) - {"rows"})
         if unknown:
@@ -116,11 +124,12 @@ def _parse(body: bytes, shape: Literal["array", "rows"]) -> list[Any]:
             raise BadRequest('The body must be {"rows": [ {row}, ... ]} (an array of objects).')
         return rows
     kind = "an object" if isinstance(data, dict) else type(data).__name__
-    expected = (
-        "a JSON array of row objects, e.g. [{...}]"
-        if shape == "array"
-        else '{"rows": [ {row}, ... ]} or a JSON array of row objects'
-    )
+    expected = {
+        "array": "a JSON array of row objects, e.g. [{...}] (Did not encounter start array token)",
+        "push": 'a JSON array of row objects, e.g. [{...}], or {"rows": [{...}]} '
+        "(Did not encounter start array token)",
+        "rows": '{"rows": [ {row}, ... ]} or a JSON array of row objects',
+    }[shape]
     raise BadRequest(f"The body must be {expected}; got {kind}.")
 
 
@@ -140,14 +149,18 @@ def _row_error_response(errors: list[RowError], unknown: UnknownFields) -> ApiEr
 
 
 def normalize_or_refuse(
-    table: Table, rows: list[Any], unknown: UnknownFields
+    table: Table, rows: list[Any], unknown: UnknownFields, *, text_numbers: bool = True
 ) -> list[dict[str, Any]]:
     """Every row normalised by the table's value rules, or an error naming the first bad one.
+
+    ``text_numbers`` converts numbers sent as text (the ``text_numbers`` setting).
 
     Raises:
         ApiError: 400 (or 404 for an unknown field when ``unknown`` is "404").
     """
-    rules = table.rules(unknown="ignore" if unknown == "ignore" else "error")
+    rules = table.rules(
+        unknown="ignore" if unknown == "ignore" else "error", text_numbers=text_numbers
+    )
     good, errors = rules.normalize_rows(rows)
     if errors:
         raise _row_error_response(errors, unknown)
@@ -162,9 +175,10 @@ def _normalize_and_store(
     unknown: UnknownFields,
     sequence_number: int | None,
     fifo: tuple[int, int] | None,
+    text_numbers: bool = True,
 ) -> tuple[InsertResult, list[dict[str, Any]], float]:
     """Validate every row, then insert them all in one transaction (worker thread)."""
-    good = normalize_or_refuse(table, rows, unknown)
+    good = normalize_or_refuse(table, rows, unknown, text_numbers=text_numbers)
     received_at = time.time()
     try:
         result = storage.insert_rows(
@@ -192,6 +206,16 @@ def _sequence_number(request: Request) -> int | None:
         ) from None
 
 
+# --- sequence-number semantics (the ``sequence_numbers`` setting) -------------------------
+# Kept apart so that work on the sequence-number path itself merges cleanly: the one
+# decision here is whether the header takes part at all.
+def _sequence_hook(request: Request, settings: Settings) -> int | None:
+    """The request's sequence number, or ``None`` when the header is to be ignored."""
+    if settings.sequence_numbers == "ignore":
+        return None
+    return _sequence_number(request)
+
+
 async def _maybe_await(value: object) -> None:
     if inspect.isawaitable(value):
         await value
@@ -202,7 +226,7 @@ async def ingest(
     dataset: Dataset,
     table: Table,
     *,
-    shape: Literal["array", "rows"],
+    shape: Shape,
     unknown: UnknownFields,
 ) -> Response:
     """Validate and store one POST of rows; answer 200 only after the commit.
@@ -211,8 +235,9 @@ async def ingest(
         request: The incoming request (its body is read here).
         dataset: The dataset posted to.
         table: The table that receives the rows.
-        shape: ``"array"`` (Push URL: a bare array) or ``"rows"`` (v1.0: ``{"rows": [...]}``
-            or a bare array).
+        shape: ``"array"`` (a Streaming dataset's Push URL: a bare array), ``"push"`` (a
+            push or hybrid dataset's Push URL: a bare array or ``{"rows": [...]}``) or
+            ``"rows"`` (v1.0: ``{"rows": [...]}`` or a bare array).
         unknown: What a field that is not a column gets: 404, 400 or ignored.
 
     Raises:
@@ -222,7 +247,7 @@ async def ingest(
     settings: Settings = state.settings
     storage: Storage = state.storage
     throttle: Throttle = state.throttle
-    sequence_number = _sequence_number(request)
+    sequence_number = _sequence_hook(request, settings)
     if settings.limits and throttle.known_row_count(dataset.id, table.name) is None:
         held = await anyio.to_thread.run_sync(storage.count_rows, dataset.id, table.name)
         throttle.set_row_count(dataset.id, table.name, held)
@@ -264,6 +289,7 @@ async def ingest(
             unknown,
             sequence_number,
             fifo,
+            settings.text_numbers == "convert",
         )
     except BaseException:
         await _off_loop_if_shared(throttle, throttle.unreserve_rows, dataset.id, reservation)
@@ -289,7 +315,7 @@ async def _off_loop_if_shared(
     return await anyio.to_thread.run_sync(functools.partial(method, *args, **kwargs))
 
 
-async def _parse_in_thread(body: bytes, shape: Literal["array", "rows"]) -> list[Any]:
+async def _parse_in_thread(body: bytes, shape: Shape) -> list[Any]:
     # Large bodies are parsed off the event loop so live feeds keep flowing meanwhile.
     return await anyio.to_thread.run_sync(_parse, body, shape)
 
@@ -306,6 +332,12 @@ async def _publish(
     metrics = getattr(state, "metrics", None)
     if metrics is not None:
         await _maybe_await(metrics.rows_ingested(result.stored))
+    alerts = getattr(state, "alerts", None)
+    if alerts is not None and result.first_id is not None:
+        # Queued for the alerts thread (only if a rule watches this table): never waits.
+        alerts.observe(
+            dataset.id, table.name, good[len(good) - result.stored :], result.first_id, received_at
+        )
     hub = getattr(state, "hub", None)
     # Building 10,000 StoredRows costs more than parsing them: skip it when nobody
     # listens. A feed that subscribes later replays these committed rows from storage.

@@ -293,11 +293,10 @@ async def metrics_endpoint(request: Request) -> Response:
     hub = getattr(state, "hub", None)
     subscribers = hub.subscriber_count if hub is not None else 0
     body = render(metrics, storage_bytes=size, live_subscribers=subscribers)
-    budget = getattr(state, "connections", None)  # set when served with server_config
-    if budget is not None:
-        from pbistream.server.connections import metrics_text
-
-        body += metrics_text(budget)
+    # Other parts of the server (alerts) add their own families without this module
+    # importing them.
+    for extra in getattr(state, "metrics_extras", ()):
+        body += extra()
     return Response(body, media_type=CONTENT_TYPE)
 
 

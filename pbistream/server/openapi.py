@@ -421,6 +421,241 @@ def _api_paths() -> dict[str, Schema]:
     }
 
 
+def _alert_paths() -> dict[str, Schema]:
+    """``/api/alerts``: tile alert rules and their notification history."""
+    a = "alerts"
+    number_or_text = {"oneOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}]}
+    seconds = {"type": "number", "minimum": 0}
+    rule = {
+        "type": "object",
+        "properties": {
+            "dataset": STR,
+            "table": STR,
+            "field": STR,
+            "op": {"type": "string", "enum": [">", ">=", "<", "<=", "=", "!="], "nullable": True},
+            "threshold": number_or_text,
+            "category": {"type": "string", "nullable": True},
+            "silenceSeconds": {"type": "number", "minimum": 1, "nullable": True},
+            "minIntervalSeconds": seconds,
+            "webhook": {"type": "string", "nullable": True},
+            "format": {"type": "string", "enum": ["json", "teams", "slack"]},
+            "name": STR,
+            "enabled": {"type": "boolean"},
+        },
+        "required": ["dataset", "field"],
+    }
+    rule_id = [_path_param("ruleId", "The alert rule id.")]
+    created = _json_body(
+        ANY_OBJECT, "The rule with its `id` and, this once, the webhook signing `secret`."
+    )
+    one = _json_body(ANY_OBJECT, "The rule, with `firing` (its condition holds now).")
+    history_params = [
+        _query("after", {"type": "integer", "minimum": 0}, "Only events with a larger id."),
+        _query("rule", STR, "Only this rule's events."),
+        _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "At most this many."),
+    ]
+    e400 = (400, 401, 404)
+    return {
+        "/api/alerts": {
+            "get": _op(
+                "Alerts_List",
+                a,
+                ("200", _json_body(_value_list(ANY_OBJECT), "Every rule and its state.")),
+                params=[_query("dataset", STR, "Only this dataset's rules.")],
+            ),
+            "post": _op("Alerts_Create", a, ("201", created), body=rule, errors=e400),
+        },
+        "/api/alerts/events": {
+            "get": _op(
+                "Alerts_History",
+                a,
+                ("200", _json_body(_value_list(ANY_OBJECT), "Notifications, newest first.")),
+                params=history_params,
+                errors=(400, 401),
+            )
+        },
+        "/api/alerts/{ruleId}": {
+            "get": _op("Alerts_Get", a, ("200", one), params=rule_id, errors=(401, 404)),
+            "put": _op("Alerts_Replace", a, ("200", one), params=rule_id, body=rule, errors=e400),
+            "patch": _op(
+                "Alerts_Update", a, ("200", one), params=rule_id, body=ANY_OBJECT, errors=e400
+            ),
+            "delete": _op(
+                "Alerts_Delete", a, ("204", _OK_EMPTY), params=rule_id, errors=(401, 404)
+            ),
+        },
+    }
+
+
+def _surface_paths(prefix: str) -> dict[str, Schema]:
+    """The rest of the Power BI surface clients call (:mod:`pbistream.server.powerbi`)."""
+    group = [_GROUP] if "{groupId}" in prefix else []
+    g = "InGroup" if group else ""
+    base = [*group, _DATASET]
+    board = [*group, _path_param("dashboardId", "The dashboard id.", uuid=False)]
+    tile = [*board, _path_param("tileId", "The tile id.", uuid=False)]
+    refresh_body = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "notifyOption": {
+                "type": "string",
+                "enum": ["MailOnFailure", "MailOnCompletion", "NoNotification"],
+            },
+            "retryCount": {"type": "integer"},
+            "type": STR,
+            "commitMode": STR,
+            "maxParallelism": {"type": "integer"},
+            "applyRefreshPolicy": {"type": "boolean"},
+            "effectiveDate": STR,
+            "objects": {"type": "array", "items": ANY_OBJECT},
+            "timeout": STR,
+        },
+    }
+    refresh = {
+        "type": "object",
+        "properties": {
+            "requestId": STR,
+            "id": {"type": "integer"},
+            "refreshType": STR,
+            "startTime": STR,
+            "endTime": STR,
+            "status": STR,
+        },
+    }
+    top = _query(
+        "$top", {"type": "integer", "minimum": 1, "maximum": 999_999_999}, "At most this many."
+    )
+    update_body = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "targetStorageMode": {"type": "string", "enum": ["Abf", "PremiumFiles"]},
+            "queryScaleOutSettings": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "autoSyncReadOnlyReplicas": {"type": "boolean"},
+                    "maxReadOnlyReplicas": {"type": "integer", "minimum": -1, "maximum": 64},
+                },
+            },
+        },
+    }
+    dashboard = {
+        "type": "object",
+        "properties": {
+            "id": STR,
+            "displayName": STR,
+            "isReadOnly": {"type": "boolean"},
+            "webUrl": STR,
+            "embedUrl": STR,
+        },
+    }
+    tile_schema = {
+        "type": "object",
+        "properties": {
+            "id": STR,
+            "title": STR,
+            "embedUrl": STR,
+            "embedData": STR,
+            "rowSpan": {"type": "integer"},
+            "colSpan": {"type": "integer"},
+            "datasetId": STR,
+        },
+    }
+    add_body = {
+        "type": "object",
+        "required": ["name"],
+        "additionalProperties": False,
+        "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 100}},
+    }
+    tag, boards = "Power BI surface", "Dashboards"
+    return {
+        f"{prefix}/datasets/{{datasetId}}/refreshes": {
+            "post": _op(
+                f"Datasets_RefreshDataset{g}",
+                tag,
+                ("202", {"description": "Accepted (push_refresh=accept only)."}),
+                params=base,
+                errors=(400, 401, 404),
+                description="A push dataset is not refreshable: 400 InvalidRequest unless "
+                "the server runs with push_refresh=accept. The body is optional.",
+                requestBody={"required": False, "content": {JSON: {"schema": refresh_body}}},
+            ),
+            "get": _op(
+                f"Datasets_GetRefreshHistory{g}",
+                tag,
+                ("200", _json_body(_value_list(refresh), "Newest first.")),
+                params=[*base, top],
+                errors=(400, 401, 404),
+            ),
+        },
+        f"{prefix}/datasets/{{datasetId}}/datasources": {
+            "get": _op(
+                f"Datasets_GetDatasources{g}",
+                tag,
+                ("200", _json_body(_value_list(ANY_OBJECT), "None for a push dataset.")),
+                params=base,
+                errors=(401, 404),
+            ),
+        },
+        f"{prefix}/datasets/{{datasetId}}": {
+            "patch": _op(
+                f"Datasets_UpdateDataset{g}",
+                tag,
+                ("200", _OK_EMPTY),
+                params=base,
+                body=update_body,
+                errors=(400, 401, 404),
+                description="Valid bodies are accepted and change nothing (one storage mode).",
+            ),
+        },
+        f"{prefix}/dashboards": {
+            "get": _op(
+                f"Dashboards_GetDashboards{g}",
+                boards,
+                ("200", _json_body(_value_list(dashboard), "The workspace's dashboards.")),
+                params=group,
+            ),
+            "post": _op(
+                f"Dashboards_AddDashboard{g}",
+                boards,
+                ("200", _json_body(dashboard, "The new empty dashboard.")),
+                params=group,
+                body=add_body,
+                errors=(400, 401),
+            ),
+        },
+        f"{prefix}/dashboards/{{dashboardId}}": {
+            "get": _op(
+                f"Dashboards_GetDashboard{g}",
+                boards,
+                ("200", _json_body(dashboard, "The dashboard.")),
+                params=board,
+                errors=(401, 404),
+            ),
+        },
+        f"{prefix}/dashboards/{{dashboardId}}/tiles": {
+            "get": _op(
+                f"Dashboards_GetTiles{g}",
+                boards,
+                ("200", _json_body(_value_list(tile_schema), "The dashboard's tiles.")),
+                params=board,
+                errors=(401, 404),
+            ),
+        },
+        f"{prefix}/dashboards/{{dashboardId}}/tiles/{{tileId}}": {
+            "get": _op(
+                f"Dashboards_GetTile{g}",
+                boards,
+                ("200", _json_body(tile_schema, "The tile.")),
+                params=tile,
+                errors=(401, 404),
+            ),
+        },
+    }
+
+
 def openapi_document(server_url: str) -> dict[str, Any]:
     """The OpenAPI document, with ``server_url`` as its only server.
 
@@ -433,6 +668,10 @@ def openapi_document(server_url: str) -> dict[str, Any]:
     paths |= _groups_paths()
     paths |= _push_url_path()
     paths |= _api_paths()
+    paths |= _alert_paths()
+    for prefix in ("/v1.0/myorg", "/v1.0/myorg/groups/{groupId}"):
+        for path, item in _surface_paths(prefix).items():
+            paths[path] = paths.get(path, {}) | item
     return {
         "openapi": "3.0.3",
         "info": {

@@ -1,7 +1,8 @@
 """The streaming dataset's Push URL: ``POST /beta/{workspaceId}/datasets/{datasetId}/rows?key=K``.
 
 This is the URL Power BI's UI shows under "API Info" and the seed's snippet posts
-to: a bare JSON array of rows, no Authorization header, the per-dataset key in the
+to: a bare JSON array of rows (a push or hybrid dataset's URL also takes
+``{"rows": [...]}``), no Authorization header, the per-dataset key in the
 query string (a Bearer token works too, §6 #41). Other query parameters (``ctid``,
 ``experience``) are ignored. The workspace segment is not checked: the key is the
 credential, and Power BI itself treats it as the tenant id.
@@ -15,10 +16,10 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from pbistream.redact import constant_time_equal
-from pbistream.schema import Dataset, Table
+from pbistream.schema import Dataset, Mode, Table
 from pbistream.server.auth import bearer_token
 from pbistream.server.errors import EntityNotFound, Forbidden, ItemNotFound
-from pbistream.server.ingest import ingest
+from pbistream.server.ingest import Shape, ingest
 from pbistream.server.settings import Settings
 
 __all__ = ["routes", "streaming_table"]
@@ -49,16 +50,21 @@ async def push_rows(request: Request) -> Response:
     )
     if not (key_ok or token_ok):
         # The same answer for an unknown dataset and a wrong key: a key probe learns nothing.
-        raise Forbidden(
+        refused = Forbidden(
             "The push key is missing or wrong. Copy the dataset's Push URL again "
             "(keys change when rotated)."
         )
+        refused.status = settings.push_key_status  # 403, or 401 (reference §7.2)
+        raise refused
     if dataset is None:
         raise EntityNotFound(f"Dataset {dataset_id} was not found.")
     table = streaming_table(dataset)
     if table is None:
         raise ItemNotFound(f"Dataset {dataset.id} has no table to push to.")
-    return await ingest(request, dataset, table, shape="array", unknown=settings.unknown_fields)
+    # {"rows": [...]} is evidenced only where the push path exists (push and hybrid);
+    # a pure Streaming dataset keeps the bare array (docs/compatibility.md).
+    shape: Shape = "array" if dataset.mode is Mode.STREAMING else "push"
+    return await ingest(request, dataset, table, shape=shape, unknown=settings.unknown_fields)
 
 
 routes: list[BaseRoute] = [

@@ -131,7 +131,9 @@ async def create_dataset(request: Request) -> Response:
     retention = _retention(request)
     definition = check_dataset(await _json_body(request), settings)
     if settings.deprecation and definition.mode is not Mode.PUSH:
-        raise FeatureDeprecated()
+        deprecated = FeatureDeprecated()
+        deprecated.status = settings.deprecation_status  # unknown on Power BI (§7.3)
+        raise deprecated
     dataset = Dataset(
         id=str(uuid.uuid4()),
         name=definition.name,
@@ -146,7 +148,13 @@ async def create_dataset(request: Request) -> Response:
     # Rows inside table definitions (Table.rows) are checked before anything is created.
     prepared = {
         table.name: await _run(
-            normalize_or_refuse, table, definition.rows[table.name], settings.rest_unknown_fields
+            functools.partial(
+                normalize_or_refuse,
+                table,
+                definition.rows[table.name],
+                settings.rest_unknown_fields,
+                text_numbers=settings.text_numbers == "convert",
+            )
         )
         for table in definition.tables
         if definition.rows.get(table.name)
@@ -160,7 +168,7 @@ async def create_dataset(request: Request) -> Response:
         "name": dataset.name,
         "defaultRetentionPolicy": retention.value,
     }
-    return PbiJSONResponse(body, status_code=201)
+    return PbiJSONResponse(body, status_code=settings.create_status)
 
 
 async def _store_initial_rows(
@@ -233,7 +241,15 @@ async def put_table(request: Request) -> Response:
         raise BadRequest(f"The body's table name {table.name!r} does not match the URL's {name!r}.")
     if dataset.table(name) is None and len(dataset.tables) >= settings.max_tables:
         raise BadRequest(f"The dataset already has {settings.max_tables} tables, the most allowed.")
-    good = await _run(normalize_or_refuse, table, rows, settings.rest_unknown_fields)
+    good = await _run(
+        functools.partial(
+            normalize_or_refuse,
+            table,
+            rows,
+            settings.rest_unknown_fields,
+            text_numbers=settings.text_numbers == "convert",
+        )
+    )
     await _run(_storage(request).replace_table, dataset.id, table)
     if good:
         await _store_initial_rows(request, dataset, table.name, good)

@@ -76,6 +76,30 @@ def _optional_str(text: str) -> str | None:
     return text or None
 
 
+def _choice(*allowed: str) -> Callable[[str], str]:
+    """A cast that accepts one of ``allowed`` (case-insensitive)."""
+
+    def cast(text: str) -> str:
+        value = text.strip().lower()
+        if value not in allowed:
+            raise ValueError("use " + " or ".join(allowed))
+        return value
+
+    return cast
+
+
+def _status(*allowed: int) -> Callable[[str], int]:
+    """A cast that accepts one of the HTTP statuses ``allowed``."""
+
+    def cast(text: str) -> int:
+        value = int(text)
+        if value not in allowed:
+            raise ValueError("use " + " or ".join(str(a) for a in allowed))
+        return value
+
+    return cast
+
+
 @dataclass(frozen=True, slots=True)
 class Setting:
     """One row of the settings table: its name, how to read it from text, and help."""
@@ -127,6 +151,15 @@ class Settings:
     fifo_max_rows: int = documented.FIFO_MAX_ROWS.value
     none_retention_max_rows: int = documented.NONE_RETENTION_MAX_ROWS.value
     streaming_cache_seconds: float = float(documented.STREAMING_CACHE_SECONDS.value)
+    # Fidelity choices where Power BI's behaviour is undocumented or uncertain: each
+    # default follows the evidence in docs/compatibility.md ("Open questions").
+    text_numbers: Literal["convert", "refuse"] = "convert"
+    sequence_numbers: Literal["dedupe", "ignore"] = "dedupe"
+    push_refresh: Literal["refuse", "accept"] = "refuse"
+    rows_per_post_status: int = 400
+    push_key_status: int = 403
+    deprecation_status: int = 400
+    create_status: int = 201
     # Connection protection (docs/server.md, "Running it on a network"); not time-scaled.
     max_connections: int = 1000
     header_timeout_seconds: float = 10.0
@@ -270,6 +303,45 @@ SETTINGS: tuple[Setting, ...] = (
         "streaming_cache_seconds",
         _positive_float,
         _LIMIT_HELP["streaming_cache_seconds"] + " (divided by time_scale)",
+    ),
+    Setting(
+        "text_numbers",
+        _choice("convert", "refuse"),
+        'Numbers sent as text ("5", "21.5") into Int64/Double/Decimal columns: convert '
+        "them, as Power BI does (Add-PowerBIRow with Import-Csv relies on it), or refuse "
+        "them with the row/column/rule 400.",
+    ),
+    Setting(
+        "sequence_numbers",
+        _choice("dedupe", "ignore"),
+        "X-PowerBI-PushData-SequenceNumber: dedupe (a request numbered at or below the "
+        "table's last one is not stored again) or ignore the header.",
+    ),
+    Setting(
+        "push_refresh",
+        _choice("refuse", "accept"),
+        "POST .../refreshes on a push dataset: refuse (400, as its isRefreshable is false) "
+        "or accept (202, recorded as a completed refresh that changes nothing).",
+    ),
+    Setting(
+        "rows_per_post_status",
+        _status(400, 413),
+        "Status for more than max_rows_per_post rows in one POST: 400 or 413.",
+    ),
+    Setting(
+        "push_key_status",
+        _status(403, 401),
+        "Status for a Push URL with a missing or wrong key: 403 or 401.",
+    ),
+    Setting(
+        "deprecation_status",
+        _status(400, 403),
+        "Status of FeatureDeprecatedError when --deprecation is on: 400 or 403.",
+    ),
+    Setting(
+        "create_status",
+        _status(201, 202),
+        "Status of a successful PostDataset: 201 Created or 202 Accepted (both documented).",
     ),
     Setting(
         "max_connections",

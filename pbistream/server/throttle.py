@@ -225,11 +225,13 @@ class Throttle:
             InvalidRequest: Too many rows.
         """
         if self.settings.limits and count > self.settings.max_rows_per_post:
-            raise InvalidRequest(
+            refused = InvalidRequest(
                 f"The request holds {count:,} rows; at most "
                 f"{self.settings.max_rows_per_post:,} rows are allowed per POST. "
                 "Split it into several requests."
             )
+            refused.status = self.settings.rows_per_post_status  # 400, or 413 (§7.1)
+            raise refused
 
     def reserve_rows(
         self, dataset_id: str, count: int, *, hourly: bool = True

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from pbistream.schema import Dataset, Table
+from pbistream.storage._alerts import AlertsSQL
 from pbistream.storage._records import (
     dashboard_from_record,
     dataset_from_record,
@@ -44,7 +45,7 @@ _SET_SEQ = (
 )
 
 
-class SQLStorage(ABC):
+class SQLStorage(AlertsSQL, ABC):
     """The :class:`~pbistream.storage.base.Storage` methods both SQL backends share.
 
     A subclass provides connections (:meth:`_writing`, :meth:`_reading`), its
@@ -135,7 +136,7 @@ class SQLStorage(ABC):
         with self._writing() as conn:
             # Deleting the dataset's row first also takes its lock (PostgreSQL).
             gone = self._exec(conn, "DELETE FROM datasets WHERE id = ?", (dataset_id,)).rowcount
-            for name in ("rows", "row_counts", "sequence_numbers"):
+            for name in ("rows", "row_counts", "sequence_numbers", "alert_rules"):
                 self._exec(conn, f"DELETE FROM {name} WHERE dataset_id = ?", (dataset_id,))  # noqa: S608
         return int(gone) > 0
 

@@ -23,6 +23,8 @@ from pbistream.schema import Dataset, Table
 
 __all__ = [
     "Admission",
+    "AlertDelivery",
+    "AlertEventRecord",
     "Dashboard",
     "InsertNotice",
     "InsertResult",
@@ -30,6 +32,7 @@ __all__ = [
     "NotifiesInserts",
     "SharedLimits",
     "Storage",
+    "StoredAlertEvent",
     "StoredRow",
 ]
 
@@ -72,6 +75,48 @@ class Dashboard:
     tiles: list[dict[str, Any]]
     created_at: float = 0.0
     updated_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEventRecord:
+    """An alert event to store, with its webhook delivery if the rule has a webhook.
+
+    ``body`` may be a function of the new event's id (the body names its event).
+    """
+
+    rule_id: str
+    at: float
+    kind: str
+    payload: dict[str, Any]
+    webhook: str | None = None
+    body: str | Callable[[int], str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAlertEvent:
+    """A stored alert event and the state of its webhook delivery (None without one)."""
+
+    id: int
+    rule_id: str
+    at: float
+    kind: str
+    payload: dict[str, Any]
+    delivery: str | None = None
+    attempts: int = 0
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertDelivery:
+    """A claimed webhook delivery: POST ``body`` to ``url``."""
+
+    id: int
+    event_id: int
+    rule_id: str
+    url: str
+    body: str
+    attempts: int
+    created_at: float = 0.0
 
 
 @runtime_checkable
@@ -170,6 +215,45 @@ class Storage(Protocol):
     def delete_dashboard(self, dashboard_id: str) -> bool:
         """Delete a dashboard; False if it did not exist."""
         ...
+
+    # --- alerts (rules, history, webhook outbox) -------------------------------------
+    def save_alert_rule(self, rule: dict[str, Any]) -> None:
+        """Create or replace an alert rule (its JSON: ``id``, ``dataset``, ``createdAt`` ...)."""
+
+    def list_alert_rules(self) -> list[dict[str, Any]]:
+        """Every alert rule's JSON, oldest first."""
+        ...
+
+    def delete_alert_rule(self, rule_id: str) -> bool:
+        """Delete a rule and drop its pending deliveries; False if it did not exist."""
+        ...
+
+    def record_alert_events(self, events: list[AlertEventRecord]) -> list[int]:
+        """Store events and their webhook deliveries in one transaction; return their ids."""
+        ...
+
+    def list_alert_events(
+        self, *, rule_id: str | None = None, after_id: int | None = None, limit: int = 100
+    ) -> list[StoredAlertEvent]:
+        """Alert events newest first, with their delivery state."""
+        ...
+
+    def claim_alert_deliveries(
+        self, now: float, *, lease: float, limit: int
+    ) -> list[AlertDelivery]:
+        """Pending deliveries due by ``now``, claimed until ``now + lease`` (oldest first)."""
+        ...
+
+    def finish_alert_delivery(
+        self,
+        delivery_id: int,
+        *,
+        status: str,
+        attempts: int,
+        next_at: float,
+        error: str | None = None,
+    ) -> None:
+        """Record a delivery attempt: ``sent``, ``failed`` or ``pending`` (retry at ``next_at``)."""
 
     # --- server metadata ----------------------------------------------------------
     def get_meta(self, key: str) -> str | None:

@@ -37,6 +37,7 @@ from psycopg_pool import ConnectionPool
 
 from pbistream.exceptions import ConfigError
 from pbistream.redact import redact_text
+from pbistream.storage._alerts import ALERT_TABLES, alerts_schema_sql
 from pbistream.storage._records import (
     encode_rows,
     read_rows_query,
@@ -64,6 +65,7 @@ _TABLES = (
     "dashboards",
     "meta",
     "throttle_events",
+    *ALERT_TABLES,
 )
 
 # Added after schema 1 shipped; IF NOT EXISTS makes it a no-op migration that older
@@ -96,6 +98,12 @@ _SCHEMA = schema_sql(
     # A dataset's rows in id order, all tables (the live feed's replay). PostgreSQL
     # reads at READ COMMITTED, so one query, not SQLite's per-table merge.
     extra="CREATE INDEX IF NOT EXISTS rows_by_dataset ON rows (dataset_id, id);",
+)
+
+_ALERTS_SCHEMA = alerts_schema_sql(
+    row_id="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    real="DOUBLE PRECISION",
+    integer="BIGINT",
 )
 
 # COPY is ~4x faster than INSERT ... unnest(text[]) for 10,000-row batches (measured:
@@ -185,6 +193,7 @@ class PostgresStorage(SQLStorage):
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
             conn.execute(_SCHEMA)
             conn.execute(_THROTTLE_SCHEMA)
+            conn.execute(_ALERTS_SCHEMA)
             found = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             version = int(found[0]) if found else 0
             if version > SCHEMA_VERSION:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pbistream.exceptions import ConfigError
+from pbistream.storage._alerts import alerts_schema_sql
 from pbistream.storage._records import (
     encode_batch,
     encode_rows,
@@ -46,7 +47,7 @@ _SCHEMA = schema_sql(
     integer="INTEGER",
     # No index on (dataset_id, id): each index costs about a quarter of the insert
     # speed, and read_rows merges per-table reads instead (see there).
-)
+) + alerts_schema_sql(row_id="INTEGER PRIMARY KEY AUTOINCREMENT", real="REAL", integer="INTEGER")
 
 # A batch goes in as ONE JSON array that SQLite splits with json_each, in C: binding
 # 10,000 rows one at a time through executemany costs ~3x as much (medians on the
@@ -168,7 +169,9 @@ class SQLiteStorage(SQLStorage):
                     f"{self.path} was written by a newer pbistream (schema {version}, "
                     f"this one knows {SCHEMA_VERSION}); upgrade pbistream"
                 )
-            if version < SCHEMA_VERSION:
+            # Every statement is IF NOT EXISTS: running them on a current file adds the
+            # tables that later releases brought (alerts) without a version bump.
+            if version <= SCHEMA_VERSION:
                 conn.executescript(
                     "BEGIN IMMEDIATE;"
                     + _SCHEMA

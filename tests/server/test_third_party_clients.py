@@ -378,3 +378,149 @@ def test_pypowerbi_reaches_tables_whose_names_need_url_encoding(
     assert stored_rows(server, created.id, table_name) == [{"n": 3}]
     client.datasets.delete_rows(created.id, table_name)
     assert server.count_rows(created.id, table_name) == 0
+
+
+# --- python-power-bi 0.1.2 --------------------------------------------------------------
+
+ppb_session = _library("powerbi.session", "python-power-bi==0.1.2")
+ppb_push = _library("powerbi.push_datasets", "python-power-bi==0.1.2")
+ppb_dashboards = _library("powerbi.dashboards", "python-power-bi==0.1.2")
+ppb_utils = _library("powerbi.utils", "python-power-bi==0.1.2")
+ppb_enums = _library("powerbi.enums", "python-power-bi==0.1.2")
+
+
+class _SignedIn:
+    """What ``PowerBiClient`` hands its session after its msal login: an access token."""
+
+    access_token = ENTRA_LIKE_TOKEN
+
+
+@pytest.fixture
+def ppb(server: RunningServer, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """python-power-bi's own session, pointed at the server by its public ``resource_url``.
+
+    ``PowerBiClient(...)`` signs in through msal before anything else, so, as for every
+    library here, the test hands its session a token directly. The session writes a log
+    file under ``./logs`` (hence the temporary working directory). The one change is
+    the base URL: ``resource_url`` (``https://api.powerbi.com/`` in the library).
+    """
+    monkeypatch.chdir(tmp_path)
+    session = ppb_session.PowerBiSession(client=_SignedIn())
+    session.resource_url = f"{server.url}/"
+    return session
+
+
+def _ppb_dataset(name: str, mode: str) -> Any:
+    utils, types = ppb_utils, ppb_enums.ColumnDataTypes
+    table = utils.Table(name="Readings")
+    for column, data_type in [
+        ("sensor", types.String),
+        ("value", types.Double),
+        ("count", types.Int64),
+        ("ok", types.Boolean),
+        ("at", types.Datetime),
+    ]:
+        table.add_column(utils.Column(name=column, data_type=data_type))
+    dataset = utils.Dataset(name=name, tables=[])
+    dataset.add_table(table)
+    dataset.default_mode = mode
+    return dataset
+
+
+@pytest.mark.parametrize("mode", ["PushStreaming", "Push", ""])
+@pytest.mark.parametrize("group_id", [None, str(uuid.uuid4())], ids=["my-workspace", "in-group"])
+def test_python_power_bi_creates_pushes_reads_and_truncates(
+    server: RunningServer, ppb: Any, mode: str, group_id: str | None
+) -> None:
+    # Every column goes out with "dataCategory": "", "formatString": "", "isHidden":
+    # false, "sortByColumn": null, "summarizeBy": null, and the dataset with
+    # "defaultMode": "" unless set and "?defaultRetentionPolicy=None": empty defaults,
+    # which Power BI reads as "not set" (a PushStreaming create used to get a 400).
+    service = ppb_push.PushDatasets(session=ppb)
+    dataset = _ppb_dataset(f"python-power-bi {mode or 'default'}", mode)
+    if group_id is None:
+        created = service.post_dataset(dataset=dataset)
+    else:
+        created = service.post_group_dataset(group_id=group_id, dataset=dataset)
+    assert created["name"] == f"python-power-bi {mode or 'default'}"
+    dataset_id = created["id"]
+    shown = httpx.get(f"{server.url}/api/datasets/{dataset_id}", headers=server.headers, timeout=10)
+    assert shown.json()["defaultMode"] == (mode or "Push")
+
+    rows = [
+        {"sensor": "a", "value": 1.5, "count": 3, "ok": True, "at": "2026-11-26T05:00:00Z"},
+        {"sensor": "b", "value": -2.0, "count": 4, "ok": False, "at": "2026-11-26T05:00:01Z"},
+    ]
+    if group_id is None:
+        assert service.post_dataset_rows(dataset_id, "Readings", rows) is None
+        tables = service.get_tables(dataset_id)
+    else:
+        service.post_group_dataset_rows(group_id, dataset_id, "Readings", rows)
+        tables = service.get_group_tables(group_id, dataset_id)
+    assert [t["name"] for t in tables["value"]] == ["Readings"]
+    stored = stored_rows(server, dataset_id, "Readings")
+    assert [(r["sensor"], r["value"], r["count"], r["ok"]) for r in stored] == [
+        ("a", 1.5, 3, True),
+        ("b", -2.0, 4, False),
+    ]
+
+    if group_id is None:
+        service.delete_dataset_rows(dataset_id, "Readings")
+    else:
+        service.delete_group_dataset_rows(group_id, dataset_id, "Readings")
+    assert server.count_rows(dataset_id, "Readings") == 0
+
+
+def test_python_power_bi_replaces_a_table_schema_and_keeps_its_rows(
+    server: RunningServer, ppb: Any
+) -> None:
+    service = ppb_push.PushDatasets(session=ppb)
+    created = service.post_dataset(dataset=_ppb_dataset("evolving", "Push"))
+    service.post_dataset_rows(created["id"], "Readings", [{"sensor": "a", "count": "7"}])
+    wider = _ppb_dataset("evolving", "Push").get_table(0)
+    wider.add_column(ppb_utils.Column(name="note", data_type=ppb_enums.ColumnDataTypes.String))
+    assert service.put_dataset(created["id"], "Readings", wider) == {"name": "Readings"}
+    service.post_dataset_rows(created["id"], "Readings", [{"sensor": "b", "note": "new"}])
+    # "7" arrived as text into an Int64 column and was converted, as Power BI does.
+    assert stored_rows(server, created["id"], "Readings") == [
+        {"sensor": "a", "count": 7},
+        {"sensor": "b", "note": "new"},
+    ]
+
+
+def test_python_power_bi_still_gets_the_400_for_a_set_column_property_on_pushstreaming(
+    server: RunningServer, ppb: Any
+) -> None:
+    # Only empty defaults are "unset": a real formatString on a PushStreaming column is
+    # still Power BI's InvalidRequest (C1), raised by the library as an HTTPError.
+    dataset = _ppb_dataset("formatted", "PushStreaming")
+    dataset.get_table(0).get_column(1).format_string = "0.00"
+    with pytest.raises(requests.HTTPError):
+        ppb_push.PushDatasets(session=ppb).post_dataset(dataset=dataset)
+    assert server.storage.list_datasets(all_groups=True) == []
+
+
+@pytest.mark.parametrize("group_id", [None, str(uuid.uuid4())], ids=["my-workspace", "in-group"])
+def test_python_power_bi_adds_and_lists_dashboards_and_tiles(
+    server: RunningServer, ppb: Any, group_id: str | None
+) -> None:
+    service = ppb_dashboards.Dashboards(session=ppb)
+    if group_id is None:
+        added = service.add_dashboard(name="Plant floor")
+        listed = service.get_dashboards()
+        one = service.get_dashboard(dashboard_id=added["id"])
+        tiles = service.get_tiles(dashboard_id=added["id"])
+    else:
+        added = service.add_dashboard_in_group(name="Plant floor", group_id=group_id)
+        listed = service.get_group_dashboards(group_id=group_id)
+        one = service.get_group_dashboard(group_id=group_id, dashboard_id=added["id"])
+        tiles = service.get_group_tiles(group_id=group_id, dashboard_id=added["id"])
+    assert added["displayName"] == "Plant floor"
+    assert added["isReadOnly"] is False
+    assert added["embedUrl"].endswith(f"/ui/#/dashboards/{added['id']}")
+    assert [d["id"] for d in listed["value"]] == [added["id"]]
+    assert one["displayName"] == "Plant floor"
+    assert tiles["value"] == []
+    # The dashboard is pbistream's own: the web UI lists it too.
+    ours = httpx.get(f"{server.url}/api/dashboards", headers=server.headers, timeout=10)
+    assert [d["name"] for d in ours.json()["value"]] == ["Plant floor"]

@@ -1,6 +1,7 @@
 // A dashboard: a 12-column grid of live tiles, with an edit mode to add, edit, move,
 // resize and remove tiles. Every change is saved to the server at once.
 
+import { openAlertEditor } from "./alerts.js";
 import * as API from "./api.js";
 import { h, mount, openDialog, toast } from "./dom.js";
 import { LiveFeeds } from "./live.js";
@@ -93,12 +94,21 @@ function drawBoard(state) {
     const tools = h("span", { class: "tile-tools" },
       h("button", { class: "icon", text: "Edit", title: "Edit tile", on: { click: () => changeTile(state, currentSpec(state, spec.id)) } }),
       h("button", { class: "icon danger", text: "✕", title: "Remove tile", "aria-label": "Remove tile", on: { click: () => removeTile(state, currentSpec(state, spec.id)) } }));
-    const tile = createTile(spec, state.byId.get(spec.datasetId) || null, tools);
+    const dataset = state.byId.get(spec.datasetId) || null;
+    const tile = createTile(spec, dataset, [alertButton(spec, dataset), tools]);
     state.tiles.push(tile);
     board.append(tile.el);
     enableDrag(state, tile);
   }
   mount(state.view, header(state), board);
+}
+
+/** A card or gauge tile's bell: set an alert on its field (tile thresholds suggest one). */
+function alertButton(spec, dataset) {
+  if (!dataset || (spec.type !== "card" && spec.type !== "gauge")) return null;
+  const suggested = (spec.thresholds || []).length ? spec.thresholds[spec.thresholds.length - 1].value : spec.target;
+  return h("button", { class: "tile-alert", type: "button", text: "🔔", title: "Set an alert on this tile", "aria-label": "Set an alert on this tile", "data-testid": "tile-alert",
+    on: { click: () => openAlertEditor({ dataset, table: spec.table, field: spec.fields[0], threshold: suggested }) } });
 }
 
 async function startTiles(state) {

@@ -1,6 +1,8 @@
 // The single-page app's router: the URL fragment picks the view.
-//   #/datasets  #/datasets/new  #/datasets/<id>  #/dashboards  #/dashboards/<id>
+//   #/datasets  #/datasets/new  #/datasets/<id>  #/dashboards  #/dashboards/<id>  #/alerts
 
+import { showAlerts, startAlertBadge } from "./alerts.js";
+import { listDatasets } from "./api.js";
 import { h, mount } from "./dom.js";
 import { leaveDatasets, showDatasetInfo, showDatasets, showNewDataset } from "./datasets.js";
 import { leaveDashboard, renderSidebar, showDashboard, showDashboardIndex } from "./dashboards.js";
@@ -17,7 +19,12 @@ async function route() {
   const [section, id] = parts;
   leaveDatasets(); // the datasets list follows its rows live only while on screen
   try {
-    if (section === "datasets") {
+    if (section === "alerts") {
+      leaveDashboard();
+      markNav("alerts");
+      renderSidebar(sidebar, "#alerts");
+      await showAlerts(view, await listDatasets());
+    } else if (section === "datasets") {
       leaveDashboard();
       markNav("datasets");
       renderSidebar(sidebar, "#datasets");
@@ -39,3 +46,4 @@ async function route() {
 
 window.addEventListener("hashchange", route);
 route();
+startAlertBadge();
