@@ -208,7 +208,7 @@ def feed_closing_server(config: uvicorn.Config) -> uvicorn.Server:
     "--header-timeout-seconds",
     default=None,
     type=float,
-    help=_HELP["header_timeout_seconds"] + " [default: 10]",
+    help=_HELP["header_timeout_seconds"] + " [default: 5]",
 )
 @click.option(
     "--idle-timeout-seconds",

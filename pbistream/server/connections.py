@@ -192,7 +192,7 @@ class GuardedH11Protocol(H11Protocol):
     """
 
     budget: ClassVar[ConnectionBudget] = ConnectionBudget(cap=1000)
-    header_timeout: ClassVar[float] = 10.0
+    header_timeout: ClassVar[float] = 5.0
 
     _header_deadline: asyncio.TimerHandle | None = None
 

@@ -162,7 +162,7 @@ class Settings:
     create_status: int = 201
     # Connection protection (docs/server.md, "Running it on a network"); not time-scaled.
     max_connections: int = 1000
-    header_timeout_seconds: float = 10.0
+    header_timeout_seconds: float = 5.0
     idle_timeout_seconds: float = 5.0
     log_repeat_seconds: float = 10.0
 
