@@ -7,13 +7,14 @@ thousand such clients use up the process's open-file limit; ``accept()`` then fa
 with ``EMFILE`` and asyncio retries it in a loop that logs a traceback per attempt,
 so the server stops answering anyone and its log grows by megabytes a second.
 
-:class:`GuardedH11Protocol` closes both doors:
+Two guards close both doors:
 
 * **A cap on open connections** (``max_connections``, kept below the open-file
   limit), counted by :class:`GuardedListener` as each connection is accepted: one
   over the cap is answered ``503`` and closed inside ``accept()``, so ``accept()``
   never runs out of descriptors.
-* **A header deadline** (``header_timeout_seconds``): from the moment a connection
+* **A header deadline** (``header_timeout_seconds``), kept by
+  :class:`GuardedH11Protocol`: from the moment a connection
   opens, or its previous response ends, the client has that long to finish the next
   request's headers. A client that sent part of a request gets ``408``; one that sent
   nothing is closed silently (as an idle keep-alive connection is). Idle keep-alive
@@ -21,8 +22,7 @@ so the server stops answering anyone and its log grows by megabytes a second.
 
 :func:`server_config` builds the ``uvicorn.Config`` every entry point uses (``serve``,
 ``demo``, the test fixtures), :func:`guard_listener` wraps the listening socket, and
-:func:`raise_open_file_limit` lifts the soft
-open-file limit to the hard one at start.
+:func:`raise_open_file_limit` lifts the soft open-file limit to the hard one at start.
 """
 
 from __future__ import annotations
