@@ -35,7 +35,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -202,8 +202,13 @@ class Spool:
                 f"{self.max_bytes:,}; the new rows were not stored"
             )
 
-    def put(self, data: bytes) -> int:
+    def put(self, data: bytes, *, meta: Mapping[str, str] | None = None) -> int:
         """Store one row (committed when this returns) and return its id.
+
+        Args:
+            data: The row, as JSON.
+            meta: Values to :meth:`set_meta` in the same transaction (a feed's source
+                position, so a crash can neither lose nor repeat what it read).
 
         Raises:
             SpoolFullError: The row would pass ``max_rows`` or ``max_bytes``.
@@ -212,15 +217,26 @@ class Spool:
         with self._lock:
             self._check_room(1, len(data))
             try:
-                cursor = self._conn.execute("INSERT INTO messages (data) VALUES (?)", (data,))
+                if meta:
+                    with self._transaction():
+                        cursor = self._conn.execute(
+                            "INSERT INTO messages (data) VALUES (?)", (data,)
+                        )
+                        self._write_meta(meta)
+                else:
+                    cursor = self._conn.execute("INSERT INTO messages (data) VALUES (?)", (data,))
             except sqlite3.Error as exc:
                 raise SpoolError(f"cannot write to the spool {self.path}: {exc}") from None
             self._held_rows += 1
             self._held_bytes += len(data)
             return int(cursor.lastrowid or 0)
 
-    def put_many(self, rows: Sequence[bytes]) -> None:
+    def put_many(self, rows: Sequence[bytes], *, meta: Mapping[str, str] | None = None) -> None:
         """Store many rows in one transaction (all or none).
+
+        Args:
+            rows: The rows, as JSON.
+            meta: Values to :meth:`set_meta` in the same transaction.
 
         Raises:
             SpoolFullError: The rows would pass ``max_rows`` or ``max_bytes``.
@@ -234,6 +250,8 @@ class Spool:
                     self._conn.executemany(
                         "INSERT INTO messages (data) VALUES (?)", ((r,) for r in rows)
                     )
+                    if meta:
+                        self._write_meta(meta)
             except sqlite3.Error as exc:
                 raise SpoolError(f"cannot write to the spool {self.path}: {exc}") from None
             self._held_rows += len(rows)
@@ -437,11 +455,14 @@ class Spool:
     def set_meta(self, key: str, value: str) -> None:
         """Store a small value (the target the spool belongs to, for ``spool replay``)."""
         with self._lock:
-            self._conn.execute(
-                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) "
-                "DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
+            self._write_meta({key: value})
+
+    def _write_meta(self, values: Mapping[str, str]) -> None:
+        self._conn.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) "
+            "DO UPDATE SET value = excluded.value",
+            list(values.items()),
+        )
 
     def failed(self, limit: int = 100) -> list[tuple[int, bytes, str]]:
         """The first FAILED rows: id, data and error."""

@@ -161,6 +161,7 @@ def serve_in_thread(
         timeout: Seconds to wait for the server to start and to stop.
     """
     from pbistream.cli.serve import feed_closing_server
+    from pbistream.feeds.forward import ForwardSupervisor
     from pbistream.server import create_app
     from pbistream.server.connections import guard_listener, server_config
     from pbistream.storage import open_storage
@@ -196,6 +197,10 @@ def serve_in_thread(
         _wait_until(lambda: server.started or not thread.is_alive(), timeout, "server start")
         if not server.started:
             raise RuntimeError("the pbistream test server failed to start (see the log)")
+        # As `pbistream serve` does: the datasets' forwards (the relay) run beside it.
+        forwards = ForwardSupervisor(storage, app.state.forward_states, settings.data_dir)
+        if settings.forwards:
+            forwards.start()
         try:
             yield RunningServer(
                 url=f"http://127.0.0.1:{port}",
@@ -207,6 +212,7 @@ def serve_in_thread(
         finally:
             server.should_exit = True
             thread.join(timeout)
+            forwards.close()
     finally:
         sock.close()
         if owned:

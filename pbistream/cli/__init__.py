@@ -10,3 +10,6 @@ from pbistream.cli import dataset, demo, push, serve, spool  # noqa: F401
 from pbistream.cli._group import main
 
 __all__ = ["main"]
+
+# After `dataset`: it adds `dataset forward` to that group.
+from pbistream.cli import forward  # noqa: F401

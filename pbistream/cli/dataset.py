@@ -179,6 +179,15 @@ def describe(detail: dict[str, Any]) -> str:
     for table in detail.get("tables", []):
         fields = ", ".join(f"{c['name']} ({c['dataType']})" for c in table.get("columns", []))
         lines.append(f"Table     {table['name']}: {table['rowCount']} rows; {fields}")
+    forward = detail.get("forward")
+    if forward:
+        state = forward.get("state") or {}
+        progress = (
+            f"; {state.get('delivered', 0):,} delivered, {state.get('pending', 0):,} pending"
+            if state
+            else ""
+        )
+        lines.append(f"Forward   {forward['table']} to {forward['target']}{progress}")
     if detail.get("pushUrl"):
         lines.append("Push URL:")
         lines.append(str(detail["pushUrl"]))

@@ -196,6 +196,12 @@ def feed_closing_server(config: uvicorn.Config) -> uvicorn.Server:
 )
 @click.option("--public-url", default=None, help=_HELP["public_url"])
 @click.option(
+    "--forwards",
+    default=None,
+    type=click.Choice(["on", "off"]),
+    help=_HELP["forwards"] + " [default: on]",
+)
+@click.option(
     "--log-level",
     default=None,
     type=click.Choice(["debug", "info", "warning", "error"]),
@@ -234,10 +240,13 @@ def serve(**flags: Any) -> None:
     require_extra("uvicorn", "server")
     require_extra("starlette", "server")
 
+    from pbistream.feeds.forward import ForwardSupervisor
     from pbistream.server import Settings, create_app
 
     if flags.get("limits") is not None:
         flags["limits"] = flags["limits"] == "on"
+    if flags.get("forwards") is not None:
+        flags["forwards"] = flags["forwards"] == "on"
     settings = Settings.from_sources(flags)
     # The port first: a port in use must fail before a data dir or a token is made.
     sock = bind_listener(settings.host, settings.port)
@@ -247,16 +256,20 @@ def serve(**flags: Any) -> None:
             level=settings.log_level.upper(),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
+        # A forwarder's every upstream request would be a line (redacted, but noise).
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         storage = open_data(settings)
         try:
-            _serve(settings, storage, sock, create_app)
+            _serve(settings, storage, sock, create_app, ForwardSupervisor)
         finally:
             storage.close()
     finally:
         sock.close()
 
 
-def _serve(settings: Any, storage: Any, sock: socket.socket, create_app: Any) -> None:
+def _serve(
+    settings: Any, storage: Any, sock: socket.socket, create_app: Any, supervisor: Any
+) -> None:
     from pbistream.server.connections import (
         effective_max_connections,
         guard_listener,
@@ -306,6 +319,14 @@ def _serve(settings: Any, storage: Any, sock: socket.socket, create_app: Any) ->
     )
     # After uvicorn.Config: it installs its own log handlers, which need the filter too.
     install_repeat_filter(settings.log_repeat_seconds)
+    # The relay: forwarders follow the datasets' stored rows into the client. The
+    # server never imports the client; it reads the state they post on this board.
+    forwards = supervisor(storage, app.state.forward_states, settings.data_dir)
+    if settings.forwards:
+        forwards.start()
     # uvicorn re-raises the Ctrl-C it handled once it has shut down (as uvicorn.run does).
-    with contextlib.suppress(KeyboardInterrupt):
-        feed_closing_server(config).run(sockets=[guard_listener(sock, config)])
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            feed_closing_server(config).run(sockets=[guard_listener(sock, config)])
+    finally:
+        forwards.close()  # pending rows stay in the forward spools for the next start

@@ -31,6 +31,7 @@ from pbistream.server.errors import (
     NotAuthorized,
     PbiJSONResponse,
 )
+from pbistream.server.forward_api import forward_view
 from pbistream.server.live import LiveHub
 from pbistream.server.live_feed import check_feed_room, event_stream
 from pbistream.server.settings import Settings
@@ -218,7 +219,14 @@ async def get_dataset(request: Request) -> Response:
     storage = _storage(request)
     floor = streaming_floor(dataset, _settings(request))
     base = _base_url(request)
-    return _json(await _run(lambda: _dataset_detail(storage, dataset, base, floor)))
+    states = getattr(request.app.state, "forward_states", None)
+
+    def build() -> dict[str, Any]:
+        detail = _dataset_detail(storage, dataset, base, floor)
+        detail["forward"] = forward_view(states, storage, dataset.id)
+        return detail
+
+    return _json(await _run(build))
 
 
 async def rotate_key(request: Request) -> Response:

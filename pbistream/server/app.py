@@ -28,8 +28,20 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pbistream.forwarding import ForwardStates
 from pbistream.redact import redact_url
-from pbistream.server import api, auth, groups, live, metrics, openapi, powerbi, push, rest
+from pbistream.server import (
+    api,
+    auth,
+    forward_api,
+    groups,
+    live,
+    metrics,
+    openapi,
+    powerbi,
+    push,
+    rest,
+)
 from pbistream.server.alerts import routes as alert_routes
 from pbistream.server.alerts.exposition import render_alerts
 from pbistream.server.alerts.service import AlertService
@@ -155,6 +167,7 @@ def create_app(settings: Settings, storage: Storage) -> Starlette:
         *dashboard.routes,
         *alert_routes.routes,
         *powerbi.routes,
+        *forward_api.routes,
     ]
     app = Starlette(
         routes=routes,
@@ -175,4 +188,7 @@ def create_app(settings: Settings, storage: Storage) -> Starlette:
     app.state.throttle = Throttle(settings, on_throttled=app_metrics.throttled, storage=storage)
     app.state.tenant_id = api.tenant_id(storage)
     app.state.token_generated = generated
+    # Forwarders (started by `pbistream serve`, outside the server) post their state here.
+    app.state.forward_states = forward_states = ForwardStates()
+    app.state.metrics_extras.append(lambda: forward_api.forward_metrics(forward_states))
     return app

@@ -421,6 +421,48 @@ def _api_paths() -> dict[str, Schema]:
     }
 
 
+def _forward_paths() -> dict[str, Schema]:
+    """``/api/datasets/{id}/forward``: the relay's configuration (member role to change)."""
+    text = {"type": "string", "minLength": 1, "maxLength": 4096}
+    body: Schema = {
+        "type": "object",
+        "required": ["target"],
+        "additionalProperties": False,
+        "properties": {
+            "target": text | {"description": "A Push URL or a REST table's rows URL."},
+            "table": text | {"description": "The local table (default: the only one)."},
+            "token": text | {"description": "Bearer token for the target (never shown again)."},
+            "tenantId": text,
+            "clientId": text,
+            "clientSecret": text | {"description": "Entra ID secret (never shown again)."},
+            "timeScale": {"type": "number", "exclusiveMinimum": True, "minimum": 0},
+        },
+    }
+    answer = _json_body(ANY_OBJECT, "The forward (null when none) and its state.")
+    tag = "pbistream"
+    return {
+        "/api/datasets/{datasetId}/forward": {
+            "get": _op(
+                "Api_GetForward", tag, ("200", answer), params=[_DATASET], errors=(401, 404)
+            ),
+            "put": _op(
+                "Api_SetForward",
+                tag,
+                ("200", answer),
+                params=[_DATASET],
+                body=body,
+                errors=(400, 401, 404),
+                description="Forward the rows the dataset stores from now on to `target`, "
+                "through `pbistream serve`'s forwarder (spooled, paced, exactly once where "
+                "sequence numbers are honoured). Replacing a forward keeps its position.",
+            ),
+            "delete": _op(
+                "Api_StopForward", tag, ("200", answer), params=[_DATASET], errors=(401, 404)
+            ),
+        }
+    }
+
+
 def _alert_paths() -> dict[str, Schema]:
     """``/api/alerts``: tile alert rules and their notification history."""
     a = "alerts"
@@ -672,6 +714,7 @@ def openapi_document(server_url: str) -> dict[str, Any]:
     for prefix in ("/v1.0/myorg", "/v1.0/myorg/groups/{groupId}"):
         for path, item in _surface_paths(prefix).items():
             paths[path] = paths.get(path, {}) | item
+    paths |= _forward_paths()
     return {
         "openapi": "3.0.3",
         "info": {

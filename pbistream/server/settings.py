@@ -160,6 +160,7 @@ class Settings:
     push_key_status: int = 403
     deprecation_status: int = 400
     create_status: int = 201
+    forwards: bool = True
     # Connection protection (docs/server.md, "Running it on a network"); not time-scaled.
     max_connections: int = 1000
     header_timeout_seconds: float = 5.0
@@ -342,6 +343,12 @@ SETTINGS: tuple[Setting, ...] = (
         "create_status",
         _status(201, 202),
         "Status of a successful PostDataset: 201 Created or 202 Accepted (both documented).",
+    ),
+    Setting(
+        "forwards",
+        _bool,
+        "Run the datasets' forwards (the relay) in this process (on|off). With several "
+        "replicas on one database, leave it on in exactly one.",
     ),
     Setting(
         "max_connections",

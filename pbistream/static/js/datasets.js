@@ -6,6 +6,7 @@ import { copyText, h, mount, openDialog, toast } from "./dom.js";
 import { formatCount, formatDateTime, formatWhen, typeLabel } from "./format.js";
 import { LiveFeeds } from "./live.js";
 import { curlSnippet, powershellSnippet, pythonSnippet, sampleJson } from "./samples.js";
+import { forwardPanel } from "./forward.js";
 
 const UI_TYPES = [["Text", "String"], ["Number", "Double"], ["DateTime", "DateTime"], ["Boolean", "Boolean"]];
 // The list follows this many datasets live (one merged feed; more would only cost).
@@ -175,7 +176,8 @@ export async function showDatasetInfo(view, id) {
       h("div", { class: "code-wrap" }, code, h("button", { class: "copy icon", text: "Copy", on: { click: () => copyText(code.textContent) } }))),
     h("div", { class: "panel" },
       h("h3", { text: `Table ${table.name || ""}` }),
-      h("div", { class: "schema-list" }, columns.map((c) => h("span", { class: "pill", text: `${c.name} · ${typeLabel(c.dataType)}` })))));
+      h("div", { class: "schema-list" }, columns.map((c) => h("span", { class: "pill", text: `${c.name} · ${typeLabel(c.dataType)}` })))),
+    forwardPanel(ds, () => showDatasetInfo(view, id)));
 }
 
 function confirmRotate(ds, after) {
