@@ -12,7 +12,14 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ("bench_ingest.py", "bench_client.py", "bench_dashboard.py", "bench_connections.py")
+BENCHES = (
+    "bench_ingest.py",
+    "bench_client.py",
+    "bench_dashboard.py",
+    "bench_bridge.py",
+    "bench_access.py",
+    "bench_connections.py",
+)
 
 
 def main() -> int:

@@ -16,6 +16,7 @@ _S7 = (
     "api-automatic-retention-policy-for-real-time-data"
 )
 _S8 = "https://learn.microsoft.com/en-us/power-bi/connect-data/service-real-time-streaming"
+_S2 = "https://learn.microsoft.com/en-us/rest/api/power-bi/push-datasets/datasets-post-dataset"
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +183,25 @@ MAX_TABLE_NAME_CHARS = Limit(
     _S6,
     "A table name is 1 to 100 characters.",
 )
+MAX_DATASET_NAME_CHARS = Limit(
+    "max_dataset_name_chars",
+    256,
+    "characters",
+    None,
+    "dataset",
+    _S2,
+    "A dataset name is 1 to 256 characters (Power BI documents no maximum; pbistream's choice).",
+)
+MAX_COLUMN_NAME_CHARS = Limit(
+    "max_column_name_chars",
+    256,
+    "characters",
+    None,
+    "column",
+    _S2,
+    "A column or measure name is 1 to 256 characters (Power BI documents no maximum; "
+    "pbistream's choice).",
+)
 
 #: Every limit, in the order the docs list them.
 LIMITS: tuple[Limit, ...] = (
@@ -202,6 +222,8 @@ LIMITS: tuple[Limit, ...] = (
     NONE_RETENTION_MAX_ROWS,
     STREAMING_CACHE_SECONDS,
     MAX_TABLE_NAME_CHARS,
+    MAX_DATASET_NAME_CHARS,
+    MAX_COLUMN_NAME_CHARS,
 )
 
 BY_NAME: dict[str, Limit] = {limit.name: limit for limit in LIMITS}

@@ -17,8 +17,10 @@ Example::
         my_pusher.push(url, [{"temp": 21.5}])
         assert pbistream_server.count_rows() == 1
 
-Starlette and uvicorn are imported only inside the fixtures, so the plugin loads
-even where the ``server`` extra is not installed.
+The plugin comes with pbistream itself (a ``pytest11`` entry point), so it loads in
+every install; Starlette and uvicorn are imported only inside the fixtures, which
+need the ``server`` extra (``pip install 'pbistream[server]'``) and say so in one
+line where it is missing.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
+from pbistream.exceptions import ConfigError, require_extra
 from pbistream.redact import new_secret
 
 if TYPE_CHECKING:
@@ -160,6 +163,10 @@ def serve_in_thread(
             ``settings.storage_url`` names, closed on exit.
         timeout: Seconds to wait for the server to start and to stop.
     """
+    # The plugin is installed with the bare client; the server it runs is an extra.
+    require_extra("starlette", "server")
+    require_extra("uvicorn", "server")
+
     from pbistream.cli.serve import feed_closing_server
     from pbistream.feeds.forward import ForwardSupervisor
     from pbistream.server import create_app
@@ -231,8 +238,18 @@ def _test_settings(data_dir: Path, **overrides: Any) -> Settings:
 @pytest.fixture
 def pbistream_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """A real pbistream server on 127.0.0.1 with a fresh data directory."""
+    _require_server_extra("pbistream_server")
     with serve_in_thread(_test_settings(tmp_path_factory.mktemp("pbistream"))) as server:
         yield server
+
+
+def _require_server_extra(fixture: str) -> None:
+    """Fail the test in one line (no traceback) when the ``server`` extra is missing."""
+    try:
+        require_extra("starlette", "server")
+        require_extra("uvicorn", "server")
+    except ConfigError as exc:
+        pytest.fail(f"the {fixture} fixture runs pbistream's server: {exc}", pytrace=False)
 
 
 @pytest.fixture
@@ -243,6 +260,7 @@ def server_factory(
 
     Pass ``storage=`` to serve a storage you opened (and close) yourself.
     """
+    _require_server_extra("server_factory")
     stack: list[Any] = []
 
     def start(*, storage: Storage | None = None, **overrides: Any) -> RunningServer:

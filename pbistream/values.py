@@ -38,6 +38,7 @@ from __future__ import annotations
 import enum
 import math
 import re
+import reprlib
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -155,7 +156,7 @@ def _to_number(value: Any) -> int | float:
         return int(value.__index__())
     if hasattr(value, "__float__") and not isinstance(value, str | bytes):
         return float(value)
-    raise RuleError("type", f"expected a number, got {type(value).__name__} {_short(value)}")
+    raise RuleError("type", f"expected a number, got {_got(value)}")
 
 
 def _int64(value: Any) -> int | None:
@@ -225,7 +226,7 @@ def _boolean(value: Any) -> bool | None:
         return bool(value)
     elif _is_nan_like(value):
         return None
-    raise RuleError("type", f"expected a boolean, got {type(value).__name__} {_short(value)}")
+    raise RuleError("type", f"expected a boolean, got {_got(value)}")
 
 
 def _string(value: Any) -> Any:  # str | None
@@ -233,7 +234,7 @@ def _string(value: Any) -> Any:  # str | None
         if value is None or _is_nan_like(value):
             return None
         if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
-            raise RuleError("type", f"expected text, got {type(value).__name__} {_short(value)}")
+            raise RuleError("type", f"expected text, got {_got(value)}")
         value = str(value)
     if len(value) > _MAX_CHARS:
         raise RuleError(
@@ -329,9 +330,7 @@ def datetime_converter(naive: Literal["utc", "local"] = "utc") -> Converter:
             moment = datetime.fromisoformat(str(value.astype("datetime64[us]")))
             local_naive = False
         else:
-            raise RuleError(
-                "type", f"expected a date and time, got {type(value).__name__} {_short(value)}"
-            )
+            raise RuleError("type", f"expected a date and time, got {_got(value)}")
         if moment.tzinfo is None:
             moment = moment.astimezone(UTC) if local_naive else moment.replace(tzinfo=UTC)
         elif moment.tzinfo is not UTC:
@@ -486,9 +485,27 @@ def _kind(value: Any) -> str:
     )
 
 
+# Shows a few levels and items of a value: a row value nested 1,000 deep (or a
+# megabyte long) must give a short message, not a RecursionError or an echo.
+_REPR = reprlib.Repr()  # keyword arguments only from Python 3.12
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict = 3, 4, 4
+_REPR.maxstring = _REPR.maxlong = _REPR.maxother = 40
+
+
 def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
+    try:
+        text = _REPR.repr(value)
+    except Exception:  # a value whose own __repr__ fails
+        text = f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _got(value: Any) -> str:
+    """What a value is, for "expected X, got ..." messages."""
+    if isinstance(value, list | dict):
+        kind = "an array" if isinstance(value, list) else "an object"
+        return f"{kind} {_short(value)} (a column holds one value, not an array or object)"
+    return f"{type(value).__name__} {_short(value)}"
 
 
 def _untyped_value(value: Any, naive: Literal["utc", "local"]) -> Any:

@@ -44,7 +44,13 @@ def limits_markdown() -> str:
         "  Power BI-shaped error naming the limit;",
         "- POSTs a minute or an hour, rows an hour, pending requests: **429** with an integer",
         "  `Retry-After` (seconds until the window frees);",
-        "- a body over 16 MB: **413**; a Streaming-only body over 15 KB: **400**.",
+        "- a body over 16 MB: **413**; a Streaming-only body over 15 KB: **400**;",
+        "- a dataset, table, column or measure name that is too long: **400** naming the limit",
+        "  (checked with `--limits off` too: they protect the server, not a Power BI quota).",
+        "",
+        "Each limit is checked before the work it protects: the rows of a POST are counted on",
+        "the raw bytes before they are parsed, so an over-cap body is refused without building",
+        "its rows.",
         "",
     ]
     return "\n".join(lines)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 EXTRAS = ("starlette", "uvicorn", "pandas", "numpy", "msal", "psycopg", "psycopg_pool", "tqdm")
+EXTRAS += ("paho",)  # the mqtt extra
 
 BLOCKER = textwrap.dedent(
     f"""
@@ -61,3 +63,32 @@ def test_serve_without_the_server_extra_says_what_to_install() -> None:
     assert result.returncode == 1
     assert "pip install 'pbistream[server]'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_bridge_without_the_mqtt_extra_says_what_to_install() -> None:
+    for args in (["bridge", "--help"], ["bridge", "mqtt", "--help"], ["tail", "--help"]):
+        result = run_light(f"from pbistream.cli import main; main({args!r})")
+        assert result.returncode == 0, (args, result.stderr)
+    result = run_light(
+        'from pbistream.cli import main; main(["bridge", "mqtt", "--broker", "mqtt://127.0.0.1:9",'
+        ' "--topic", "t", "--to", "http://127.0.0.1:9/beta/t/datasets/d/rows?key=k"])'
+    )
+    assert result.returncode == 1
+    assert "pip install 'pbistream[mqtt]'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_pytest_fixture_without_the_server_extra_says_what_to_install(
+    tmp_path: Path,
+) -> None:
+    test_file = tmp_path / "test_mine.py"
+    test_file.write_text("def test_it(pbistream_server):\n    pass\n")
+    result = run_light(
+        f"""
+        import sys, pytest
+        sys.exit(pytest.main([{str(test_file)!r}, "-q", "-p", "no:cacheprovider"]))
+        """
+    )
+    assert result.returncode != 0
+    assert "pip install 'pbistream[server]'" in result.stdout, result.stdout
+    assert "ModuleNotFoundError" not in result.stdout

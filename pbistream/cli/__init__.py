@@ -6,7 +6,9 @@ Each command family lives in its own module and registers itself on :data:`main`
 from __future__ import annotations
 
 # Importing the modules registers their commands on `main`.
-from pbistream.cli import dataset, demo, push, serve, spool  # noqa: F401
+import pbistream.cli.bridge
+import pbistream.cli.feeds  # noqa: F401
+from pbistream.cli import dataset, demo, push, serve, spool, token  # noqa: F401
 from pbistream.cli._group import main
 
 __all__ = ["main"]

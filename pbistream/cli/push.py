@@ -12,7 +12,6 @@ import bisect
 import csv
 import io
 import logging
-import re
 import sys
 import threading
 from collections.abc import Iterator
@@ -34,6 +33,7 @@ from pbistream.client import (
 )
 from pbistream.client.sinks import SinkBase, parse_rest_url
 from pbistream.exceptions import PbiStreamError
+from pbistream.feeds.payloads import coerce, parse_key_values
 from pbistream.schema import Table
 from pbistream.values import DataType
 
@@ -41,7 +41,6 @@ __all__ = ["push"]
 
 _CHUNK_ROWS = 1_000
 _COUNTER_EVERY = 10_000
-_JSONISH = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?|true|false|null")
 
 
 class PushCommandError(PbiStreamError):
@@ -54,27 +53,6 @@ def _make_sink(url: str, token: str | None) -> SinkBase:
         base, group, dataset, table = rest
         return RestApiSink(dataset, table, auth=token, base_url=base, group_id=group)
     return PushUrlSink(url, token=token)
-
-
-def coerce(text: str, data_type: DataType | None) -> Any:
-    """Turn command-line or CSV text into the value the column wants.
-
-    With a known type, text that does not parse is left as text, so the value rules
-    refuse it with the row, the field and the rule. Without one: JSON numbers,
-    ``true``/``false``/``null``, else text. An empty CSV cell is a null.
-    """
-    if text == "":
-        return None
-    if data_type is None:
-        return orjson.loads(text) if _JSONISH.fullmatch(text) else text
-    try:
-        if data_type is DataType.INT64:
-            return int(text)
-        if data_type in (DataType.DOUBLE, DataType.DECIMAL):
-            return float(text)
-    except ValueError:
-        return text
-    return text
 
 
 def _types(table: Table | None) -> dict[str, DataType]:
@@ -286,13 +264,7 @@ def push(
     )
     try:
         if file_path is None:
-            row = {}
-            for pair in fields:
-                name, sep, value = pair.partition("=")
-                if not sep or not name:
-                    raise PushCommandError(f"{pair!r} is not FIELD=VALUE")
-                row[name] = coerce(value, types.get(name)) if known else coerce(value, None)
-            client.push(row)
+            client.push(parse_key_values(fields, types if known else None))
         else:
             _push_file(client, file_path, fmt, types, known, progress, letters, lines)
         left = client.close(None if not spool else timeout)

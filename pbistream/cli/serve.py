@@ -285,7 +285,7 @@ def _serve(
         f"pbistream serve on {base}  (storage: {_where(settings.storage, settings.data_dir)})"
     )
     if app.state.token_generated:
-        click.echo(f"API token (shown once; kept with the data): {token}")
+        click.echo(f"API token (shown once: only its hash is kept): {token}")
         click.echo("Open the dashboard (this link signs you in):")
         click.secho(f"  {base}/login?token={quote(token, safe='')}", fg="green", bold=True)
     elif settings.token:
@@ -294,7 +294,7 @@ def _serve(
         click.echo(f"Sign in at {base}/login with the API token printed at first start.")
     if not settings.token:
         rotate = f"pbistream token rotate --data-dir {shlex.quote(settings.data_dir)}"
-        click.echo(f"Lost the token? Stop the server and run: {rotate}")
+        click.echo(f"Lost the token? {rotate} makes a new one.")
     limits = "on" if settings.limits else "off"
     click.echo(f"Power BI limits: {limits}; time scale: {settings.time_scale:g}")
     click.echo(

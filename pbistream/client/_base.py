@@ -208,25 +208,40 @@ class BaseClient(SettlingMixin):
     def _wake(self) -> None:
         raise NotImplementedError
 
-    def push(self, row: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> None:
+    def push(
+        self,
+        row: Mapping[str, Any] | Iterable[Mapping[str, Any]],
+        *,
+        checkpoint: Mapping[str, str] | None = None,
+    ) -> None:
         """Queue one row (a mapping) or many (an iterable of mappings); return at once.
 
         No network I/O happens here. With a spool the rows are committed to disk when
         this returns. Rows are checked against the schema on the worker; a row that
         breaks a rule goes to the dead letter and never holds back the others.
 
+        Args:
+            row: One row, or an iterable of rows.
+            checkpoint: Needs a spool: values stored in the spool's meta table in the
+                same transaction as the rows (read back with ``client.spool.get_meta``).
+                A feed keeps its read position there, so it moves if and only if the
+                rows it read are stored.
+
         Raises:
             ClientClosedError: The client was closed.
             BufferFullError: No spool, ``when_full="block"`` and the buffer stayed full.
             SpoolFullError: The spool reached its cap (nothing was stored).
+            ConfigError: A ``checkpoint`` without a spool.
         """
         # A str is not a batch of one-character rows: treat it as one (bad) row.
         rows: list[Any] = [row] if isinstance(row, Mapping | str | bytes) else list(row)
-        if not rows:
+        if checkpoint is not None and self._spool_queue is None:
+            raise ConfigError("push(checkpoint=...) needs a client with a spool")
+        if not rows and not checkpoint:
             return
         self._check_open()
         if self._spool_queue is not None:
-            self._push_spooled(rows)
+            self._push_spooled(rows, checkpoint)
             return
         self._push_memory(rows, len(rows))
 
@@ -255,7 +270,7 @@ class BaseClient(SettlingMixin):
         if wake:
             self._wake()
 
-    def _push_spooled(self, rows: list[Any]) -> None:
+    def _push_spooled(self, rows: list[Any], checkpoint: Mapping[str, str] | None = None) -> None:
         assert self._spool_queue is not None
         good: list[dict[str, Any]] = []
         dead: list[DeadLetter] = []
@@ -265,7 +280,7 @@ class BaseClient(SettlingMixin):
                 good.append(normalize(row, self.stats.queued + offset))
             except RowErrorException as exc:
                 dead.append(self._letter(row, exc.error))
-        stored = self._spool_queue.put(good)
+        stored = self._spool_queue.put(good, checkpoint)
         with self._lock:
             self.stats.queued += len(rows)
             self.stats.spooled += stored

@@ -242,10 +242,15 @@ class SpoolQueue:
         self.spool = spool
         self.sizes: dict[int, int] = {}  # claimed row id -> data bytes, until settled
 
-    def put(self, rows: Iterable[Mapping[str, Any]]) -> int:
-        """Encode (already untyped-normalised) rows and commit them; return how many."""
+    def put(self, rows: Iterable[Mapping[str, Any]], meta: Mapping[str, str] | None = None) -> int:
+        """Encode (already untyped-normalised) rows and commit them; return how many.
+
+        ``meta`` (a feed's checkpoint) is committed in the same transaction.
+        """
         encoded = [orjson.dumps(row) for row in rows]
-        if len(encoded) == 1:
+        if meta:
+            self.spool.put_many(encoded, meta=meta)
+        elif len(encoded) == 1:
             self.spool.put(encoded[0])
         elif encoded:
             self.spool.put_many(encoded)

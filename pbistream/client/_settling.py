@@ -221,6 +221,16 @@ class SettlingMixin:
     def _notify_settled(self) -> None:
         raise NotImplementedError
 
+    def reject(self, letters: list[DeadLetter]) -> None:
+        """Record input that never became a row (a feed's unreadable message) as dead letters.
+
+        They are counted, written to the dead-letter file and passed to
+        ``on_dead_letter`` like the rows the client refuses itself: one file holds
+        every refusal. Nothing is queued or sent.
+        """
+        if letters:
+            self._dead_letter(list(letters))
+
     def _dead_letter(self, letters: list[DeadLetter]) -> None:
         # Callers' threads (spool pre-checks) and the worker both count: under a lock,
         # or concurrent `+=` may lose increments.

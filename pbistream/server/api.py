@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Route
 from pbistream import limits
 from pbistream.redact import new_secret
 from pbistream.schema import Dataset, Mode
-from pbistream.server.auth import is_authorized
+from pbistream.server.auth import is_authorized, principal_of
 from pbistream.server.errors import (
     EntityNotFound,
     InvalidRequest,
@@ -34,6 +34,7 @@ from pbistream.server.errors import (
 from pbistream.server.forward_api import forward_view
 from pbistream.server.live import LiveHub
 from pbistream.server.live_feed import check_feed_room, event_stream
+from pbistream.server.roles import Role
 from pbistream.server.settings import Settings
 from pbistream.storage.base import Storage, StoredRow
 
@@ -220,10 +221,14 @@ async def get_dataset(request: Request) -> Response:
     floor = streaming_floor(dataset, _settings(request))
     base = _base_url(request)
     states = getattr(request.app.state, "forward_states", None)
+    caller = principal_of(request)
 
     def build() -> dict[str, Any]:
         detail = _dataset_detail(storage, dataset, base, floor)
         detail["forward"] = forward_view(states, storage, dataset.id)
+        # The Push URL's key pushes rows: only a caller who may push (contributor up) sees it.
+        if caller is not None and caller.role < Role.CONTRIBUTOR:
+            detail["pushUrl"] = None
         return detail
 
     return _json(await _run(build))

@@ -8,7 +8,8 @@ apps as they like. The middleware, outermost first:
    stamps a ``RequestId`` header on every response, and writes our own access-log
    line with every URL redacted (uvicorn's access log is off: it would print keys).
 2. ``metrics.MetricsMiddleware``: counts requests per method, route template, status.
-3. :class:`~pbistream.server.auth.AuthMiddleware`: the API token, except on public paths.
+3. :class:`~pbistream.server.access.enforce.AuthMiddleware`: the caller's token and
+   role (THE role table, :mod:`pbistream.server.roles`), except on public paths.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pbistream.forwarding import ForwardStates
-from pbistream.redact import redact_url
+from pbistream.redact import mask_known, redact_url
 from pbistream.server import (
     api,
     auth,
@@ -42,12 +43,15 @@ from pbistream.server import (
     push,
     rest,
 )
+from pbistream.server.access import enforce, gate, links, tokens
 from pbistream.server.alerts import routes as alert_routes
 from pbistream.server.alerts.exposition import render_alerts
 from pbistream.server.alerts.service import AlertService
 from pbistream.server.errors import PbiJSONResponse, exception_handlers
 from pbistream.server.housekeeping import run_housekeeping
+from pbistream.server.log_secrets import request_secrets
 from pbistream.server.settings import Settings
+from pbistream.server.storage_full import StorageFullGuard, StorageFullMonitor
 from pbistream.server.throttle import Throttle
 from pbistream.server.ui import routes as dashboard
 from pbistream.storage.base import Storage
@@ -91,6 +95,8 @@ class LiberalRequests:
             await self.app(scope, receive, send)
             return
         request_id = str(uuid.uuid4())
+        # Shared with every layer below, so a handler can note secrets to mask here.
+        scope.setdefault("state", {})
         started = time.perf_counter()
         status = 500
 
@@ -114,7 +120,7 @@ class LiberalRequests:
                     '%s "%s %s" %d %.1fms %s',
                     client[0],
                     scope.get("method", "-"),
-                    redact_url(target),
+                    mask_known(redact_url(target), request_secrets(scope)),
                     status,
                     (time.perf_counter() - started) * 1000,
                     request_id,
@@ -129,9 +135,10 @@ async def healthz(request: Request) -> Response:
 def create_app(settings: Settings, storage: Storage) -> Starlette:
     """Build the server app on ``storage``.
 
-    Without ``settings.token`` the token kept in storage is used (generated and kept
-    at first start); ``app.state.settings.token`` always holds the one in force and
-    ``app.state.token_generated`` says whether it is new (print it once).
+    Without ``settings.token`` the token kept (hashed) in storage is used, generated at
+    first start; ``app.state.settings.token`` holds the token when it is known (given,
+    or generated just now: ``app.state.token_generated``, print it once), else None.
+    ``app.state.access`` resolves every token and link (:mod:`pbistream.server.access`).
 
     Args:
         settings: The server's settings.
@@ -142,11 +149,12 @@ def create_app(settings: Settings, storage: Storage) -> Starlette:
     hub = live.LiveHub()
     app_metrics = metrics.Metrics()
     alerts = AlertService(storage)
+    storage_full = StorageFullMonitor()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(run_housekeeping, storage, settings)
+            tasks.start_soon(run_housekeeping, storage, settings, storage_full)
             await anyio.to_thread.run_sync(alerts.start)
             tasks.start_soon(alerts.deliver_forever)
             try:
@@ -165,6 +173,8 @@ def create_app(settings: Settings, storage: Storage) -> Starlette:
         *openapi.routes,
         *metrics.routes,
         *dashboard.routes,
+        *tokens.routes,
+        *links.routes,
         *alert_routes.routes,
         *powerbi.routes,
         *forward_api.routes,
@@ -174,7 +184,8 @@ def create_app(settings: Settings, storage: Storage) -> Starlette:
         middleware=[
             Middleware(LiberalRequests),
             Middleware(metrics.MetricsMiddleware),
-            Middleware(auth.AuthMiddleware, public=dashboard.PUBLIC_PATHS),
+            Middleware(enforce.AuthMiddleware, public=dashboard.PUBLIC_PATHS),
+            Middleware(StorageFullGuard, monitor=storage_full),
         ],
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
@@ -185,9 +196,13 @@ def create_app(settings: Settings, storage: Storage) -> Starlette:
     app.state.metrics = app_metrics
     app.state.alerts = alerts
     app.state.metrics_extras = [lambda: render_alerts(alerts)]
+    app.state.storage_full = storage_full
     app.state.throttle = Throttle(settings, on_throttled=app_metrics.throttled, storage=storage)
     app.state.tenant_id = api.tenant_id(storage)
     app.state.token_generated = generated
+    # A generated token is checked through its hash in storage, like a kept one, so
+    # `pbistream token rotate` on the data dir takes effect without a restart.
+    app.state.access = gate.Access(storage, None if generated else token)
     # Forwarders (started by `pbistream serve`, outside the server) post their state here.
     app.state.forward_states = forward_states = ForwardStates()
     app.state.metrics_extras.append(lambda: forward_api.forward_metrics(forward_states))

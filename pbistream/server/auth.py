@@ -1,10 +1,17 @@
-"""Who may call the server: the API token (Bearer or session cookie) and push keys.
+"""Who may call the server: tokens and their roles (Bearer or session cookie), and push keys.
 
-Every endpoint needs the token, except the ones in :data:`PUBLIC_PREFIXES` and
-the streaming Push URL (which checks its own per-dataset key). The token reaches
+Every endpoint needs a token, except the ones in :data:`PUBLIC_PREFIXES` and
+the streaming Push URL (which checks its own per-dataset key). A token reaches
 the server either as ``Authorization: Bearer <token>`` or as the session cookie
-``pbistream_session`` whose value is an HMAC of the token, so a stolen cookie is
-not the token itself. All comparisons are constant-time.
+``pbistream_session``, which names the token's grant and role, signed (so a stolen
+cookie is not the token itself, and it dies with the token). The server's own token
+is the first admin token; ``pbistream token create`` and ``POST /api/tokens`` make
+more, each with a role and optionally limited to some datasets
+(:mod:`pbistream.server.access`). The auth middleware
+(:class:`pbistream.server.access.enforce.AuthMiddleware`) resolves the caller, then
+applies THE role table (:mod:`pbistream.server.roles`): a role below the route's
+answers 403, and so does a route no rule names, unless the caller is an admin.
+All comparisons are constant-time.
 
 A cookie rides along with any request the browser makes, including a form another
 page posts to this server (a page on another port of localhost is "same-site", so
@@ -22,31 +29,30 @@ still needs this server's own token.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from pbistream.redact import constant_time_equal, new_secret
-from pbistream.server.errors import Forbidden, NotAuthorized
+from pbistream.grants import KIND_TOKEN, SERVER_TOKEN_HASH_KEY, mint_secret, secret_hash
+from pbistream.redact import constant_time_equal
 
 if TYPE_CHECKING:
     from starlette.requests import HTTPConnection
-    from starlette.types import ASGIApp, Receive, Scope, Send
 
+    from pbistream.server.access.gate import Principal
     from pbistream.server.settings import Settings
     from pbistream.storage.base import Storage
 
 __all__ = [
+    "PRINCIPAL_SCOPE_KEY",
     "PUBLIC_PREFIXES",
     "SESSION_COOKIE",
-    "AuthMiddleware",
     "bearer_token",
     "is_authorized",
     "is_cross_site_write",
     "is_emulated_rest_call",
+    "principal_of",
     "resolve_token",
     "session_cookie_value",
 ]
@@ -54,9 +60,10 @@ __all__ = [
 logger = logging.getLogger("pbistream.server")
 
 SESSION_COOKIE = "pbistream_session"
-# A fixed label so the cookie is an HMAC "of the token, for sessions", not a bare hash.
-_COOKIE_LABEL = b"pbistream-session-v1"
-_TOKEN_META_KEY = "api_token"  # noqa: S105 (a storage key name, not a secret)
+# Where versions before hashed storage kept the generated token in clear (migrated away).
+_LEGACY_TOKEN_META_KEY = "api_token"  # noqa: S105 (a storage key name, not a secret)
+#: Where the auth middleware leaves the resolved caller, for handlers to read.
+PRINCIPAL_SCOPE_KEY = "pbistream.principal"
 
 #: Paths anyone may call (exact paths, or prefixes ending in "/").
 PUBLIC_PREFIXES: tuple[str, ...] = ("/healthz", "/login", "/static/", "/favicon.ico")
@@ -72,9 +79,10 @@ _OWN_FETCH_SITES = frozenset({"same-origin", "none"})
 
 
 def session_cookie_value(settings: Settings) -> str:
-    """The value of the ``pbistream_session`` cookie for this server's token (hex HMAC)."""
-    token = settings.token or ""
-    return hmac.new(token.encode("utf-8"), _COOKIE_LABEL, hashlib.sha256).hexdigest()
+    """The ``pbistream_session`` cookie that signs the server's own token in (as admin)."""
+    from pbistream.server.access.gate import SERVER, signed_session
+
+    return signed_session(secret_hash(settings.token or ""), SERVER.grant_id, SERVER.role)
 
 
 def bearer_token(connection: HTTPConnection) -> str | None:
@@ -86,16 +94,23 @@ def bearer_token(connection: HTTPConnection) -> str | None:
     return value.strip()
 
 
+def principal_of(connection: HTTPConnection) -> Principal | None:
+    """The caller the auth middleware resolved for this request, if any."""
+    principal: Principal | None = connection.scope.get(PRINCIPAL_SCOPE_KEY)
+    return principal
+
+
 def is_authorized(connection: HTTPConnection) -> bool:
-    """True if the request carries this server's token (Bearer header or session cookie)."""
+    """True if the request carries a working token (Bearer header or session cookie).
+
+    The middleware resolved it; without the middleware (an app mounted bare) only the
+    server's own token, given as Bearer, is accepted.
+    """
+    if principal_of(connection) is not None:
+        return True
     settings: Settings = connection.app.state.settings
     token = bearer_token(connection)
-    if token is not None:
-        return constant_time_equal(token, settings.token)
-    cookie = connection.cookies.get(SESSION_COOKIE)
-    if cookie:
-        return constant_time_equal(cookie, session_cookie_value(settings))
-    return False
+    return token is not None and constant_time_equal(token, settings.token)
 
 
 def is_cross_site_write(connection: HTTPConnection) -> bool:
@@ -145,13 +160,17 @@ def is_public_path(path: str, extra_public: Iterable[str] = ()) -> bool:
 MIN_TOKEN_CHARS = 16
 
 
-def resolve_token(settings: Settings, storage: Storage) -> tuple[str, bool]:
-    """The API token: ``settings.token``, else the one kept in storage, else a new one.
+def resolve_token(settings: Settings, storage: Storage) -> tuple[str | None, bool]:
+    """The server token: ``settings.token``, else the one kept (hashed) in storage, else a new one.
 
-    Also logs, once at start, when ``auth = any`` opens the REST API to any token.
+    Storage keeps only the token's SHA-256 (``api_token_sha256`` in meta); a token kept
+    in clear by an older version is hashed and the clear copy erased. Also logs, once at
+    start, when ``auth = any`` opens the REST API to any token.
 
     Returns:
-        The token, and True when it was generated just now (print it once).
+        The token when it is known here (given, or generated just now), else None (the
+        hash in storage is in force), and True when it was generated just now (print it
+        once: it cannot be shown again; ``pbistream token rotate`` makes a new one).
     """
     if settings.auth == "any":
         logger.warning(
@@ -169,47 +188,12 @@ def resolve_token(settings: Settings, storage: Storage) -> tuple[str, bool]:
                 MIN_TOKEN_CHARS,
             )
         return settings.token, False
-    kept = storage.get_meta(_TOKEN_META_KEY)
-    if kept:
-        return kept, False
-    token = new_secret()
-    storage.set_meta(_TOKEN_META_KEY, token)
+    legacy = storage.get_meta(_LEGACY_TOKEN_META_KEY)
+    if legacy:
+        storage.set_meta(SERVER_TOKEN_HASH_KEY, secret_hash(legacy))
+        storage.set_meta(_LEGACY_TOKEN_META_KEY, "")
+    if storage.get_meta(SERVER_TOKEN_HASH_KEY):
+        return None, False
+    token = mint_secret(KIND_TOKEN)
+    storage.set_meta(SERVER_TOKEN_HASH_KEY, secret_hash(token))
     return token, True
-
-
-class AuthMiddleware:
-    """Answer 401 (Power BI's PowerBINotAuthorizedException) unless the path is public.
-
-    Args:
-        app: The wrapped ASGI app.
-        public: Extra public paths/prefixes (e.g. the dashboard's login assets).
-    """
-
-    def __init__(self, app: ASGIApp, public: Iterable[str] = ()) -> None:
-        self.app = app
-        self.public = tuple(public)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Check the token, then pass the request on."""
-        if scope["type"] not in ("http", "websocket") or is_public_path(scope["path"], self.public):
-            await self.app(scope, receive, send)
-            return
-        from starlette.requests import HTTPConnection
-
-        connection = HTTPConnection(scope)
-        if is_cross_site_write(connection):
-            response = Forbidden(
-                "A request that changes data, signed in by the session cookie, must come "
-                "from this server's own pages (its Origin names another site)."
-            ).response()
-        elif is_authorized(connection) or is_emulated_rest_call(connection):
-            await self.app(scope, receive, send)
-            return
-        else:
-            response = NotAuthorized(
-                "Send 'Authorization: Bearer <token>' (the token pbistream serve printed)."
-            ).response()
-        if scope["type"] == "http":
-            await response(scope, receive, send)
-        else:
-            await send({"type": "websocket.close", "code": 1008})

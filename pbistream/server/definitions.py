@@ -13,7 +13,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from pbistream.limits import MAX_TABLE_NAME_CHARS
+from pbistream.limits import (
+    MAX_COLUMN_NAME_CHARS,
+    MAX_DATASET_NAME_CHARS,
+    MAX_TABLE_NAME_CHARS,
+    Limit,
+)
 from pbistream.schema import Column, Mode, Table
 from pbistream.server.errors import BadRequest, InvalidRequest
 from pbistream.server.settings import Settings
@@ -110,16 +115,28 @@ def _absent_as_empty(value: Any) -> Any:
     return [] if value is None or value == "" else value
 
 
-def _name(value: Any, what: str) -> str:
+def _shown(name: Any, limit: int = 60) -> str:
+    """A name for an error message: its repr, cut short (a 5 MB name is not echoed)."""
+    if isinstance(name, str) and len(name) > limit:
+        return repr(name[:limit]) + f"... ({len(name):,} characters)"
+    return repr(name)
+
+
+def _name(value: Any, what: str, limit: Limit) -> str:
     if not isinstance(value, str) or not value.strip():
         raise BadRequest(f"{what} needs a non-empty 'name'")
+    if len(value) > limit.value:
+        raise BadRequest(
+            f"{what}: the name {_shown(value)} is longer than {limit.value:,} characters "
+            f"(the {limit.name} limit)"
+        )
     return value
 
 
 def _check_column(raw: Any, where: str, mode: Mode, target: str) -> Column:
     col = _object(raw, where)
     _unknown_property(set(col), _COLUMN_PROPS, "Column", target)
-    name = _name(col.get("name"), where)
+    name = _name(col.get("name"), where, MAX_COLUMN_NAME_CHARS)
     if _BAD_COLUMN_CHAR.search(name):
         raise BadRequest(f"{where}: column name {name!r} holds a control character")
     if "dataType" not in col:
@@ -151,7 +168,7 @@ def _check_column(raw: Any, where: str, mode: Mode, target: str) -> Column:
 def _check_measure(raw: Any, where: str, target: str) -> dict[str, Any]:
     measure = _object(raw, where)
     _unknown_property(set(measure), _MEASURE_PROPS, "Measure", target)
-    _name(measure.get("name"), where)
+    _name(measure.get("name"), where, MAX_COLUMN_NAME_CHARS)
     if not isinstance(measure.get("expression"), str):
         raise BadRequest(f"{where} needs an 'expression' (DAX text)")
     return {k: v for k, v in measure.items() if k in ("name", "expression") or not is_unset(v)}
@@ -190,7 +207,7 @@ def check_table(
     name = table.get("name")
     if not is_valid_table_name(name):
         raise BadRequest(
-            f"{where}: table name {name!r} is not valid: use 1-100 letters, digits, "
+            f"{where}: table name {_shown(name)} is not valid: use 1-100 letters, digits, "
             # Not an f-string: single braces, or the message showed "{{ }}" literally.
             "spaces or # - @ ^ _ ~ (no . , / \\ : ; ( ) [ ] { } ' \" ! $ % & * + < = > ? |)"
         )
@@ -261,7 +278,7 @@ def check_dataset(raw: Any, settings: Settings) -> DatasetDefinition:
     """
     body = _object(raw, "The dataset definition")
     _unknown_property(set(body), _DATASET_PROPS, "Dataset", "dataset")
-    name = _name(body.get("name"), "The dataset")
+    name = _name(body.get("name"), "The dataset", MAX_DATASET_NAME_CHARS)
     mode = Mode.PUSH
     # Some client libraries send "" for properties they leave unset; Push is the default.
     if body.get("defaultMode") not in (None, ""):

@@ -19,7 +19,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from pbistream.redact import redact_text
+from pbistream.redact import mask_known, redact_text
+from pbistream.server.log_secrets import request_secrets
 
 __all__ = [
     "JSON_MEDIA_TYPE",
@@ -238,11 +239,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     # A bug, not a user mistake: log it (redacted) and answer without internals.
+    secrets = request_secrets(request.scope)
     logger.error(
         "unhandled error on %s %s: %s",
         request.method,
-        redact_text(str(request.url)),
-        redact_text(repr(exc)),
+        mask_known(redact_text(str(request.url)), secrets),
+        mask_known(redact_text(repr(exc)), secrets),
         exc_info=exc,
     )
     return PbiJSONResponse(

@@ -17,6 +17,7 @@ import anyio.to_thread
 
 from pbistream.schema import Mode
 from pbistream.server.settings import Settings
+from pbistream.server.storage_full import StorageFullMonitor, is_storage_full
 from pbistream.storage.base import Storage
 
 __all__ = ["purge_streaming_cache", "run_housekeeping"]
@@ -35,8 +36,14 @@ def purge_streaming_cache(storage: Storage, settings: Settings, now: float | Non
     return removed
 
 
-async def run_housekeeping(storage: Storage, settings: Settings) -> None:
-    """Purge the streaming cache forever, every ``housekeeping_seconds`` (scaled)."""
+async def run_housekeeping(
+    storage: Storage, settings: Settings, storage_full: StorageFullMonitor | None = None
+) -> None:
+    """Purge the streaming cache forever, every ``housekeeping_seconds`` (scaled).
+
+    A purge that fails because the disk is full is reported to ``storage_full`` (one
+    line per incident, shared with the requests) instead of logged here.
+    """
     interval = max(settings.scaled(settings.housekeeping_seconds), 0.05)
     failing = False
     while True:
@@ -50,7 +57,9 @@ async def run_housekeeping(storage: Storage, settings: Settings) -> None:
         except Exception as exc:  # keep purging on the next tick; a failed pass loses nothing
             # While the database is down every tick fails the same way: one traceback,
             # then one short line a tick, not a traceback a tick.
-            if failing:
+            if storage_full is not None and is_storage_full(exc):
+                storage_full.refused(exc)
+            elif failing:
                 logger.warning("streaming cache purge still failing: %s", exc)
             else:
                 logger.exception("streaming cache purge failed")

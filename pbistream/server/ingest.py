@@ -17,6 +17,7 @@ import inspect
 import logging
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any, Literal, TypeVar
 
 import anyio.to_thread
@@ -24,7 +25,14 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from pbistream.limits import MAX_ROWS_PER_POST
 from pbistream.schema import Dataset, Mode, Retention, Table
+from pbistream.server.body_scan import (
+    count_rows_past,
+    find_non_finite,
+    locate,
+    parse_rows_in_pieces,
+)
 from pbistream.server.errors import (
     ApiError,
     BadRequest,
@@ -33,6 +41,8 @@ from pbistream.server.errors import (
     ItemNotFound,
     PayloadTooLarge,
 )
+from pbistream.server.gc_pause import gc_paused
+from pbistream.server.sequence import SEQUENCE_HEADER, ignored_headers, sequence_number
 from pbistream.server.settings import Settings, UnknownFields
 from pbistream.server.throttle import Throttle
 from pbistream.storage.base import InsertResult, Storage, StoredRow
@@ -43,8 +53,20 @@ __all__ = ["SEQUENCE_HEADER", "ingest", "normalize_or_refuse", "read_body"]
 logger = logging.getLogger("pbistream.server")
 T = TypeVar("T")
 
-SEQUENCE_HEADER = "x-powerbi-pushdata-sequencenumber"
 _MAX_DETAILS = 20
+# orjson refuses JSON nested deeper than this ("depth limit exceeded").
+_MAX_JSON_DEPTH = 1024
+# An over-cap body's rows are counted exactly up to this many times the cap (the scan
+# is cheap there); past it the answer says "more than" and the scan stops.
+_EXACT_COUNT_FACTOR = 10
+# From this body size on, the body is parsed in pieces and the cyclic garbage
+# collector is paused while the request builds its rows (see gc_pause): one parse of
+# the whole body, or a full collection over millions of fresh row dicts, holds the
+# GIL for half a second and stalls the event loop.
+_GC_PAUSE_BYTES = 1024 * 1024
+# Rows per live-feed batch when a big POST is published: what a POST may hold with
+# limits on, so only a limits-off POST is ever split.
+_PUBLISH_CHUNK_ROWS = MAX_ROWS_PER_POST.value
 # Over-limit bodies are read and thrown away (up to this much past the limit) so the
 # client sees the 413 instead of a connection reset while it is still sending.
 _DRAIN_BYTES = 32 * 1024 * 1024
@@ -90,14 +112,59 @@ async def read_body(request: Request, limit: int, too_large: ApiError) -> bytes:
 Shape = Literal["array", "rows", "push"]
 
 
-def _parse(body: bytes, shape: Shape) -> list[Any]:
-    """Parse the JSON and return the list of rows (not yet validated)."""
+def _invalid_json(body: bytes, exc: orjson.JSONDecodeError) -> ApiError:
+    """The 400 for a body orjson refused; NaN/Infinity get the row and field named."""
+    if "depth limit" in str(exc) or "recursion" in str(exc):
+        row, field = locate(body, exc.pos)
+        where = "The request body" if row is None else f"Row {row}"
+        if row is not None and field:
+            where += f", column {field!r}"
+        return BadRequest(
+            f"{where}: not valid JSON here, nested deeper than {_MAX_JSON_DEPTH:,} levels "
+            f"(at char {exc.pos:,}); a column holds one value, not nested arrays or objects. "
+            "Nothing was stored."
+        )
+    found = find_non_finite(body)
+    if found is None or not found.char_pos <= exc.pos <= found.char_pos + 1:
+        return BadRequest(f"The request body is not valid JSON: {exc}")
+    rule = (
+        f"{found.text} is not valid JSON (JSON has no NaN or Infinity; Python's json.dumps "
+        "writes them for float('nan') and float('inf')). Send null for a missing value, or "
+        "leave the field out"
+    )
+    if found.row is None:
+        return BadRequest(f"The request body holds {rule}.")
+    where = f"Row {found.row}" + (f", column {found.field!r}" if found.field else "")
+    message = f"{where}: {rule}. Nothing was stored."
+    code = "nan" if found.text == "NaN" else "infinity"
+    return InvalidRequest(
+        message, details=[{"code": code, "message": message, "target": f"rows[{found.row}]"}]
+    )
+
+
+def _parse(body: bytes, shape: Shape, throttle: Throttle | None = None) -> list[Any]:
+    """Parse the JSON and return the list of rows (not yet validated).
+
+    With ``throttle`` (limits on), a body holding more rows than a POST may is refused
+    before it is parsed, so its rows are never built in memory.
+    """
     if not body.strip():
         raise BadRequest("The request body is empty; send a JSON array of row objects.")
+    if throttle is not None and throttle.settings.limits:
+        max_rows = throttle.settings.max_rows_per_post
+        exact_up_to = max_rows * _EXACT_COUNT_FACTOR
+        over = count_rows_past(body, max_rows, exact_up_to=exact_up_to)
+        if over is not None:
+            throttle.check_rows_per_post(over, more_than=over > exact_up_to)
+    if len(body) >= _GC_PAUSE_BYTES:
+        # Piece by piece, so the event loop gets the GIL between pieces.
+        pieces = parse_rows_in_pieces(body, rows_object=shape != "array")
+        if pieces is not None:
+            return pieces
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"The request body is not valid JSON: {exc}") from None
+        raise _invalid_json(body, exc) from None
     if isinstance(data, list):
         return data
     # A Push URL of a push or hybrid dataset also takes PostRows' {"rows": [...]} (a
@@ -179,6 +246,9 @@ def _normalize_and_store(
 ) -> tuple[InsertResult, list[dict[str, Any]], float]:
     """Validate every row, then insert them all in one transaction (worker thread)."""
     good = normalize_or_refuse(table, rows, unknown, text_numbers=text_numbers)
+    # The parsed rows are not needed past here: free them before the insert (a
+    # million-row POST holds a few hundred MB of them). The list is this request's own.
+    rows.clear()
     received_at = time.time()
     try:
         result = storage.insert_rows(
@@ -194,18 +264,6 @@ def _normalize_and_store(
     return result, good, received_at
 
 
-def _sequence_number(request: Request) -> int | None:
-    raw = request.headers.get(SEQUENCE_HEADER)
-    if raw is None or not raw.strip():
-        return None
-    try:
-        return int(raw.strip())
-    except ValueError:
-        raise BadRequest(
-            f"X-PowerBI-PushData-SequenceNumber must be a whole number, got {raw[:40]!r}"
-        ) from None
-
-
 # --- sequence-number semantics (the ``sequence_numbers`` setting) -------------------------
 # Kept apart so that work on the sequence-number path itself merges cleanly: the one
 # decision here is whether the header takes part at all.
@@ -213,7 +271,7 @@ def _sequence_hook(request: Request, settings: Settings) -> int | None:
     """The request's sequence number, or ``None`` when the header is to be ignored."""
     if settings.sequence_numbers == "ignore":
         return None
-    return _sequence_number(request)
+    return sequence_number(request)  # range-checked: a 400 names the header and its range
 
 
 async def _maybe_await(value: object) -> None:
@@ -243,11 +301,24 @@ async def ingest(
     Raises:
         ApiError: The request is refused; nothing was stored.
     """
+    # A big body pauses the garbage collector from its parse to its live publish.
+    with ExitStack() as pause:
+        return await _ingest(request, dataset, table, shape, unknown, pause)
+
+
+async def _ingest(
+    request: Request,
+    dataset: Dataset,
+    table: Table,
+    shape: Shape,
+    unknown: UnknownFields,
+    pause: ExitStack,
+) -> Response:
     state = request.app.state
     settings: Settings = state.settings
     storage: Storage = state.storage
     throttle: Throttle = state.throttle
-    sequence_number = _sequence_hook(request, settings)
+    number = _sequence_hook(request, settings)
     if settings.limits and throttle.known_row_count(dataset.id, table.name) is None:
         held = await anyio.to_thread.run_sync(storage.count_rows, dataset.id, table.name)
         throttle.set_row_count(dataset.id, table.name, held)
@@ -267,7 +338,12 @@ async def ingest(
             limit = settings.max_push_body_bytes
             too_large = PayloadTooLarge(f"The request body is larger than {limit:,} bytes.")
         body = await read_body(request, limit, too_large)
-        rows = _parse(body, shape) if len(body) < 65536 else await _parse_in_thread(body, shape)
+        pause.enter_context(gc_paused(len(body) >= _GC_PAUSE_BYTES))
+        # The row cap is checked on the raw bytes first: an over-cap body is never built.
+        if len(body) < 65536:
+            rows = _parse(body, shape, throttle)
+        else:
+            rows = await _parse_in_thread(body, shape, throttle)
         throttle.check_rows_per_post(len(rows))
         if not rows:
             return Response(status_code=200)
@@ -287,7 +363,7 @@ async def ingest(
             table,
             rows,
             unknown,
-            sequence_number,
+            number,
             fifo,
             settings.text_numbers == "convert",
         )
@@ -298,10 +374,13 @@ async def ingest(
         await _off_loop_if_shared(throttle, throttle.release, dataset.id)
     if result.duplicate:
         await _off_loop_if_shared(throttle, throttle.unreserve_rows, dataset.id, reservation)
+        metrics = getattr(state, "metrics", None)
+        if metrics is not None:
+            metrics.rows_ignored(dataset.id, table.name, len(good))
     throttle.set_row_count(dataset.id, table.name, result.row_count)
     if result.stored and result.first_id is not None:
         await _publish(request, dataset, table, good, result, received_at)
-    return Response(status_code=200)
+    return Response(status_code=200, headers=ignored_headers(result, len(good)))
 
 
 async def _off_loop_if_shared(
@@ -315,9 +394,9 @@ async def _off_loop_if_shared(
     return await anyio.to_thread.run_sync(functools.partial(method, *args, **kwargs))
 
 
-async def _parse_in_thread(body: bytes, shape: Shape) -> list[Any]:
+async def _parse_in_thread(body: bytes, shape: Shape, throttle: Throttle) -> list[Any]:
     # Large bodies are parsed off the event loop so live feeds keep flowing meanwhile.
-    return await anyio.to_thread.run_sync(_parse, body, shape)
+    return await anyio.to_thread.run_sync(_parse, body, shape, throttle)
 
 
 async def _publish(
@@ -346,10 +425,30 @@ async def _publish(
     # Ids are consecutive within one insert; the stored rows are the last `stored` ones.
     stored_rows = good[len(good) - result.stored :]
     first = result.first_id
-    rows = [
-        StoredRow(first + i, received_at, table.name, data) for i, data in enumerate(stored_rows)
-    ]
     try:
-        await _maybe_await(hub.publish(dataset.id, table.name, rows))
+        if len(stored_rows) <= _PUBLISH_CHUNK_ROWS:  # the common case: no thread hop
+            rows = _stored_rows(stored_rows, 0, first, received_at, table.name)
+            await _maybe_await(hub.publish(dataset.id, table.name, rows))
+            return
+        # A big POST (limits off: up to millions of rows) is published in chunks, each
+        # built off the loop: one giant batch made one giant SSE event on the loop and
+        # stalled every other request for seconds. A feed that falls behind the chunks
+        # is cut off by the hub and catches up from storage, page by page.
+        for start in range(0, len(stored_rows), _PUBLISH_CHUNK_ROWS):
+            if not hub.subscriber_count:
+                return  # everyone left (or lagged): the rest would be built for nobody
+            rows = await anyio.to_thread.run_sync(
+                _stored_rows, stored_rows, start, first, received_at, table.name
+            )
+            await _maybe_await(hub.publish(dataset.id, table.name, rows))
     except Exception:  # a live-feed hiccup must not turn a committed write into a 500
         logger.exception("live feed publish failed for dataset %s", dataset.id)
+
+
+def _stored_rows(
+    rows: list[dict[str, Any]], start: int, first_id: int, received_at: float, table: str
+) -> list[StoredRow]:
+    """Rows ``start`` to ``start + _PUBLISH_CHUNK_ROWS`` as the hub publishes them."""
+    chunk = rows[start : start + _PUBLISH_CHUNK_ROWS]
+    base = first_id + start
+    return [StoredRow(base + i, received_at, table, data) for i, data in enumerate(chunk)]

@@ -58,12 +58,19 @@ class Metrics:
         self._durations: dict[str, tuple[list[int], float, int]] = {}
         self._rows_ingested = 0
         self._throttled: dict[str, int] = {}
+        self._rows_ignored: dict[tuple[str, str], int] = {}
         self.started_at = time.time()
 
     def rows_ingested(self, n: int) -> None:
         """Count rows committed to storage."""
         with self._lock:
             self._rows_ingested += n
+
+    def rows_ignored(self, dataset_id: str, table: str, n: int) -> None:
+        """Count rows answered 200 but skipped (a sequence number not above the table's)."""
+        with self._lock:
+            key = (dataset_id, table)
+            self._rows_ignored[key] = self._rows_ignored.get(key, 0) + n
 
     def throttled(self, reason: str) -> None:
         """Count one request refused by a limit (``reason`` is the limit's short name)."""
@@ -93,6 +100,7 @@ class Metrics:
                 "durations": {r: (list(c), s, n) for r, (c, s, n) in self._durations.items()},
                 "rows_ingested": self._rows_ingested,
                 "throttled": dict(self._throttled),
+                "rows_ignored": dict(self._rows_ignored),
                 "buckets": self._buckets,
             }
 
@@ -175,6 +183,17 @@ def render(metrics: Metrics, *, storage_bytes: int | None, live_subscribers: int
     )
     for reason, count in sorted(snap["throttled"].items()):
         lines.append(f"pbistream_throttled_total{_labels((('reason', reason),))} {count}")
+
+    _family(
+        lines,
+        "pbistream_rows_ignored_total",
+        "counter",
+        "Rows answered 200 but not stored: their sequence number was not above the "
+        "table's last one (the answer carried X-PBIStream-Rows-Ignored).",
+    )
+    for (dataset_id, table), count in sorted(snap["rows_ignored"].items()):
+        labels = _labels((("dataset", dataset_id), ("table", table)))
+        lines.append(f"pbistream_rows_ignored_total{labels} {count}")
 
     _family(lines, "pbistream_storage_bytes", "gauge", "Bytes the storage backend uses on disk.")
     if storage_bytes is not None:

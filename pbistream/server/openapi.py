@@ -8,6 +8,7 @@ handlers' checks (``tests/server/test_fuzz.py`` runs it against a live server).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -26,6 +27,7 @@ from pbistream.server.openapi_schemas import (
     components,
     ref,
 )
+from pbistream.server.roles import required_role, role_name
 from pbistream.server.ui.series import MAX_POINTS
 
 __all__ = ["openapi_document", "routes"]
@@ -56,6 +58,7 @@ _ERRORS: dict[int, Schema] = {
     409: _error("A workspace with that name exists (PowerBIEntityAlreadyExists)."),
     413: _TOO_LARGE,
     429: _THROTTLED,
+    507: _error("The server's storage is full; nothing was stored (InsufficientStorage)."),
 }
 _MAX_ROWS = limits.MAX_ROWS_PER_POST.value
 
@@ -89,8 +92,24 @@ _SEQUENCE = {
     "name": "X-PowerBI-PushData-SequenceNumber",
     "in": "header",
     "required": False,
-    "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
-    "description": "Rows of a request whose number is not above the last one are not stored again.",
+    "schema": {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1},
+    "description": "Rows of a request whose number is not above the last one are not stored "
+    "again; the 200 then says so in X-PBIStream-Rows-Ignored. Outside Int64: 400.",
+}
+# The 200 of a push: committed, or (for a sequence number not above the table's)
+# skipped, which the two headers report.
+_STORED: Schema = {
+    "description": "Stored (committed), or skipped for the sequence number (see the headers).",
+    "headers": {
+        "X-PBIStream-Rows-Ignored": {
+            "description": "Rows not stored: the sequence number was not above the table's.",
+            "schema": {"type": "integer", "minimum": 0},
+        },
+        "X-PBIStream-Sequence-Last": {
+            "description": "The table's last stored sequence number (with Rows-Ignored).",
+            "schema": {"type": "integer"},
+        },
+    },
 }
 
 
@@ -186,10 +205,10 @@ def _rest_paths(prefix: str, tag: str) -> dict[str, Schema]:
             "post": _op(
                 f"Datasets_PostRows{g}",
                 tag,
-                ("200", {"description": "Stored (committed)."}),
+                ("200", _STORED),
                 params=[*table, _SEQUENCE],
                 body=rows_body,
-                errors=(400, 401, 404, 413, 429),
+                errors=(400, 401, 404, 413, 429, 507),
             ),
             "delete": _op(
                 f"Datasets_DeleteRows{g}",
@@ -256,10 +275,10 @@ def _push_url_path() -> dict[str, Schema]:
     op = _op(
         "PushUrl_PostRows",
         "Push URL",
-        ("200", {"description": "Stored (committed)."}),
+        ("200", _STORED),
         params=[_path_param("workspaceId", "The server's tenant id."), _DATASET, _SEQUENCE],
         body={"type": "array", "items": ref("Row"), "maxItems": _MAX_ROWS},
-        errors=(400, 403, 404, 413, 429),
+        errors=(400, 403, 404, 413, 429, 507),
         summary="A streaming dataset's Push URL: a bare JSON array of rows.",
         description="Other query parameters (ctid, experience) are ignored.",
         security=[{"pushKey": []}, {"bearerAuth": []}],
@@ -418,6 +437,118 @@ def _api_paths() -> dict[str, Schema]:
             )
         },
         "/openapi.json": {"get": _op("OpenAPI", p, ("200", obj))},
+    }
+
+
+def _access_paths() -> dict[str, Schema]:
+    """Scoped tokens, ``/api/me`` and read-only dashboard links."""
+    tag = "access"
+    grant = {
+        "type": "object",
+        "properties": {
+            "id": STR,
+            "kind": {"type": "string", "enum": ["token", "link"]},
+            "role": {"type": "string", "enum": ["viewer", "contributor", "member", "admin"]},
+            "name": STR,
+            "datasets": {"type": "array", "items": STR, "nullable": True},
+            "dashboard": {"type": "string", "nullable": True},
+            "createdAt": {"type": "number", "nullable": True},
+            "expiresAt": {"type": "number", "nullable": True},
+            "lastUsedAt": {"type": "number", "nullable": True},
+            "revokedAt": {"type": "number", "nullable": True},
+            "status": {"type": "string", "enum": ["active", "expired", "revoked"]},
+        },
+    }
+    expires = {
+        "oneOf": [
+            {"type": "number", "exclusiveMinimum": True, "minimum": 0},
+            {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*[smhdwSMHDW]?\s*$"},
+        ],
+        "description": "Seconds, or a duration such as 90m, 12h, 30d, 8w.",
+    }
+    create_token = {
+        "type": "object",
+        "required": ["role"],
+        "additionalProperties": False,
+        "properties": {
+            "role": grant["properties"]["role"],  # type: ignore[index]
+            "datasets": {"type": "array", "items": STR, "minItems": 1, "maxItems": 100},
+            "name": {"type": "string", "maxLength": 200},
+            "expiresIn": expires,
+        },
+    }
+    create_link = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {"name": {"type": "string", "maxLength": 200}, "expiresIn": expires},
+    }
+    secret = {"type": "string", "description": "The secret: shown this once, kept hashed."}
+    created = {"allOf": [grant, {"type": "object", "properties": {"token": secret}}]}
+    link = {
+        "allOf": [
+            grant,
+            {
+                "type": "object",
+                "properties": {"token": secret, "url": STR, "kioskUrl": STR},
+            },
+        ]
+    }
+    listed = _json_body(_value_list(grant), "The grants; never their secrets.")
+    board = _path_param("dashboardId", "The dashboard id.", uuid=False)
+    return {
+        "/api/me": {
+            "get": _op(
+                "Api_Me",
+                tag,
+                ("200", _json_body(ANY_OBJECT, "The caller's grant id, role and scope.")),
+            )
+        },
+        "/api/tokens": {
+            "get": _op(
+                "Api_ListTokens",
+                tag,
+                ("200", listed),
+                params=[_query("all", {"type": "boolean"}, "Also revoked ones.")],
+            ),
+            "post": _op(
+                "Api_CreateToken",
+                tag,
+                ("201", _json_body(created, "The new token (`token` is shown only now).")),
+                body=create_token,
+                errors=(400, 401),
+            ),
+        },
+        "/api/tokens/{tokenId}": {
+            "delete": _op(
+                "Api_RevokeToken",
+                tag,
+                ("204", _OK_EMPTY),
+                params=[_path_param("tokenId", "The token id.", uuid=False)],
+                errors=(400, 401, 404),
+                description="Revokes the token at once; its open live feeds end within seconds.",
+            )
+        },
+        "/api/dashboards/{dashboardId}/links": {
+            "get": _op("Api_ListLinks", tag, ("200", listed), params=[board], errors=(401, 404)),
+            "post": _op(
+                "Api_CreateLink",
+                tag,
+                ("201", _json_body(link, "The read-only link (`token` is shown only now).")),
+                params=[board],
+                body=create_link,
+                errors=(400, 401, 404),
+            ),
+        },
+        "/api/dashboards/{dashboardId}/links/{linkId}": {
+            "delete": _op(
+                "Api_RevokeLink",
+                tag,
+                ("204", _OK_EMPTY),
+                params=[board, _path_param("linkId", "The link id.", uuid=False)],
+                errors=(401, 404),
+                description="Revokes the link; its open live feeds end within seconds.",
+            )
+        },
     }
 
 
@@ -698,6 +829,20 @@ def _surface_paths(prefix: str) -> dict[str, Schema]:
     }
 
 
+def _with_roles(paths: dict[str, Schema]) -> dict[str, Schema]:
+    """State each operation's least role, from THE role table (:mod:`pbistream.server.roles`)."""
+    for template, operations in paths.items():
+        concrete = re.sub(r"\{[^}]+\}", "x", template)
+        for method, op in operations.items():
+            role = role_name(required_role(method.upper(), concrete))
+            op["x-pbistream-role"] = role
+            said = "Public: no token needed." if role == "public" else f"Needs the {role} role."
+            op["description"] = f"{op['description']} {said}" if op.get("description") else said
+            if role != "public":
+                op["responses"].setdefault("403", _error(f"The token's role is below {role}."))
+    return paths
+
+
 def openapi_document(server_url: str) -> dict[str, Any]:
     """The OpenAPI document, with ``server_url`` as its only server.
 
@@ -715,6 +860,8 @@ def openapi_document(server_url: str) -> dict[str, Any]:
         for path, item in _surface_paths(prefix).items():
             paths[path] = paths.get(path, {}) | item
     paths |= _forward_paths()
+    paths |= _access_paths()
+    _with_roles(paths)
     return {
         "openapi": "3.0.3",
         "info": {

@@ -17,9 +17,11 @@ from starlette.routing import BaseRoute, Route
 
 from pbistream.redact import constant_time_equal
 from pbistream.schema import Dataset, Mode, Table
-from pbistream.server.auth import bearer_token
+from pbistream.server.auth import principal_of
 from pbistream.server.errors import EntityNotFound, Forbidden, ItemNotFound
 from pbistream.server.ingest import Shape, ingest
+from pbistream.server.log_secrets import remember_secret
+from pbistream.server.roles import Role
 from pbistream.server.settings import Settings
 
 __all__ = ["routes", "streaming_table"]
@@ -39,8 +41,17 @@ async def push_rows(request: Request) -> Response:
     dataset: Dataset | None = await anyio.to_thread.run_sync(
         request.app.state.storage.get_dataset, dataset_id
     )
-    token = bearer_token(request)
-    token_ok = token is not None and constant_time_equal(token, settings.token)
+    if dataset is not None and dataset.push_key:
+        # The request's log lines mask this key wherever a malformed URL put it.
+        remember_secret(request.scope, dataset.push_key)
+    # A Bearer token instead of the key: the auth middleware resolved it; it must be
+    # allowed to push rows (contributor or above) to this dataset.
+    principal = principal_of(request)
+    token_ok = (
+        principal is not None
+        and principal.role >= Role.CONTRIBUTOR
+        and principal.allows_dataset(dataset_id)
+    )
     key = request.query_params.get("key")
     key_ok = (
         dataset is not None

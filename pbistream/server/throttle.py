@@ -218,15 +218,21 @@ class Throttle:
                 self._shared_failed("release", exc)
 
     # --- rows -----------------------------------------------------------------------
-    def check_rows_per_post(self, count: int) -> None:
+    def check_rows_per_post(self, count: int, *, more_than: bool = False) -> None:
         """Refuse more than ``max_rows_per_post`` rows in one request (400).
+
+        Args:
+            count: Rows in the request.
+            more_than: ``count`` is a lower bound (a scan that stopped early): the
+                message says "more than ``count - 1``".
 
         Raises:
             InvalidRequest: Too many rows.
         """
         if self.settings.limits and count > self.settings.max_rows_per_post:
+            held = f"more than {count - 1:,}" if more_than else f"{count:,}"
             refused = InvalidRequest(
-                f"The request holds {count:,} rows; at most "
+                f"The request holds {held} rows; at most "
                 f"{self.settings.max_rows_per_post:,} rows are allowed per POST. "
                 "Split it into several requests."
             )

@@ -19,6 +19,7 @@ import orjson
 
 from pbistream.schema import Dataset, Table
 from pbistream.storage._alerts import AlertsSQL
+from pbistream.storage._grants import GrantRecords
 from pbistream.storage._records import (
     dashboard_from_record,
     dataset_from_record,
@@ -45,7 +46,7 @@ _SET_SEQ = (
 )
 
 
-class SQLStorage(AlertsSQL, ABC):
+class SQLStorage(GrantRecords, AlertsSQL, ABC):
     """The :class:`~pbistream.storage.base.Storage` methods both SQL backends share.
 
     A subclass provides connections (:meth:`_writing`, :meth:`_reading`), its
@@ -195,13 +196,17 @@ class SQLStorage(AlertsSQL, ABC):
         with self._writing() as conn:
             if not self._lock_dataset(conn, dataset_id):
                 raise KeyError(dataset_id)
+            last_sequence: int | None = None
             if sequence_number is not None:
                 last = self._exec(conn, _LAST_SEQ, (dataset_id, table)).fetchone()
                 if last is not None and sequence_number <= last[0]:
-                    return InsertResult(0, True, self._count(conn, dataset_id, table))
+                    count = self._count(conn, dataset_id, table)
+                    return InsertResult(0, True, count, last_sequence=int(last[0]))
                 self._exec(conn, _SET_SEQ, (dataset_id, table, sequence_number))
+                last_sequence = sequence_number
             if not n:
-                return InsertResult(0, False, self._count(conn, dataset_id, table))
+                count = self._count(conn, dataset_id, table)
+                return InsertResult(0, False, count, last_sequence=last_sequence)
             first_id, last_id = self._store(conn, dataset_id, table, received_at, payload, n)
             self._exec(conn, _ADD_COUNT, (dataset_id, table, n))
             count = self._count(conn, dataset_id, table)
@@ -220,7 +225,7 @@ class SQLStorage(AlertsSQL, ABC):
                     "UPDATE row_counts SET n = ? WHERE dataset_id = ? AND table_name = ?",
                     (count, dataset_id, table),
                 )
-        return InsertResult(n, False, count, first_id, last_id)
+        return InsertResult(n, False, count, first_id, last_id, last_sequence)
 
     def count_rows(self, dataset_id: str, table: str) -> int:
         """Rows currently stored in one table (kept in ``row_counts``: O(1))."""
@@ -239,6 +244,12 @@ class SQLStorage(AlertsSQL, ABC):
             self._exec(
                 conn,
                 "DELETE FROM row_counts WHERE dataset_id = ? AND table_name = ?",
+                (dataset_id, table),
+            )
+            # An emptied table starts afresh: a producer may number from 1 again.
+            self._exec(
+                conn,
+                "DELETE FROM sequence_numbers WHERE dataset_id = ? AND table_name = ?",
                 (dataset_id, table),
             )
         return int(gone)

@@ -26,6 +26,7 @@ __all__ = [
     "AlertDelivery",
     "AlertEventRecord",
     "Dashboard",
+    "Grant",
     "InsertNotice",
     "InsertResult",
     "InsertSubscription",
@@ -57,6 +58,8 @@ class InsertResult:
         row_count: Rows in the table after the insert (and any FIFO trim).
         first_id: The id of the first stored row (``None`` if nothing was stored).
         last_id: The id of the last stored row.
+        last_sequence: When the request carried a sequence number: the table's last
+            stored number after this insert (for a duplicate, the number that beat it).
     """
 
     stored: int
@@ -64,6 +67,7 @@ class InsertResult:
     row_count: int
     first_id: int | None = None
     last_id: int | None = None
+    last_sequence: int | None = None
 
 
 @dataclass(slots=True)
@@ -75,6 +79,37 @@ class Dashboard:
     tiles: list[dict[str, Any]]
     created_at: float = 0.0
     updated_at: float = 0.0
+
+
+@dataclass(slots=True)
+class Grant:
+    """An access grant (an API token or a dashboard link); only its secret's hash is kept.
+
+    Attributes:
+        id: Its public id (``token list``, ``revoke ID``).
+        kind: ``token`` or ``link`` (:mod:`pbistream.grants`).
+        role: ``viewer``, ``contributor``, ``member`` or ``admin``.
+        secret_hash: SHA-256 (hex) of the secret; unique.
+        name: What it is for, as its creator said.
+        datasets: The datasets it is limited to; None for every dataset.
+        dashboard_id: A link's dashboard.
+        created_at: Epoch seconds.
+        expires_at: When it stops working (epoch seconds); None: never.
+        last_used_at: When it last signed a request in (updated about once a minute).
+        revoked_at: When it was revoked; None while it works.
+    """
+
+    id: str
+    kind: str
+    role: str
+    secret_hash: str
+    name: str = ""
+    datasets: tuple[str, ...] | None = None
+    dashboard_id: str | None = None
+    created_at: float = 0.0
+    expires_at: float | None = None
+    last_used_at: float | None = None
+    revoked_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +211,7 @@ class Storage(Protocol):
         ...
 
     def delete_rows(self, dataset_id: str, table: str) -> int:
-        """Delete every row of one table; return how many went."""
+        """Delete every row of one table and forget its sequence number; return how many went."""
         ...
 
     def delete_rows_before(self, dataset_id: str, received_before: float) -> int:
@@ -215,6 +250,27 @@ class Storage(Protocol):
     def delete_dashboard(self, dashboard_id: str) -> bool:
         """Delete a dashboard; False if it did not exist."""
         ...
+
+    # --- access grants (tokens and dashboard links) ----------------------------------
+    def save_grant(self, grant: Grant) -> None:
+        """Store a new grant (its id and secret hash are new)."""
+
+    def get_grant(self, grant_id: str) -> Grant | None:
+        """The grant with this id (revoked ones too), or None."""
+
+    def find_grant(self, secret_hash: str) -> Grant | None:
+        """The grant whose secret has this hash (revoked ones too), or None."""
+
+    def list_grants(self) -> list[Grant]:
+        """Every grant, revoked ones too, oldest first."""
+        ...
+
+    def revoke_grant(self, grant_id: str, revoked_at: float) -> bool:
+        """Mark a grant revoked; False if there is none or it was already revoked."""
+        ...
+
+    def touch_grant(self, grant_id: str, used_at: float) -> None:
+        """Record when a grant last signed a request in."""
 
     # --- alerts (rules, history, webhook outbox) -------------------------------------
     def save_alert_rule(self, rule: dict[str, Any]) -> None:

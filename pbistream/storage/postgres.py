@@ -38,6 +38,7 @@ from psycopg_pool import ConnectionPool
 from pbistream.exceptions import ConfigError
 from pbistream.redact import redact_text
 from pbistream.storage._alerts import ALERT_TABLES, alerts_schema_sql
+from pbistream.storage._grants import grants_schema
 from pbistream.storage._records import (
     encode_rows,
     read_rows_query,
@@ -65,6 +66,7 @@ _TABLES = (
     "dashboards",
     "meta",
     "throttle_events",
+    "access_grants",
     *ALERT_TABLES,
 )
 
@@ -193,6 +195,7 @@ class PostgresStorage(SQLStorage):
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
             conn.execute(_SCHEMA)
             conn.execute(_THROTTLE_SCHEMA)
+            conn.execute(grants_schema("DOUBLE PRECISION"))
             conn.execute(_ALERTS_SCHEMA)
             found = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             version = int(found[0]) if found else 0

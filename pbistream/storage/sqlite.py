@@ -23,6 +23,7 @@ from typing import Any
 
 from pbistream.exceptions import ConfigError
 from pbistream.storage._alerts import alerts_schema_sql
+from pbistream.storage._grants import grants_schema
 from pbistream.storage._records import (
     encode_batch,
     encode_rows,
@@ -48,6 +49,7 @@ _SCHEMA = schema_sql(
     # No index on (dataset_id, id): each index costs about a quarter of the insert
     # speed, and read_rows merges per-table reads instead (see there).
 ) + alerts_schema_sql(row_id="INTEGER PRIMARY KEY AUTOINCREMENT", real="REAL", integer="INTEGER")
+_SCHEMA += grants_schema("REAL")  # access grants (tokens, dashboard links)
 
 # A batch goes in as ONE JSON array that SQLite splits with json_each, in C: binding
 # 10,000 rows one at a time through executemany costs ~3x as much (medians on the

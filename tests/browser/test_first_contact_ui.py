@@ -187,7 +187,7 @@ def test_the_sign_in_page_takes_a_pasted_token(pbistream_server: RunningServer, 
     page.goto(f"{pbistream_server.url}/ui/")
     page.fill("#signin-token", "not-the-token")
     page.click("button:has-text('Sign in')")
-    page.wait_for_selector("text=That is not this server's API token.")
+    page.wait_for_selector("text=That is not a working token of this server.")
     page.fill("#signin-token", pbistream_server.token)
     page.click("button:has-text('Sign in')")
     page.wait_for_url("**/ui/**")

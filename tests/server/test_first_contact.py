@@ -125,9 +125,7 @@ def test_first_start_prints_the_login_link_and_later_starts_say_how_to_get_a_new
             assert "pbistream_session" in browser.cookies
     finally:
         assert first.stop() == 0
-    assert "Lost the token? Stop the server and run: pbistream token rotate --data-dir" in (
-        first.text()
-    )
+    assert "Lost the token? pbistream token rotate --data-dir" in first.text()
     again = Running(args, env=_env())
     try:
         again.wait_for(r"Sign in at http://127\.0\.0\.1:\d+/login with the API token")

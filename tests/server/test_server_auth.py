@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -146,21 +147,37 @@ def test_root_redirects_a_browser_to_the_ui_without_a_token(
     assert httpx.get(pbistream_server.url + "/api/datasets").status_code == 401
 
 
-def test_token_is_generated_once_and_kept_in_storage(tmp_path: Path) -> None:
+def test_token_is_generated_once_and_kept_hashed_in_storage(tmp_path: Path) -> None:
     storage = open_storage(str(tmp_path))
     try:
         first = create_app(Settings(data_dir=str(tmp_path)), storage)
         assert first.state.token_generated
         token = first.state.settings.token
-        assert token and len(token) >= 32
+        assert token and len(token) >= 32 and token.startswith("pbist_")
         second = create_app(Settings(data_dir=str(tmp_path)), storage)
         assert not second.state.token_generated
-        assert second.state.settings.token == token
+        # Only its hash is kept: the restarted server checks the token against it.
+        assert second.state.settings.token is None
+        assert anyio.run(second.state.access.from_secret, token) is not None
+        assert anyio.run(second.state.access.from_secret, token + "x") is None
         given = create_app(Settings(data_dir=str(tmp_path), token="mine"), storage)
         assert given.state.settings.token == "mine"
     finally:
         storage.close()
     assert "mine" not in repr(given.state.settings)
+    assert token.encode() not in (tmp_path / "pbistream.db").read_bytes()
+
+
+def test_a_token_kept_in_clear_by_an_older_version_is_hashed_at_start(tmp_path: Path) -> None:
+    storage = open_storage(str(tmp_path))
+    try:
+        storage.set_meta("api_token", "an-old-clear-token-of-32-characters")
+        app = create_app(Settings(data_dir=str(tmp_path)), storage)
+        assert not app.state.token_generated
+        assert storage.get_meta("api_token") == ""
+        assert anyio.run(app.state.access.from_secret, "an-old-clear-token-of-32-characters")
+    finally:
+        storage.close()
 
 
 def test_serve_prints_a_generated_token_once(tmp_path: Path) -> None:

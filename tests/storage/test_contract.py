@@ -13,8 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from storage_helpers import follow_while_writing
 
+from pbistream.grants import secret_hash
 from pbistream.schema import Column, Dataset, Mode, Retention, Table
-from pbistream.storage.base import Dashboard, InsertResult, Storage
+from pbistream.storage.base import Dashboard, Grant, InsertResult, Storage
 from pbistream.values import DataType
 
 TABLE = "RealTimeData"
@@ -198,7 +199,7 @@ def test_sequence_numbers_dedupe(storage: Storage, dataset: Dataset) -> None:
     assert storage.last_sequence_number(dataset.id, TABLE) == 10
     for seq in (10, 9, -1):
         dup = storage.insert_rows(dataset.id, TABLE, rows(2), received_at=2.0, sequence_number=seq)
-        assert dup == InsertResult(0, True, 2)
+        assert dup == InsertResult(0, True, 2, last_sequence=10)
     assert storage.last_sequence_number(dataset.id, TABLE) == 10
     # Sequence numbers are per table.
     other = storage.insert_rows(dataset.id, "Other", rows(1), received_at=2.0, sequence_number=1)
@@ -285,6 +286,40 @@ def test_meta(storage: Storage) -> None:
     storage.set_meta("other", "")
     assert storage.get_meta("token") == "def"
     assert storage.get_meta("other") == ""
+
+
+# --- access grants (tokens and dashboard links) ------------------------------------
+def _grant(gid: str, secret: str, **extra: Any) -> Grant:
+    return Grant(gid, "token", "viewer", secret_hash(secret), name=gid, created_at=1.0, **extra)
+
+
+def test_grants_round_trip_and_are_found_by_hash(storage: Storage) -> None:
+    scoped = _grant("g1", "s1", datasets=("a", "b"), expires_at=99.5)
+    link = Grant("g2", "link", "viewer", secret_hash("s2"), "Wall", None, "dash", 2.0)
+    storage.save_grant(scoped)
+    storage.save_grant(link)
+    assert storage.get_grant("g1") == scoped
+    assert storage.find_grant(secret_hash("s2")) == link
+    assert storage.find_grant(secret_hash("nope")) is None
+    assert storage.get_grant("nope") is None
+    assert [g.id for g in storage.list_grants()] == ["g1", "g2"]
+
+
+def test_a_grant_secret_hash_is_unique(storage: Storage) -> None:
+    storage.save_grant(_grant("g1", "same"))
+    with pytest.raises(Exception):  # noqa: B017 (each backend raises its own IntegrityError)
+        storage.save_grant(_grant("g2", "same"))
+    assert [g.id for g in storage.list_grants()] == ["g1"]
+
+
+def test_revoke_and_touch_grant(storage: Storage) -> None:
+    storage.save_grant(_grant("g1", "s1"))
+    storage.touch_grant("g1", 50.0)
+    assert storage.revoke_grant("g1", 60.0) is True
+    assert storage.revoke_grant("g1", 70.0) is False  # already revoked: the first time stays
+    assert storage.revoke_grant("nope", 70.0) is False
+    got = storage.get_grant("g1")
+    assert got is not None and got.revoked_at == 60.0 and got.last_used_at == 50.0
 
 
 def test_size_bytes_is_positive(storage: Storage, dataset: Dataset) -> None:
@@ -393,3 +428,23 @@ def test_any_normalised_row_round_trips(
     assert result.first_id is not None
     back = storage.read_rows(dataset.id, TABLE, after_id=result.first_id - 1, limit=len(batch))
     assert [r.data for r in back] == batch
+
+
+def test_a_duplicate_reports_the_number_that_beat_it(storage: Storage, dataset: Dataset) -> None:
+    top = 2**63 - 1
+    first = storage.insert_rows(dataset.id, TABLE, rows(1), received_at=1.0, sequence_number=top)
+    assert (first.duplicate, first.last_sequence) == (False, top)
+    dup = storage.insert_rows(dataset.id, TABLE, rows(2), received_at=2.0, sequence_number=3)
+    assert (dup.duplicate, dup.stored, dup.last_sequence) == (True, 0, top)
+    plain = storage.insert_rows(dataset.id, TABLE, rows(1), received_at=3.0)
+    assert (plain.duplicate, plain.stored, plain.last_sequence) == (False, 1, None)
+
+
+def test_delete_rows_forgets_the_tables_sequence_number(storage: Storage, dataset: Dataset) -> None:
+    storage.insert_rows(dataset.id, TABLE, rows(1), received_at=1.0, sequence_number=50)
+    storage.insert_rows(dataset.id, "Other", rows(1), received_at=1.0, sequence_number=50)
+    storage.delete_rows(dataset.id, TABLE)
+    assert storage.last_sequence_number(dataset.id, TABLE) is None
+    assert storage.last_sequence_number(dataset.id, "Other") == 50  # other tables keep theirs
+    again = storage.insert_rows(dataset.id, TABLE, rows(1), received_at=2.0, sequence_number=1)
+    assert (again.duplicate, again.stored) == (False, 1)

@@ -14,7 +14,7 @@ import mimetypes
 import re
 from importlib import resources
 from pathlib import Path
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -23,8 +23,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pbistream.redact import constant_time_equal, new_secret
-from pbistream.server.auth import SESSION_COOKIE, is_authorized, session_cookie_value
-from pbistream.server.settings import Settings
+from pbistream.server.access.gate import Access, Principal
+from pbistream.server.auth import SESSION_COOKIE, is_authorized
 
 __all__ = ["CONTENT_SECURITY_POLICY", "PUBLIC_PATHS", "STATIC_DIR", "routes"]
 
@@ -76,9 +76,9 @@ _SIGN_IN_PAGE = """<!doctype html>
 starts (or <code>pbistream demo</code> starts), it prints a link like
 <code>http://127.0.0.1:8765/login?token=&hellip;</code>; open it in this browser and
 the session lasts until the browser closes.</p>
-<p class="muted">Lost the token? Stop the server and run
-<code>pbistream token rotate --data-dir DIR</code> for a new one, or restart the server
-with <code>--token YOUR-TOKEN</code> to choose one.</p>
+<p class="muted">Lost the token? It is kept only as a hash, so it cannot be shown again:
+<code>pbistream token rotate --data-dir DIR</code> makes a new one (or ask an admin for a
+token of your own).</p>
 </main></body></html>
 """
 #: The sign-in form's double-submit cookie: a form another site posts cannot read it.
@@ -96,10 +96,10 @@ def _sign_in(lead: str, status: int, target: str = "/ui/") -> HTMLResponse:
     return response
 
 
-def _token_is_valid(request: Request, token: str) -> bool:
-    """True when ``token`` signs this browser in (one check for the link and the form)."""
-    settings: Settings = request.app.state.settings
-    return bool(token) and constant_time_equal(token, settings.token)
+async def _principal(request: Request, token: str) -> Principal | None:
+    """Who ``token`` signs in (one check for the link and the form), or None."""
+    access: Access = request.app.state.access
+    return await access.from_secret(token) if token else None
 
 
 def _next_page(raw: str | None) -> str:
@@ -108,12 +108,16 @@ def _next_page(raw: str | None) -> str:
     return target if _NEXT.fullmatch(target) else "/ui/"  # fullmatch: "$" passes a "\n"
 
 
-def _signed_in(request: Request, target: str) -> Response:
-    settings: Settings = request.app.state.settings
+async def _signed_in(request: Request, principal: Principal, target: str, kiosk: str) -> Response:
+    access: Access = request.app.state.access
+    if principal.dashboard is not None:  # a dashboard link lands on its own dashboard
+        target = "/ui/#/dashboards/" + quote(principal.dashboard, safe="")
+    if kiosk in ("1", "true", "on"):
+        target = target.replace("/ui/", "/ui/?kiosk=1", 1)
     response = RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
     response.set_cookie(
         SESSION_COOKIE,
-        session_cookie_value(settings),
+        await access.session_cookie(principal),
         httponly=True,
         samesite="lax",
         path="/",
@@ -124,16 +128,23 @@ def _signed_in(request: Request, target: str) -> Response:
 
 
 async def login(request: Request) -> Response:
-    """``GET /login?token=T[&next=/ui/#/dashboards/ID]``: check the token, set the cookie.
+    """``GET /login?token=T[&next=/ui/#/dashboards/ID][&kiosk=1]``: check the token, set the cookie.
 
+    Any working token signs in, with its role; a dashboard link (``pbisl_...``) always
+    lands on its own dashboard. ``kiosk=1`` opens the UI in kiosk mode (wall screens).
     Without ``token`` it answers the sign-in page, whose form posts to :func:`login_form`.
     """
     target = _next_page(request.query_params.get("next"))
     if "token" not in request.query_params:
         return _sign_in("Paste your API token to sign in.", 200, target)
-    if not _token_is_valid(request, request.query_params["token"]):
-        return _sign_in("That login link does not carry this server's token.", 403, target)
-    return _signed_in(request, target)
+    # A link pasted with "?kiosk=1" appended (instead of "&kiosk=1") still works.
+    token, _, appended = request.query_params["token"].partition("?")
+    kiosk = request.query_params.get("kiosk", "") or parse_qs(appended).get("kiosk", [""])[0]
+    principal = await _principal(request, token)
+    if principal is None:
+        lead = "That login link does not carry a working token of this server."
+        return _sign_in(lead, 403, target)
+    return await _signed_in(request, principal, target, kiosk)
 
 
 async def login_form(request: Request) -> Response:
@@ -159,9 +170,10 @@ async def login_form(request: Request) -> Response:
     cookie = request.cookies.get(CSRF_COOKIE, "")
     if not cookie or not constant_time_equal(field.get("csrf", ""), cookie):
         return _sign_in("The sign-in page expired; paste the token again.", 403, target)
-    if not _token_is_valid(request, field.get("token", "").strip()):
-        return _sign_in("That is not this server's API token.", 403, target)
-    return _signed_in(request, target)
+    principal = await _principal(request, field.get("token", "").strip())
+    if principal is None:
+        return _sign_in("That is not a working token of this server.", 403, target)
+    return await _signed_in(request, principal, target, field.get("kiosk", ""))
 
 
 def is_cross_site_form(request: Request) -> bool:

@@ -4,7 +4,9 @@
 import { openAlertEditor } from "./alerts.js";
 import * as API from "./api.js";
 import { h, mount, openDialog, toast } from "./dom.js";
+import { shareDashboard } from "./access.js";
 import { LiveFeeds } from "./live.js";
+import { can } from "./session.js";
 import { editTile } from "./tile_editor.js";
 import { createTile } from "./tiles.js";
 
@@ -28,7 +30,7 @@ export async function renderSidebar(sidebar, currentId) {
     : h("div", { class: "empty", text: "No dashboards yet." });
   mount(sidebar,
     h("h3", { text: "Dashboards" }), list,
-    h("button", { class: "wide", text: "+ New dashboard", on: { click: () => newDashboard() } }),
+    can("member") ? h("button", { class: "wide", text: "+ New dashboard", on: { click: () => newDashboard() } }) : null,
     h("h3", { text: "Data", style: { marginTop: "20px" } }),
     h("ul", {}, h("li", {}, h("a", { href: "#/datasets", class: currentId === "#datasets" ? "active" : "", text: "Streaming datasets" }))));
   return dashboards;
@@ -75,8 +77,10 @@ function header(state) {
   const addBtn = h("button", { class: "primary", text: "+ Add tile", "data-testid": "add-tile", on: { click: () => addTile(state) } });
   const rename = h("button", { text: "Rename", on: { click: () => askName("Rename dashboard", doc.name, async (name) => { await persist(state, { name }); redraw(state); }) } });
   const remove = h("button", { class: "danger", text: "Delete", on: { click: () => deleteBoard(state) } });
+  const share = h("button", { text: "Share", "data-testid": "share", on: { click: () => shareDashboard(doc) } });
   const count = doc.tiles.length;
-  return h("div", { class: "view-head" }, h("h2", { text: doc.name }), addBtn, editBtn, state.editing ? [rename, remove] : null,
+  const tools = can("member") ? [addBtn, editBtn, share, state.editing ? [rename, remove] : null] : null;
+  return h("div", { class: "view-head" }, h("h2", { text: doc.name }), tools,
     h("div", { class: "sub", text: `${count} tile${count === 1 ? "" : "s"} · updates live` }));
 }
 
@@ -87,11 +91,11 @@ function drawBoard(state) {
     mount(state.view, header(state), h("div", { class: "panel empty-state" },
       h("h3", { text: "This dashboard has no tiles yet" }),
       h("p", { text: state.byId.size ? "Add a card, a line chart, bars, a gauge or a table bound to a streaming dataset." : "Create a streaming dataset first, then add tiles bound to its fields." }),
-      state.byId.size ? h("button", { class: "primary", text: "+ Add tile", on: { click: () => addTile(state) } }) : h("a", { class: "button primary", href: "#/datasets/new", text: "Create a streaming dataset" })));
+      !can("member") ? null : state.byId.size ? h("button", { class: "primary", text: "+ Add tile", on: { click: () => addTile(state) } }) : h("a", { class: "button primary", href: "#/datasets/new", text: "Create a streaming dataset" })));
     return;
   }
   for (const spec of state.doc.tiles) {
-    const tools = h("span", { class: "tile-tools" },
+    const tools = !can("member") ? null : h("span", { class: "tile-tools" },
       h("button", { class: "icon", text: "Edit", title: "Edit tile", on: { click: () => changeTile(state, currentSpec(state, spec.id)) } }),
       h("button", { class: "icon danger", text: "✕", title: "Remove tile", "aria-label": "Remove tile", on: { click: () => removeTile(state, currentSpec(state, spec.id)) } }));
     const dataset = state.byId.get(spec.datasetId) || null;
@@ -105,7 +109,7 @@ function drawBoard(state) {
 
 /** A card or gauge tile's bell: set an alert on its field (tile thresholds suggest one). */
 function alertButton(spec, dataset) {
-  if (!dataset || (spec.type !== "card" && spec.type !== "gauge")) return null;
+  if (!dataset || !can("member") || (spec.type !== "card" && spec.type !== "gauge")) return null;
   const suggested = (spec.thresholds || []).length ? spec.thresholds[spec.thresholds.length - 1].value : spec.target;
   return h("button", { class: "tile-alert", type: "button", text: "🔔", title: "Set an alert on this tile", "aria-label": "Set an alert on this tile", "data-testid": "tile-alert",
     on: { click: () => openAlertEditor({ dataset, table: spec.table, field: spec.fields[0], threshold: suggested }) } });

@@ -24,7 +24,7 @@ export async function showDatasets(view) {
   leaveDatasets();
   const datasets = await API.listDatasets();
   const head = h("div", { class: "view-head" }, h("h2", { text: "Streaming datasets" }),
-    h("a", { class: "button primary", href: "#/datasets/new", "data-testid": "new-dataset", text: "+ New streaming dataset" }),
+    h("a", { class: "button primary needs-member", href: "#/datasets/new", "data-testid": "new-dataset", text: "+ New streaming dataset" }),
     h("div", { class: "sub", text: "Push rows to a dataset's Push URL; pin its fields to dashboard tiles." }));
   if (!datasets.length) {
     mount(view, head, h("div", { class: "panel empty-state" },
@@ -41,7 +41,7 @@ export async function showDatasets(view) {
     h("td", { text: formatWhen(d.lastRowAt), title: d.lastRowAt ? formatDateTime(d.lastRowAt * 1000) : "", "data-testid": "last-row" }),
     h("td", { class: "row-actions" },
       h("a", { class: "button", href: `#/datasets/${encodeURIComponent(d.id)}`, text: "API info" }), " ",
-      h("button", { class: "danger", text: "Delete", on: { click: () => confirmDelete(d, () => showDatasets(view)) } }))));
+      h("button", { class: "danger needs-member", text: "Delete", on: { click: () => confirmDelete(d, () => showDatasets(view)) } }))));
   mount(view, head, h("div", { class: "panel", style: { padding: "0" } },
     h("table", { class: "grid", "data-testid": "datasets" },
       h("thead", {}, h("tr", {}, ["Name", "Mode", "Retention", "Rows", "Last row", ""].map((t) => h("th", { text: t, class: t === "Rows" ? "num" : "" })))),
