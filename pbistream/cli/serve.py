@@ -34,7 +34,7 @@ __all__ = [
     "stop_cleanly_on_sigterm",
 ]
 
-logger = logging.getLogger("pbistream.server")
+logger = logging.getLogger("pbistream.connections")
 _HELP = {s.name: s.help for s in SETTINGS}
 
 

@@ -60,7 +60,7 @@ __all__ = [
     "server_config",
 ]
 
-logger = logging.getLogger("pbistream.server")
+logger = logging.getLogger("pbistream.connections")
 
 #: Descriptors kept free for everything but client sockets: the listening socket, the
 #: database and its WAL, log files, worker threads' files, a PostgreSQL pool.
