@@ -7,9 +7,9 @@ lets the first record of a kind through, drops the same kind for ``window_second
 and adds to the next one it lets through how many were left out, e.g.
 ``socket.accept() out of system resource (and 2,047 more like this in the last 10 s)``.
 
-"The same kind" is the logger, the level and the message *template* (the text before
-``%`` arguments are filled in), so lines that differ only in a client address or a
-count still collapse.
+"The same kind" is the logger, the level and the message as written (arguments
+filled in): only true repeats collapse. Lines that differ, such as the access log's
+(each names its request), all pass.
 """
 
 from __future__ import annotations
@@ -45,7 +45,11 @@ class RepeatFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """True to write the record (amended with the count held back), False to drop it."""
-        kind = (record.name, record.levelno, str(record.msg))
+        try:
+            text = record.getMessage()
+        except Exception:  # a bad format string: let the handler report it as usual
+            return True
+        kind = (record.name, record.levelno, text)
         now = self._clock()
         with self._lock:
             seen = self._seen.get(kind)
@@ -58,11 +62,10 @@ class RepeatFilter(logging.Filter):
             if len(self._seen) > MAX_KINDS:
                 del self._seen[next(iter(self._seen))]
         if held_back:
-            # Appended to the template, so "%" in the count text cannot meet the args.
-            record.msg = (
-                f"{record.msg} (and {held_back:,} more like this in the last "
-                f"{self.window_seconds:g} s)"
-            )
+            # The message is already formatted: keep it as text, args done with.
+            record.msg = f"{text} (and {held_back:,} more like this in the last "
+            record.msg += f"{self.window_seconds:g} s)"
+            record.args = None
         return True
 
 
