@@ -24,7 +24,7 @@ def test_type_names_show_both_power_bi_spellings_everywhere(
     pbistream_server: RunningServer, page: Any
 ) -> None:
     login(page, pbistream_server, "#/datasets/new")
-    page.wait_for_selector("[data-testid=value-type] option")
+    page.wait_for_selector("[data-testid=value-type] option", state="attached")
     options = page.eval_on_selector_all(
         "[data-testid=value-type] option", "os => os.map(o => o.textContent)"
     )
@@ -41,7 +41,7 @@ def test_type_names_show_both_power_bi_spellings_everywhere(
     page.goto(f"{pbistream_server.url}/ui/#/dashboards/{board}")
     wait_tiles_ready(page, 1)
     page.click('[data-testid="add-tile"]')
-    page.wait_for_selector("#tile-field option")
+    page.wait_for_selector("#tile-field option", state="attached")
     labels = page.eval_on_selector_all("#tile-field option", "os => os.map(o => o.textContent)")
     assert labels == ["temperature · Number (Double)", "site · Text (String)"]
 
