@@ -134,3 +134,15 @@ def test_editing_a_rule_in_the_ui_keeps_what_the_editor_does_not_show(pbistream_
         assert saved["threshold"] == 35
         assert saved["minIntervalSeconds"] == 120
         assert saved["enabled"] is False
+        # A silence of 2.5 s (the API takes any number from 1 s up) saves as it is.
+        quiet = api.post(
+            "/api/alerts",
+            json={"dataset": dataset_id, "field": "temperature", "silenceSeconds": 2.5},
+        ).json()
+        page.reload()
+        page.click(f'[data-rule-id="{quiet["id"]}"] button:has-text("Edit")')
+        page.locator("#alert-name").fill("Quiet sensor")
+        page.locator('[data-testid="alert-editor"] button[type=submit]').click()
+        page.wait_for_selector('[data-testid="alert-editor"]', state="detached", timeout=5_000)
+        saved = api.get(f"/api/alerts/{quiet['id']}").json()
+        assert (saved["name"], saved["silenceSeconds"]) == ("Quiet sensor", 2.5)

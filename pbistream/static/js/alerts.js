@@ -38,7 +38,7 @@ export function openAlertEditor(target) {
       const op = select("alert-op", ops, rule ? rule.op || ">" : ops[0][0]);
       const threshold = h("input", { id: "alert-threshold", type: NUMERIC.has(fieldType) ? "number" : "text", step: "any", required: true,
         value: rule && rule.threshold !== null && rule.threshold !== undefined ? String(rule.threshold) : target.threshold !== undefined ? String(target.threshold) : "" });
-      const silence = h("input", { id: "alert-silence", type: "number", min: "1", step: "1", value: rule && rule.silenceSeconds ? String(rule.silenceSeconds) : "60" });
+      const silence = h("input", { id: "alert-silence", type: "number", min: "1", step: "any", value: rule && rule.silenceSeconds ? String(rule.silenceSeconds) : "60" });
       const categories = columns.filter((c) => c.name !== field && !NUMERIC.has(c.dataType) && c.dataType !== "DateTime");
       const category = select("alert-category", [["", "— one alert for the whole table —"], ...categories.map((c) => [c.name, `one alert per ${c.name}`])], rule ? rule.category || "" : "");
       const interval = select("alert-interval", intervalOptions(rule), rule ? rule.minIntervalSeconds : 3600);
