@@ -332,3 +332,24 @@ def test_includenulls_keeps_blank_columns(sales: Sales) -> None:
     assert all(len(r) == len(FIELDS) for r in got)
     want = [{f"Sales[{k}]": shown(r.get(k)) for k in FIELDS} for r in sales.rows]
     _same_bag(got, want)
+
+
+def test_text_comparisons_ignore_case_as_in_dax(sales: Sales) -> None:
+    # DAX compares text case-insensitively ("sqlbi" = "SQLBI" is TRUE; EXACT is the
+    # case-sensitive test), so a filter typed in another case finds the same rows.
+    got = sales.rows_of(
+        'EVALUATE FILTER(Sales, Sales[Region] = "east" || Sales[Product] IN {"BIKE", "lOcK"})'
+    )
+    want = [
+        r
+        for r in sales.rows
+        if r["Region"] == "East" or r.get("Product") in ("Bike", "Lock")
+    ]
+    assert want
+    _same_bag(got, [qualified(r) for r in want])
+    got = sales.rows_of('EVALUATE FILTER(Sales, Sales[Region] <> "NORTH" && Sales[Region] < "s")')
+    _same_bag(got, [qualified(r) for r in sales.rows if r["Region"] in ("East",)])
+    counted = sales.rows_of(
+        'EVALUATE ROW("n", COUNTROWS(FILTER(Sales, Sales[Region] >= "WEST")))'
+    )
+    assert counted == [{"[n]": sum(1 for r in sales.rows if r["Region"] == "West")}]
