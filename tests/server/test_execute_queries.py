@@ -340,16 +340,27 @@ def test_text_comparisons_ignore_case_as_in_dax(sales: Sales) -> None:
     got = sales.rows_of(
         'EVALUATE FILTER(Sales, Sales[Region] = "east" || Sales[Product] IN {"BIKE", "lOcK"})'
     )
-    want = [
-        r
-        for r in sales.rows
-        if r["Region"] == "East" or r.get("Product") in ("Bike", "Lock")
-    ]
+    want = [r for r in sales.rows if r["Region"] == "East" or r.get("Product") in ("Bike", "Lock")]
     assert want
     _same_bag(got, [qualified(r) for r in want])
     got = sales.rows_of('EVALUATE FILTER(Sales, Sales[Region] <> "NORTH" && Sales[Region] < "s")')
     _same_bag(got, [qualified(r) for r in sales.rows if r["Region"] in ("East",)])
-    counted = sales.rows_of(
-        'EVALUATE ROW("n", COUNTROWS(FILTER(Sales, Sales[Region] >= "WEST")))'
-    )
+    counted = sales.rows_of('EVALUATE ROW("n", COUNTROWS(FILTER(Sales, Sales[Region] >= "WEST")))')
     assert counted == [{"[n]": sum(1 for r in sales.rows if r["Region"] == "West")}]
+
+
+def test_a_one_value_table_constructor_answers_value(sales: Sales) -> None:
+    # EVALUATE {COUNTROWS(T)} is the usual way to read one number back; its column is [Value].
+    assert sales.rows_of("EVALUATE {COUNTROWS('Sales')}") == [{"[Value]": len(sales.rows)}]
+    total = sum(r["Amount"] for r in sales.rows if r.get("Amount") is not None)
+    (row,) = sales.rows_of("EVALUATE { SUM(Sales[Amount]) }")
+    assert list(row) == ["[Value]"] and round(row["[Value]"], 6) == round(total, 6)
+    east = sum(1 for r in sales.rows if r["Region"] == "East")
+    got = sales.rows_of(
+        'DEFINE VAR t = {COUNTROWS(FILTER(Sales, Sales[Region] = "East"))} EVALUATE t'
+    )
+    assert got == [{"[Value]": east}]
+    many = sales.query("EVALUATE {1, 2}")
+    assert many.status_code == 400
+    assert many.json()["error"]["code"] == "DatasetExecuteQueriesError"
+    assert "Query (1, 10)" in many.json()["error"]["message"]
