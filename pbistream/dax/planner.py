@@ -348,6 +348,10 @@ class _Planner(ScalarPlanner):
             table, key = self.column_key(arg)
             source = self.filtered_scan(table, ctx)
             return Distinct(Project(source, ((key, Column(key, _type_of(source, key))),)))
+        if call.name == "VALUES":
+            # VALUES(table) returns the table's rows with duplicates preserved (Microsoft's
+            # VALUES reference); only DISTINCT(table) removes duplicate rows.
+            return self.table(arg, ctx)
         return Distinct(self.table(arg, ctx))
 
     table_distinct = table_values

@@ -364,3 +364,16 @@ def test_a_one_value_table_constructor_answers_value(sales: Sales) -> None:
     assert many.status_code == 400
     assert many.json()["error"]["code"] == "DatasetExecuteQueriesError"
     assert "Query (1, 10)" in many.json()["error"]["message"]
+
+
+def test_values_of_a_table_keeps_duplicate_rows_distinct_removes_them(sales: Sales) -> None:
+    # Microsoft's own executeQueries example is EVALUATE VALUES(MyTable): for a table,
+    # VALUES returns its rows with duplicates preserved; DISTINCT(table) removes them.
+    twice = [{"Region": "East", "Qty": 99}, {"Region": "East", "Qty": 99}]
+    posted = sales.client.post(f"{PBI}/datasets/{sales.id}/tables/Sales/rows", json={"rows": twice})
+    assert posted.status_code == 200, posted.text
+    rows = sales.rows + twice
+    _same_bag(sales.rows_of("EVALUATE VALUES(Sales)"), [qualified(r) for r in rows])
+    unique = {orjson.dumps(r, option=orjson.OPT_SORT_KEYS): r for r in rows}
+    assert len(unique) == len(rows) - 1
+    _same_bag(sales.rows_of("EVALUATE DISTINCT('Sales')"), [qualified(r) for r in unique.values()])
