@@ -377,3 +377,22 @@ def test_values_of_a_table_keeps_duplicate_rows_distinct_removes_them(sales: Sal
     unique = {orjson.dumps(r, option=orjson.OPT_SORT_KEYS): r for r in rows}
     assert len(unique) == len(rows) - 1
     _same_bag(sales.rows_of("EVALUATE DISTINCT('Sales')"), [qualified(r) for r in unique.values()])
+
+
+def test_calculate_of_one_expression_as_power_bi_desktop_writes_it(sales: Sales) -> None:
+    # Power BI Desktop's Performance analyzer wraps each implicit measure in CALCULATE(...)
+    # with no filter; that query, pasted into executeQueries, answers as in Power BI.
+    got = sales.rows_of(
+        "DEFINE VAR __DS0Core = SUMMARIZECOLUMNS('Sales'[Region], \"SumAmount\", "
+        "CALCULATE(SUM('Sales'[Amount])), \"Rows\", CALCULATE(COUNTROWS('Sales')))\n"
+        "EVALUATE TOPN(501, __DS0Core, 'Sales'[Region], 1)\nORDER BY 'Sales'[Region]"
+    )
+    want = group_by(sales.rows, ["Region"], {"SumAmount": agg_sum("Amount"), "Rows": agg_countrows})
+    assert [r["Sales[Region]"] for r in got] == sorted(r["Sales[Region]"] for r in want)
+    _same_bag(got, want)
+    (row,) = sales.rows_of('EVALUATE ROW("n", CALCULATE(COUNTROWS(Sales)))')
+    assert row == {"[n]": len(sales.rows)}
+    refused = sales.query('EVALUATE ROW("n", CALCULATE(COUNTROWS(Sales), Sales[Region] = "East"))')
+    assert refused.status_code == 400
+    message = refused.json()["error"]["message"]
+    assert "CALCULATE" in message and "Query (1, 19)" in message
