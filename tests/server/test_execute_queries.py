@@ -396,3 +396,21 @@ def test_calculate_of_one_expression_as_power_bi_desktop_writes_it(sales: Sales)
     assert refused.status_code == 400
     message = refused.json()["error"]["message"]
     assert "CALCULATE" in message and "Query (1, 19)" in message
+
+
+def test_dt_datetime_literals_filter_like_datetime(sales: Sales) -> None:
+    got = sales.rows_of(
+        'EVALUATE FILTER(Sales, Sales[Sold] >= dt"2026-05-01" '
+        '&& Sales[Sold] < dt"2026-08-15 12:00:00")'
+    )
+    want = [
+        r
+        for r in sales.rows
+        if r.get("Sold") is not None
+        and "2026-05-01T00:00:00.000Z" <= r["Sold"] < "2026-08-15T12:00:00.000Z"
+    ]
+    assert want
+    _same_bag(got, [qualified(r) for r in want])
+    assert sales.rows_of('EVALUATE ROW("d", dt"2026-01-31T13:05:00")') == [
+        {"[d]": "2026-01-31T13:05:00"}
+    ]
