@@ -6,6 +6,7 @@ One command: ``python bench/bench_alerts.py [--rows 300000]``.
    for each rule count, a fresh dataset with that many rules (half of them per
    device, over 100 devices), then 10,000-row PostRows bodies from 2 threads. The
    ideal is the same server with 0 rules; the target is 1,000 rules costing under 20%.
+   The counts run in alternating rounds (``--rounds``), and each keeps its best.
    Thresholds sit outside the readings' normal range, as alert thresholds do, and one
    spike per post crosses 10 rules, so notifications are stored too.
 2. In process: the evaluator alone, against the obvious alternative (every rule checked
@@ -133,6 +134,12 @@ def bench_server(
                         for line in metrics.splitlines()
                         if line.startswith("pbistream_alert_rows_skipped_total")
                     )
+                    best = results.get(count)
+                    if (
+                        best is not None
+                        and best["rows_per_second"] >= posts * ROWS_PER_POST / elapsed
+                    ):
+                        continue  # rounds alternate; keep each count's best
                     results[count] = {
                         "rules": count,
                         "rows": posts * ROWS_PER_POST,
@@ -191,9 +198,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=300_000, help="rows to push per rule count")
     parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per count")
     args = parser.parse_args()
     counts = [0, 100, 1000]
-    server = bench_server(args.rows, counts, args.clients)
+    # Alternating rounds, best of each: the shared machine's noise (±30%) is larger
+    # than the effect measured.
+    server = bench_server(args.rows, counts * args.rounds, args.clients)
     evaluator = bench_evaluator(min(args.rows, 100_000), 1000)
     base = server[0]["rows_per_second"]
     result = {

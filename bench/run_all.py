@@ -18,6 +18,7 @@ BENCHES = (
     "bench_dashboard.py",
     "bench_bridge.py",
     "bench_access.py",
+    "bench_dax.py",
     "bench_connections.py",
 )
 

@@ -28,6 +28,7 @@ from pbistream.exceptions import (
     SchemaError,
     SpoolError,
     SpoolFullError,
+    UndeliveredRowsError,
     ValidationError,
 )
 from pbistream.schema import Column, Dataset, Mode, Retention, Schema, Table
@@ -64,6 +65,7 @@ __all__ = [
     "SpoolError",
     "SpoolFullError",
     "Table",
+    "UndeliveredRowsError",
     "ValidationError",
     "__version__",
 ]

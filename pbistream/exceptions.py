@@ -13,7 +13,9 @@
     └── PushError                   a push could not be delivered
         ├── AuthError               401/403: wrong key or token
         ├── RateLimitedError        429, with ``retry_after`` seconds
-        └── PushHTTPStatusError     any other unexpected status, with ``status`` and ``body``
+        ├── PushHTTPStatusError     any other unexpected status, with ``status`` and ``body``
+        └── UndeliveredRowsError    close() ended with rows undelivered and no spool to
+                                    keep them (``rows``; ``path``: the unsent-rows file)
 
 Server-side errors (Power BI-shaped bodies) live in ``pbistream.server.errors``.
 """
@@ -34,6 +36,7 @@ __all__ = [
     "SchemaError",
     "SpoolError",
     "SpoolFullError",
+    "UndeliveredRowsError",
     "ValidationError",
 ]
 
@@ -118,3 +121,18 @@ def require_extra(module: str, extra: str) -> None:
         raise ConfigError(
             f"this needs the {extra!r} extra: pip install 'pbistream[{extra}]'"
         ) from None
+
+
+class UndeliveredRowsError(PushError):
+    """``close()`` (or leaving a ``with`` block) ended with rows not delivered, no spool.
+
+    Attributes:
+        rows: How many rows were not delivered.
+        path: The JSON Lines file they were written to (one row a line, ready for
+            ``pbistream push URL --file PATH``), or ``None`` if it could not be written.
+    """
+
+    def __init__(self, message: str, rows: int, path: str | None) -> None:
+        super().__init__(message)
+        self.rows = rows
+        self.path = path

@@ -17,6 +17,7 @@ _S7 = (
 )
 _S8 = "https://learn.microsoft.com/en-us/power-bi/connect-data/service-real-time-streaming"
 _S2 = "https://learn.microsoft.com/en-us/rest/api/power-bi/push-datasets/datasets-post-dataset"
+_EXECUTE_QUERIES = "https://learn.microsoft.com/en-us/rest/api/power-bi/datasets/execute-queries"
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +204,61 @@ MAX_COLUMN_NAME_CHARS = Limit(
     "pbistream's choice).",
 )
 
+QUERIES_PER_CALL = Limit(
+    "queries_per_call",
+    1,
+    "queries",
+    None,
+    "request",
+    _EXECUTE_QUERIES,
+    "executeQueries runs one query per call.",
+)
+TABLES_PER_QUERY = Limit(
+    "tables_per_query",
+    1,
+    "tables",
+    None,
+    "query",
+    _EXECUTE_QUERIES,
+    "executeQueries answers one table per query (one EVALUATE).",
+)
+QUERY_MAX_ROWS = Limit(
+    "query_max_rows",
+    100_000,
+    "rows",
+    None,
+    "query",
+    _EXECUTE_QUERIES,
+    "At most 100,000 rows in an executeQueries result.",
+)
+QUERY_MAX_VALUES = Limit(
+    "query_max_values",
+    1_000_000,
+    "values",
+    None,
+    "query",
+    _EXECUTE_QUERIES,
+    "At most 1,000,000 values (rows x columns) in an executeQueries result.",
+)
+QUERY_MAX_BYTES = Limit(
+    "query_max_bytes",
+    15 * 1024 * 1024,
+    "bytes",
+    None,
+    "query",
+    _EXECUTE_QUERIES,
+    "At most 15 MB of data in an executeQueries result; the row that crosses it is the last.",
+)
+QUERIES_PER_MINUTE = Limit(
+    "queries_per_minute",
+    120,
+    "requests",
+    60.0,
+    "user",
+    _EXECUTE_QUERIES,
+    "At most 120 executeQueries requests a minute per user, whatever the dataset.",
+)
+
 #: Every limit, in the order the docs list them.
 LIMITS: tuple[Limit, ...] = (
     MAX_ROWS_PER_POST,
@@ -224,6 +280,12 @@ LIMITS: tuple[Limit, ...] = (
     MAX_TABLE_NAME_CHARS,
     MAX_DATASET_NAME_CHARS,
     MAX_COLUMN_NAME_CHARS,
+    QUERIES_PER_CALL,
+    TABLES_PER_QUERY,
+    QUERY_MAX_ROWS,
+    QUERY_MAX_VALUES,
+    QUERY_MAX_BYTES,
+    QUERIES_PER_MINUTE,
 )
 
 BY_NAME: dict[str, Limit] = {limit.name: limit for limit in LIMITS}

@@ -231,12 +231,18 @@ class Spool:
             self._held_bytes += len(data)
             return int(cursor.lastrowid or 0)
 
-    def put_many(self, rows: Sequence[bytes], *, meta: Mapping[str, str] | None = None) -> None:
+    def put_many(self, rows: Sequence[bytes], *, meta: Mapping[str, str] | None = None) -> int:
         """Store many rows in one transaction (all or none).
+
+        ``meta`` is committed with the rows, so a reader of a file can record how far it
+        got in the same transaction (``pbistream push --file`` resumes from it).
 
         Args:
             rows: The rows, as JSON.
             meta: Values to :meth:`set_meta` in the same transaction.
+
+        Returns:
+            The id of the first row stored (ids are consecutive), or 0 for no rows.
 
         Raises:
             SpoolFullError: The rows would pass ``max_rows`` or ``max_bytes``.
@@ -247,8 +253,14 @@ class Spool:
             self._check_room(len(rows), nbytes)
             try:
                 with self._transaction():
-                    self._conn.executemany(
-                        "INSERT INTO messages (data) VALUES (?)", ((r,) for r in rows)
+                    conn = self._conn
+                    first = (
+                        int(conn.execute("SELECT coalesce(max(id), 0) FROM messages").fetchone()[0])
+                        + 1
+                    )
+                    conn.executemany(
+                        "INSERT INTO messages (id, data) VALUES (?, ?)",
+                        ((first + i, r) for i, r in enumerate(rows)),
                     )
                     if meta:
                         self._write_meta(meta)
@@ -256,6 +268,7 @@ class Spool:
                 raise SpoolError(f"cannot write to the spool {self.path}: {exc}") from None
             self._held_rows += len(rows)
             self._held_bytes += nbytes
+            return first if rows else 0
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._conn)

@@ -67,6 +67,7 @@ class ServerClient:
                 f"--server {server!r} is not an http(s) URL, e.g. http://127.0.0.1:8765"
             )
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._has_token = bool(token)
         self._http = httpx.Client(base_url=self.server, headers=headers, timeout=TIMEOUT_SECONDS)
 
     def __enter__(self) -> ServerClient:
@@ -89,9 +90,14 @@ class ServerClient:
             ) from None
         except httpx.HTTPError as exc:
             raise CommandError(f"request to {self.server} failed: {exc}") from None
+        if response.status_code == 401 and not self._has_token:
+            raise CommandError(
+                f"{self.server} needs a token and none was given: pass --token or set "
+                "PBISTREAM_TOKEN (`pbistream serve` printed it when it first started)"
+            )
         if response.status_code == 401:
             raise CommandError(
-                "the server refused the token: pass --token or set PBISTREAM_TOKEN "
+                "the server refused the token: check --token or PBISTREAM_TOKEN "
                 "(`pbistream serve` printed it when it first started)"
             )
         if response.status_code >= 400:

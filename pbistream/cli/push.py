@@ -2,121 +2,94 @@
 
 A thin layer over :class:`pbistream.Client`: it reads the table's schema when it can
 (a pbistream server with ``--token``, or the REST API), coerces text values by it,
-and reports in one line. Exit code 0 means every row was delivered (or, with
-``--spool``, committed to the spool).
+waits as long as delivery takes (``--timeout`` bounds it) and reports in one line.
+A file is read into a spool keyed on the file (see :mod:`pbistream.cli._push_file`),
+so running the same command again after a failure or Ctrl-C resumes it and stores
+each row once. Exit code 0 means every row was delivered (or, with ``--spool``,
+committed to the spool).
 """
 
 from __future__ import annotations
 
-import bisect
-import csv
-import io
+import contextlib
 import logging
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+from urllib.parse import urlsplit
 
 import click
-import orjson
 
 from pbistream.cli._group import emit, friendly_errors, json_option, main
+from pbistream.cli._push_file import (
+    DeliveryBar,
+    LineMap,
+    PushCommandError,
+    file_key,
+    load_file,
+    open_input,
+    plural,
+    read_rows,
+    resume_spool_path,
+    types_of,
+    without_row_number,
+)
 from pbistream.client import (
     BufferOptions,
     Client,
     DeadLetter,
+    DeliveryProgress,
     PacingOptions,
     PushUrlSink,
     RestApiSink,
     RetryOptions,
 )
+from pbistream.client.engine import is_retryable
 from pbistream.client.sinks import SinkBase, parse_rest_url
-from pbistream.exceptions import PbiStreamError
-from pbistream.feeds.payloads import coerce, parse_key_values
-from pbistream.schema import Table
-from pbistream.values import DataType
+from pbistream.exceptions import AuthError, PushError, RateLimitedError, UndeliveredRowsError
+from pbistream.feeds.payloads import parse_key_values
+from pbistream.redact import redact_url
+from pbistream.spool import Spool
 
 __all__ = ["push"]
 
 _CHUNK_ROWS = 1_000
-_COUNTER_EVERY = 10_000
+# With --spool and no --timeout: how long to try delivering before leaving it to the spool.
+_SPOOL_GRACE = 2.0
+_PUSH_URL_SHAPE = (
+    "a Push URL looks like https://api.powerbi.com/beta/<workspace>/datasets/<dataset id>/"
+    "rows?key=<key> (Power BI: the dataset's API info; pbistream: `pbistream dataset "
+    "create` prints it), a REST URL like https://api.powerbi.com/v1.0/myorg/datasets/"
+    "<dataset id>/tables/<table>/rows"
+)
 
 
-class PushCommandError(PbiStreamError):
-    """The command's input is unusable, or its rows were not delivered."""
-
-
-def _make_sink(url: str, token: str | None) -> SinkBase:
+def _make_sink(url: str, token: str | None, timeout: float | None = None) -> SinkBase:
+    """The sink for ``url``, or a clear error when it is not a rows URL at all."""
+    per_request = 30.0 if timeout is None else max(1.0, min(30.0, timeout))
     rest = parse_rest_url(url)
     if rest is not None:
         base, group, dataset, table = rest
-        return RestApiSink(dataset, table, auth=token, base_url=base, group_id=group)
-    return PushUrlSink(url, token=token)
-
-
-def _types(table: Table | None) -> dict[str, DataType]:
-    return {c.name: c.data_type for c in table.columns} if table else {}
-
-
-def _coerce_row(row: dict[str, str], types: dict[str, DataType], known: bool) -> dict[str, Any]:
-    return {k: coerce(v, types.get(k)) if known else coerce(v, None) for k, v in row.items()}
-
-
-def _read_rows(
-    stream: IO[str], fmt: str, types: dict[str, DataType], known: bool
-) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """``(line number, row)`` from JSON Lines or CSV; an unusable line yields its error."""
-    if fmt == "csv":
-        reader = csv.DictReader(stream)
-        for record in reader:
-            line = reader.line_num
-            width = len(reader.fieldnames or ())
-            if None in record:  # more values than header columns: DictReader's restkey
-                extra = record.pop(None)
-                yield line, f"line {line}: {width + len(extra)} values for {width} header columns"
-                continue
-            if any(value is None for value in record.values()):  # fewer: its restval
-                given = sum(value is not None for value in record.values())
-                yield line, f"line {line}: {given} values for {width} header columns"
-                continue
-            yield line, _coerce_row({str(k): v for k, v in record.items()}, types, known)
-        return
-    for number, line_text in enumerate(stream, 1):
-        if not line_text.strip():
-            continue
-        try:
-            value = orjson.loads(line_text)
-        except orjson.JSONDecodeError as exc:
-            yield number, f"line {number}: not JSON ({exc})"
-            continue
-        if not isinstance(value, dict):
-            yield number, f"line {number}: a row must be a JSON object"
-            continue
-        yield number, value
-
-
-class _LineMap:
-    """Which file line each pushed row came from, to name it in error messages.
-
-    Rows are pushed in file order, so a line is the row's push index plus an offset
-    that only grows (blank lines, refused lines, multi-line CSV records); the map keeps
-    one entry per change of offset, not one per row.
-    """
-
-    def __init__(self) -> None:
-        self._starts: list[int] = []
-        self._offsets: list[int] = []
-
-    def add(self, index: int, line: int) -> None:
-        offset = line - index
-        if not self._offsets or self._offsets[-1] != offset:
-            self._starts.append(index)
-            self._offsets.append(offset)
-
-    def line_of(self, index: int) -> int | None:
-        position = bisect.bisect_right(self._starts, index) - 1
-        return index + self._offsets[position] if position >= 0 else None
+        return RestApiSink(
+            dataset, table, auth=token, base_url=base, group_id=group, timeout=per_request
+        )
+    parts = urlsplit(url)
+    segments = [s for s in parts.path.split("/") if s]
+    is_push_url = (
+        parts.scheme in ("http", "https")
+        and bool(parts.netloc)
+        and len(segments) >= 3
+        and segments[-1] == "rows"
+        and segments[-3] == "datasets"
+    )
+    if not is_push_url:
+        raise PushCommandError(
+            f"{redact_url(url)} is not a URL rows can be pushed to: {_PUSH_URL_SHAPE}"
+        )
+    return PushUrlSink(url, token=token, timeout=per_request)
 
 
 class _Refusals:
@@ -130,47 +103,65 @@ class _Refusals:
     def __init__(self) -> None:
         self.count = 0
         self.first: DeadLetter | None = None
+        self.first_text: str | None = None
         self._lock = threading.Lock()
 
     def extend(self, letters: list[DeadLetter]) -> None:
+        letters = [d for d in letters if d.rule != "not_delivered"]  # reported apart
         with self._lock:
-            if letters and self.first is None:
+            if letters and self.first is None and self.first_text is None:
                 self.first = letters[0]
             self.count += len(letters)
 
-    def append(self, letter: DeadLetter) -> None:
-        self.extend([letter])
+    def text(self, message: str) -> None:
+        """A line that is not a row (its message names the line)."""
+        with self._lock:
+            if self.first is None and self.first_text is None:
+                self.first_text = message
+            self.count += 1
+
+    def describe(self, lines: LineMap | None) -> str:
+        if self.first_text is not None:
+            return self.first_text
+        letter = self.first
+        assert letter is not None
+        line = lines.line_of(letter.index) if lines and letter.index is not None else None
+        if line is None:
+            return letter.message
+        return f"line {line}: {without_row_number(letter.message)}"
 
 
-class _Progress:
-    """tqdm when the ``progress`` extra is installed, else a counter on stderr."""
+class _Notices:
+    """Says at once (and every 10 s while it lasts) why delivery is not progressing."""
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.count = 0
-        self._bar: Any = None
-        if enabled:
-            try:
-                from tqdm import tqdm
-            except ImportError:
-                self._bar = None
-            else:
-                self._bar = tqdm(unit=" rows", file=sys.stderr, mininterval=0.5)
+    def __init__(self, label: str, bounded: bool) -> None:
+        self.label = label
+        self.bounded = bounded
+        self.attempts = 0
+        self._said: str | None = None
+        self._said_at = 0.0
 
-    def update(self, rows: int) -> None:
-        self.count += rows
-        if not self.enabled:
+    def on_error(self, error: PushError) -> None:
+        if isinstance(error, AuthError):
+            return  # not retried: the end report says it
+        status = 429 if isinstance(error, RateLimitedError) else getattr(error, "status", None)
+        if not is_retryable(status):
+            return  # a refusal, not a retry: reported once, with the row's line, at the end
+        self.attempts += 1
+        # The label (the redacted URL) leads each message; the reason follows it.
+        reason = str(error).removeprefix(f"{self.label}: ")
+        key = reason.split(" (")[0]
+        now = time.monotonic()
+        if key == self._said and now - self._said_at < 10.0:
             return
-        if self._bar is not None:
-            self._bar.update(rows)
-        elif self.count // _COUNTER_EVERY != (self.count - rows) // _COUNTER_EVERY:
-            click.echo(f"\r{self.count:,} rows read", err=True, nl=False)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-        elif self.enabled and self.count >= _COUNTER_EVERY:
-            click.echo(f"\r{self.count:,} rows read", err=True)
+        until = "until --timeout" if self.bounded else "until it works (Ctrl-C stops)"
+        prefix = "still: " if key == self._said else ""
+        click.echo(
+            f"pbistream: {prefix}{redact_url(reason)}; retrying {until} "
+            f"({plural(self.attempts, 'attempt')} so far)",
+            err=True,
+        )
+        self._said, self._said_at = key, now
 
 
 @main.command()
@@ -180,7 +171,8 @@ class _Progress:
     "--file",
     "file_path",
     type=click.Path(allow_dash=True, dir_okay=False),
-    help="Push every row of a .jsonl or .csv file ('-' reads stdin).",
+    help="Push every row of a .jsonl or .csv file ('-' reads stdin). Resumable: after a "
+    "failure or Ctrl-C the same command sends only what is left.",
 )
 @click.option(
     "--format",
@@ -193,28 +185,35 @@ class _Progress:
 @click.option(
     "--spool",
     type=click.Path(dir_okay=False),
-    help="Keep rows in this on-disk queue until delivered; exit 0 once they are in it.",
+    help="Commit rows to this on-disk queue, try to deliver them for --timeout (default "
+    "2 s), and exit 0: the next client on it (or `pbistream spool replay`) sends the rest.",
 )
 @click.option(
     "--token",
     envvar="PBISTREAM_TOKEN",
-    help="A pbistream server's token (reads the schema), or a bearer token for a REST URL.",
+    help="A bearer token for a REST URL; for a Push URL, a pbistream server's token "
+    "(only to read the table's columns: the key in a Push URL is its credential).",
 )
 @click.option(
     "--timeout",
     type=float,
-    default=30.0,
-    show_default=True,
-    help="Seconds to keep retrying; then a row is given up (or, with --spool, left in it).",
+    default=None,
+    help="Seconds to wait for delivery at most (default: as long as it takes; Power BI's "
+    "limits can make that minutes). Rows left are kept: run the command again to resume.",
 )
 @click.option(
     "--time-scale",
     type=float,
-    default=1.0,
-    help="Divide Power BI's rate windows by this (match `serve --time-scale`).",
+    default=None,
+    help="Divide Power BI's rate windows by this (a pbistream server tells its own).",
 )
 @click.option("--no-pacing", is_flag=True, help="Do not pace requests (server limits off).")
-@click.option("--progress/--no-progress", default=None, help="Progress on stderr (default: tty).")
+@click.option(
+    "--no-resume",
+    is_flag=True,
+    help="Push every row of the file again, even those an earlier run delivered.",
+)
+@click.option("--progress/--no-progress", default=None, help="Progress on stderr (default: on).")
 @click.option("-v", "--verbose", is_flag=True, help="Log retries and refusals on stderr.")
 @json_option
 @friendly_errors
@@ -225,129 +224,291 @@ def push(
     fmt: str,
     spool: str | None,
     token: str | None,
-    timeout: float,
-    time_scale: float,
+    timeout: float | None,
+    time_scale: float | None,
     no_pacing: bool,
+    no_resume: bool,
     progress: bool | None,
     verbose: bool,
     as_json: bool,
 ) -> None:
     """Push rows to a Push URL (or a REST PostRows URL): FIELD=VALUE pairs, or --file.
 
-    One row from the command line exits 0 only when the row is delivered (or spooled
-    with --spool); otherwise one line on stderr and exit 1. Values are coerced by the
-    table's schema when the server tells it, else read as JSON numbers, true/false,
-    or text.
+    Waits until every row is delivered (Power BI's limits pace a large file: a progress
+    bar shows rows delivered, the limit and an ETA), then exits 0; exit 1 says why
+    rows were not delivered. Values are coerced by the table's schema when the server
+    tells it, else read as JSON numbers, true/false, or text.
 
     Example: pbistream push "$PUSH_URL" temperature=21.5 ts=2024-05-01T12:00:00Z
     """
+    started = time.monotonic()
     _configure_logging(verbose)
     if file_path is None and not fields:
         raise PushCommandError("give FIELD=VALUE pairs or --file PATH")
     if file_path is not None and fields:
         raise PushCommandError("give either FIELD=VALUE pairs or --file, not both")
-    sink = _make_sink(url, token)
-    table = sink.fetch_table()  # type: ignore[attr-defined]
-    schema = table.table if table is not None else None
-    types, known = _types(schema), schema is not None
-    letters = _Refusals()
-    lines = _LineMap()
+    sink = _make_sink(url, token, timeout)
+    remote = sink.fetch_table()  # type: ignore[attr-defined]
+    schema = remote.table if remote is not None else None
+    if token and isinstance(sink, PushUrlSink) and schema is None:
+        click.echo(
+            "pbistream: --token is not used: a Push URL's credential is the key in it; a "
+            "token only lets a pbistream server describe the table, and this one did not",
+            err=True,
+        )
+    types, known = types_of(schema), schema is not None
+    refusals = _Refusals()
+    notices = _Notices(sink.label, bounded=timeout is not None)
+    show = progress is not False
+
+    def remaining() -> float | None:
+        return None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+
+    pacing = PacingOptions(enabled=not no_pacing, time_scale=time_scale or 1.0)
+    options: dict[str, Any] = {
+        "schema": schema,
+        "pacing": pacing,
+        "retry": RetryOptions(max_backoff=5.0),
+        "on_dead_letter": refusals.extend,
+        "on_error": notices.on_error,
+    }
+    if file_path is not None and file_path != "-":
+        _push_resumable(
+            sink,
+            url,
+            file_path,
+            fmt,
+            spool,
+            no_resume,
+            types,
+            known,
+            refusals,
+            options,
+            show,
+            progress is True,
+            as_json,
+            remaining,
+        )
+        return
+    lines = LineMap()
     client = Client(
         sink,
-        schema=schema,
         spool=spool,
-        pacing=PacingOptions(enabled=not no_pacing, time_scale=time_scale),
-        retry=RetryOptions(max_elapsed=None if spool else timeout, max_backoff=5.0),
         buffer=BufferOptions(max_rows=100_000, when_full="block", timeout=86_400.0),
-        on_dead_letter=letters.extend,
-        close_timeout=timeout if spool else timeout + 10.0,
+        **options,
     )
     try:
         if file_path is None:
             client.push(parse_key_values(fields, types if known else None))
         else:
-            _push_file(client, file_path, fmt, types, known, progress, letters, lines)
-        left = client.close(None if not spool else timeout)
+            _push_stream(client, fmt, types, known, refusals, lines)
     except BaseException:
-        client.close(0.1)
+        _close_quietly(client)
         raise
-    # Without a spool a dead letter's index is its push position, which maps to a line.
-    _report(client, left, letters, spool, as_json, lines if file_path and not spool else None)
+    wait = remaining() if not spool else (remaining() if timeout is not None else _SPOOL_GRACE)
+    left, interrupted, unsent = _close(client, wait)
+    _report(
+        client,
+        left,
+        refusals,
+        spool,
+        as_json,
+        lines if not spool else None,
+        interrupted=interrupted,
+        unsent=unsent,
+        timeout=timeout,
+    )
 
 
-def _push_file(
+def _push_stream(
     client: Client,
-    file_path: str,
     fmt: str,
-    types: dict[str, DataType],
+    types: dict[str, Any],
     known: bool,
-    progress: bool | None,
-    letters: _Refusals,
-    lines: _LineMap,
+    refusals: _Refusals,
+    lines: LineMap,
 ) -> None:
-    if fmt == "auto":
-        fmt = "csv" if file_path.lower().endswith(".csv") else "jsonl"
-    stream: IO[str]
-    if file_path == "-":
-        stream = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", newline="")
-    else:
-        try:
-            stream = Path(file_path).open(encoding="utf-8", newline="")  # noqa: SIM115
-        except OSError as exc:
-            raise PushCommandError(f"cannot read {file_path}: {exc.strerror}") from None
-    bar = _Progress(sys.stderr.isatty() if progress is None else progress)
+    """stdin: read and push in chunks (not resumable: there is no file to come back to)."""
     chunk: list[dict[str, Any]] = []
     pushed = 0
-    try:
-        for line, item in _read_rows(stream, fmt, types, known):
-            if isinstance(item, str):
-                letters.append(DeadLetter(None, None, "shape", None, item))
-                continue
-            lines.add(pushed, line)
-            pushed += 1
-            chunk.append(item)
-            if len(chunk) >= _CHUNK_ROWS:
-                client.push(chunk)
-                bar.update(len(chunk))
-                chunk = []
-        if chunk:
+    stream = open_input("-")
+    for line, item in read_rows(stream, "csv" if fmt == "csv" else "jsonl", types, known):
+        if isinstance(item, str):
+            refusals.text(item)
+            continue
+        lines.add(pushed, line)
+        pushed += 1
+        chunk.append(item)
+        if len(chunk) >= _CHUNK_ROWS:
             client.push(chunk)
-            bar.update(len(chunk))
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise PushCommandError(f"cannot read {file_path}: {exc}") from None
+            chunk = []
+    if chunk:
+        client.push(chunk)
+
+
+def _push_resumable(
+    sink: SinkBase,
+    url: str,
+    file_path: str,
+    fmt: str,
+    spool_arg: str | None,
+    no_resume: bool,
+    types: dict[str, Any],
+    known: bool,
+    refusals: _Refusals,
+    options: dict[str, Any],
+    show: bool,
+    progress_forced: bool,
+    as_json: bool,
+    remaining: Callable[[], float | None],
+) -> None:
+    """A file: into its spool (skipping what an earlier run read), then delivered."""
+    if fmt == "auto":
+        fmt = "csv" if file_path.lower().endswith(".csv") else "jsonl"
+    key = file_key(file_path, url)
+    path = Path(spool_arg) if spool_arg else resume_spool_path(file_path, key)
+    if no_resume and not spool_arg:
+        for stale in path.parent.glob(path.name + "*"):
+            stale.unlink(missing_ok=True)
+    store = Spool(path)
+    store.acquire()  # a second run of the same command waits for none: it is refused
+    if no_resume:
+        for name in ("lines_loaded", "complete"):
+            store.set_meta(f"{key}:{name}", "0")
+    already = store.get_meta(f"{key}:complete") == "1"
+    try:
+        with open_input(file_path) as stream:
+            added, lines = load_file(
+                store, key, stream, fmt, types, known, refusals.text, show and sys.stderr.isatty()
+            )
+    except BaseException:
+        store.close()
+        raise
+    pending = store.stats().pending
+    if already and not pending and not added:
+        store.close()
+        emit(
+            as_json,
+            {"sent": 0, "pending": 0, "refused": 0, "resumed": True, "spool": str(path)},
+            f"Nothing to do: every row of {file_path} was delivered (or refused) by an "
+            "earlier run. --no-resume pushes them all again.",
+        )
+        return
+    holder: list[Client] = []
+    # --progress forces the bar (redrawn in place) where stderr is not a terminal.
+    bar = DeliveryBar(pending, tty=sys.stderr.isatty() or progress_forced, enabled=show)
+
+    def on_progress(report: DeliveryProgress) -> None:
+        if holder:
+            stats = holder[0].stats
+            bar.update(report, stats.sent + stats.dead_lettered)
+
+    dead_letters = None if spool_arg else path.with_name(path.name + ".deadletter.jsonl")
+    client = Client(
+        sink, spool=store, on_progress=on_progress, dead_letter_path=dead_letters, **options
+    )
+    holder.append(client)
+    wait = remaining()
+    if spool_arg and wait is None:
+        wait = _SPOOL_GRACE
+    try:
+        left, interrupted, _ = _close(client, wait)
     finally:
-        bar.close()
-        if file_path != "-":
-            stream.close()
+        bar.close(client.stats.sent + client.stats.dead_lettered)
+    _report(
+        client,
+        left,
+        refusals,
+        spool_arg,
+        as_json,
+        lines,
+        interrupted=interrupted,
+        unsent=None,
+        timeout=remaining(),
+        resume_hint=not spool_arg,
+        total=pending,
+    )
+
+
+def _close(client: Client, wait: float | None) -> tuple[int, bool, str | None]:
+    """Close, waiting up to ``wait``: rows left, interrupted?, the unsent-rows file."""
+    try:
+        return client.close(wait), False, None
+    except UndeliveredRowsError as exc:
+        return exc.rows, False, exc.path
+    except KeyboardInterrupt:
+        return client.pending, True, getattr(client, "_unsent_file", None)
+
+
+def _close_quietly(client: Client) -> None:
+    with contextlib.suppress(UndeliveredRowsError, KeyboardInterrupt):
+        client.close(0.1)
 
 
 def _report(
     client: Client,
     left: int,
-    letters: _Refusals,
+    refusals: _Refusals,
     spool: str | None,
     as_json: bool,
-    lines: _LineMap | None,
+    lines: LineMap | None,
+    *,
+    interrupted: bool,
+    unsent: str | None,
+    timeout: float | None,
+    resume_hint: bool = False,
+    total: int | None = None,
 ) -> None:
     stats = client.stats
-    payload: dict[str, Any] = {**stats.as_dict(), "pending": left, "refused": letters.count}
+    payload: dict[str, Any] = {**stats.as_dict(), "pending": left, "refused": refusals.count}
     if spool:
         payload["spool"] = spool
-    human = f"{stats.sent:,} row{'s' if stats.sent != 1 else ''} delivered"
+    if unsent:
+        payload["unsent_file"] = unsent
+    human = f"{plural(stats.sent, 'row')} delivered"
+    if total is not None and left and not spool:
+        human = f"{stats.sent:,} of {plural(total, 'row')} delivered"
     if spool and left:
         human += f", {left:,} kept in the spool {spool} for later delivery"
     emit(as_json, payload, human + ".")
-    if letters.first is not None:
-        letter = letters.first
-        first = letter.message
-        line = lines.line_of(letter.index) if lines and letter.index is not None else None
-        if line is not None:
-            first = f"line {line}: {first}"
-        more = f" (and {letters.count - 1:,} more)" if letters.count > 1 else ""
-        raise PushCommandError(f"{letters.count:,} row(s) not delivered: {first}{more}")
+    if interrupted:
+        where = _where_left(left, spool, unsent, resume_hint)
+        click.echo(f"pbistream: interrupted; {where}", err=True)
+        sys.exit(130)
+    problems: list[str] = []
+    if refusals.count:
+        more = f" (and {refusals.count - 1:,} more)" if refusals.count > 1 else ""
+        noun = "row" if refusals.count == 1 else "rows"
+        problems.append(
+            f"{refusals.count:,} {noun} not delivered: {refusals.describe(lines)}{more}"
+        )
     if left and not spool:
-        reason = client.last_error or "no answer from the server"
-        raise PushCommandError(f"{left:,} row(s) not delivered: {reason}")
+        reason = _why_left(client, timeout)
+        noun = "row" if left == 1 else "rows"
+        where = _where_left(left, spool, unsent, resume_hint)
+        problems.append(f"{left:,} {noun} not delivered: {reason}; {where}")
+    if problems:
+        raise PushCommandError("; ".join(problems))
+
+
+def _why_left(client: Client, timeout: float | None) -> str:
+    error = client.last_error
+    if error is not None:
+        return str(error).removeprefix(f"{client.sink.label}: ")
+    return "--timeout ended the wait first" if timeout is not None else "delivery stopped"
+
+
+def _where_left(left: int, spool: str | None, unsent: str | None, resume_hint: bool) -> str:
+    if resume_hint:
+        return (
+            f"{plural(left, 'row')} kept: run the same command again to send them "
+            "(each row is stored once)"
+        )
+    if spool:
+        return f"{plural(left, 'row')} kept in the spool {spool}"
+    if unsent:
+        return f"written to {unsent}"
+    return "they were lost"
 
 
 def _configure_logging(verbose: bool) -> None:

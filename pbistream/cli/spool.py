@@ -115,9 +115,15 @@ def replay(
         # Now, not on leaving `with`: that would flush for close_timeout (30 s) more.
         client.close(timeout=0)
     payload = {"replayed": client.stats.sent, "left": left, "before": before}
-    emit(as_json, payload, f"{client.stats.sent:,} rows delivered, {left:,} left in {path}.")
+    sent = client.stats.sent
+    emit(
+        as_json,
+        payload,
+        f"{sent:,} row{'' if sent == 1 else 's'} delivered, {left:,} left in {path}.",
+    )
     if left:
-        raise SpoolError(f"{left:,} rows are still in {path}: {client.last_error or 'timed out'}")
+        are = "row is" if left == 1 else "rows are"
+        raise SpoolError(f"{left:,} {are} still in {path}: {client.last_error or 'timed out'}")
 
 
 @spool.command()
@@ -140,4 +146,8 @@ def purge(path: str, failed_only: bool, yes: bool, as_json: bool) -> None:
         deleted = store.purge(MessageStatus.FAILED if failed_only else None)
     finally:
         store.close()
-    emit(as_json, {"deleted": deleted}, f"{deleted:,} rows deleted from {path}.")
+    emit(
+        as_json,
+        {"deleted": deleted},
+        f"{deleted:,} row{'' if deleted == 1 else 's'} deleted from {path}.",
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pbistream.client._async import AsyncClient
 from pbistream.client._sync import Client
-from pbistream.client._types import ClientState, ClientStats, DeadLetter
+from pbistream.client._types import ClientState, ClientStats, DeadLetter, DeliveryProgress
 from pbistream.client.options import BatchOptions, BufferOptions, PacingOptions, RetryOptions
 from pbistream.client.sinks import AsyncPushUrlSink, AsyncRestApiSink, PushUrlSink, RestApiSink
 
@@ -23,6 +23,7 @@ __all__ = [
     "ClientState",
     "ClientStats",
     "DeadLetter",
+    "DeliveryProgress",
     "PacingOptions",
     "PushUrlSink",
     "RestApiSink",

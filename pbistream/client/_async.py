@@ -56,6 +56,15 @@ class AsyncClient(BaseClient):
 
     # --- lifecycle -------------------------------------------------------------------
 
+    def _open_for_replay(self) -> None:
+        # Created outside a loop: the spool's rows start at the first aflush/aclose/push.
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._open()
+        self._opened_for_replay = True
+
     def _open(self) -> None:
         if self.state is not ClientState.UNOPENED:
             return
@@ -74,8 +83,9 @@ class AsyncClient(BaseClient):
     async def __aenter__(self) -> AsyncClient:
         if self.state is ClientState.CLOSED:
             raise ClientClosedError("cannot reopen a closed client; create a new one")
-        if self.state is ClientState.OPENED:
+        if self.state is ClientState.OPENED and not self._opened_for_replay:
             raise RuntimeError("the client is already open; `async with` it only once")
+        self._opened_for_replay = False
         self._open()
         return self
 
@@ -93,17 +103,26 @@ class AsyncClient(BaseClient):
         Returns:
             Rows still pending (0: all settled); with a spool they are safe on disk.
         """
+        if self.state is ClientState.UNOPENED and self._unsettled:
+            self._open()
         if self.state is not ClientState.OPENED:
             return self._unsettled
+        return await self._await_settled(timeout, report=False)
+
+    async def _await_settled(self, timeout: float | None, *, report: bool) -> int:
         assert self._settled_event is not None
-        deadline = None if timeout is None else self._clock() + timeout
+        started = self._clock()
+        deadline = None if timeout is None else started + timeout
         self._flush_waiters += 1
         self._wake()
         try:
             while self._unsettled > 0 and self._task is not None and not self._task.done():
-                remaining = _MAX_IDLE if deadline is None else deadline - self._clock()
+                now = self._clock()
+                remaining = _MAX_IDLE if deadline is None else deadline - now
                 if remaining <= 0:
                     break
+                if report:
+                    self._tick_progress(now - started)
                 self._settled_event.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._settled_event.wait(), min(remaining, _MAX_IDLE))
@@ -112,28 +131,44 @@ class AsyncClient(BaseClient):
         return self._unsettled
 
     async def aclose(self, timeout: float | None = None) -> int:
-        """Flush (up to ``timeout``, default ``close_timeout``), stop the task, report.
+        """Deliver every row (up to ``timeout``, default ``close_timeout``: no limit), stop.
 
         Returns:
-            Rows not delivered (kept in the spool, or reported and dead-lettered).
+            Rows kept in the spool (without a spool, rows left raise).
+
+        Raises:
+            UndeliveredRowsError: Rows were left and there is no spool; they were
+                written to the unsent-rows file it names.
         """
         if self.state is ClientState.CLOSED:
             return 0
+        if self.state is ClientState.UNOPENED and self._unsettled:
+            self._open()
+        interrupted: BaseException | None = None
         if self.state is ClientState.OPENED:
             self._closing = True
-            await self.aflush(self.close_timeout if timeout is None else timeout)
+            try:
+                await self._await_settled(
+                    self.close_timeout if timeout is None else timeout, report=True
+                )
+            except (KeyboardInterrupt, asyncio.CancelledError) as exc:
+                interrupted = exc
             self._stop = True
             self._wake()
             if self._task is not None:
                 try:
                     await asyncio.wait_for(asyncio.shield(self._task), 2.0)
-                except TimeoutError:
+                except (TimeoutError, asyncio.CancelledError):
                     self._task.cancel()
         self.state = ClientState.CLOSED
-        left = self._leftover_report()
+        left = self._leftover_report(interrupted=interrupted is not None)
         await self.sink.aclose()  # type: ignore[attr-defined]
         if self.spool is not None:
             self.spool.close()
+        if interrupted is not None:
+            raise interrupted
+        if left and self.spool is None:
+            raise self._undelivered(left)
         return left
 
     # --- the worker task ---------------------------------------------------------------

@@ -7,7 +7,9 @@ happens after an answer, in :mod:`pbistream.client._settling`), once.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -26,8 +28,14 @@ from pbistream.client._queue import (
     monotonic,
 )
 from pbistream.client._settling import Callback, Isolation, SettlingMixin
-from pbistream.client._types import ClientState, ClientStats, DeadLetter
-from pbistream.client.engine import Batch, Engine, SequenceCounter
+from pbistream.client._types import (
+    ClientState,
+    ClientStats,
+    DeadLetter,
+    DeliveryProgress,
+    rows_text,
+)
+from pbistream.client.engine import Batch, Engine, SequenceCounter, ServerHints
 from pbistream.client.options import BatchOptions, BufferOptions, PacingOptions, RetryOptions
 from pbistream.client.sinks import SinkBase, parse_rest_url
 from pbistream.encoding import BodyBuilder
@@ -37,6 +45,7 @@ from pbistream.exceptions import (
     ConfigError,
     PbiStreamError,
 )
+from pbistream.limits import MAX_PUSH_BODY_BYTES, MAX_STREAMING_BODY_BYTES
 from pbistream.schema import Table
 from pbistream.spool import Spool
 from pbistream.values import RowErrorException, RowRules, UntypedRules
@@ -79,7 +88,9 @@ class BaseClient(SettlingMixin):
         on_success: Callback | None = None,
         on_error: Callback | None = None,
         on_dead_letter: Callback | None = None,
-        close_timeout: float = 30.0,
+        close_timeout: float | None = None,
+        on_progress: Callable[[DeliveryProgress], Any] | None = None,
+        unsent_path: str | Path | None = None,
         clock: Callable[[], float] = monotonic,
     ) -> None:
         self.sink = self._make_sink(target, token=token, auth=auth)
@@ -101,7 +112,12 @@ class BaseClient(SettlingMixin):
         self._on_error = on_error
         self._on_dead_letter = on_dead_letter
         self.close_timeout = close_timeout
+        self._on_progress = on_progress
+        self.unsent_path = Path(unsent_path) if unsent_path else None
         self._clock = clock
+        self._snapshot: tuple[str, float, float] = ("", 0.0, 0.0)  # limit, frees_at, eta
+        self._snapshot_at = -1e18
+        self._last_line_at = 0.0
         self.stats = ClientStats()
         self.state = ClientState.UNOPENED
         self._lock = threading.Lock()
@@ -127,9 +143,9 @@ class BaseClient(SettlingMixin):
             self._unsettled = stats.pending
             if stats.pending:
                 logger.info(
-                    "spool %s: replaying %d rows left by an earlier client (%d were in flight)",
+                    "spool %s: replaying %s left by an earlier client (%d were in flight)",
                     self.spool.path,
-                    stats.pending,
+                    rows_text(stats.pending),
                     requeued,
                 )
         else:
@@ -137,12 +153,26 @@ class BaseClient(SettlingMixin):
         self._oldest_at: float | None = clock() if self._unsettled else None
         self.dead_letter_path = Path(dead_letter_path) if dead_letter_path else None
         self._flush_waiters = 0
+        self._opened_for_replay = False
         self._closing = False
         self._last_error: PbiStreamError | None = None
         self._engine = Engine(
-            batch=self.batch_options, pacing=self.pacing_options, retry=self.retry_options
+            batch=self.batch_options,
+            pacing=self.pacing_options,
+            retry=self.retry_options,
+            sequence=self._seq,
         )
         self._init_driver()
+        if self._unsettled:
+            # Rows an earlier client left (READY, or LOCKED by a killed process): deliver
+            # them now, not at the first push(); flush() and close() wait for them.
+            self._open_for_replay()
+
+    def _open_for_replay(self) -> None:
+        """Start delivering the spool's rows at once (the async twin may have to wait)."""
+        self._open()
+        # Opened by us, not by the caller: a `with` on this client is still its first.
+        self._opened_for_replay = True
 
     def _init_driver(self) -> None:
         """The driver's own state (threads or tasks start later, on open)."""
@@ -172,6 +202,28 @@ class BaseClient(SettlingMixin):
             return
         self._rules = remote.table.rules(unknown=self._unknown, naive=self._naive)
         self._engine.pacer.table_rows = remote.row_count
+        if remote.mode:
+            self._adopt_hints(ServerHints(mode=remote.mode))
+
+    def _adopt_hints(self, hints: ServerHints) -> None:
+        """Pace and size bodies by what a pbistream server says of itself (worker side).
+
+        Its time scale and limits switch replace ours; a Push dataset takes 16 MB
+        bodies even through a Push URL, a Streaming one 15 KB (an explicit
+        ``BatchOptions(max_body_bytes=...)`` always wins).
+        """
+        self._engine.pacer.adopt(hints)
+        if hints.mode is None or self.batch_options.max_body_bytes is not None:
+            return
+        mode = hints.mode.lower()
+        if mode == "push":
+            self._max_bytes = MAX_PUSH_BODY_BYTES.value
+        elif mode == "streaming":
+            self._max_bytes = MAX_STREAMING_BODY_BYTES.value
+        else:
+            self._max_bytes = self.sink.default_max_bytes
+        if self._row_bytes:
+            self._engine.body_rows = int(self._max_bytes / self._row_bytes)
 
     def _schema_failed(self) -> None:
         """The schema request raised: deliver anyway, checking rows by value."""
@@ -421,10 +473,13 @@ class BaseClient(SettlingMixin):
         self._row_bytes = (
             measured if not self._row_bytes else 0.8 * self._row_bytes + 0.2 * measured
         )
+        # The bytes, not only the 10,000 rows, make a batch full (15 KB: ~150 rows).
+        self._engine.body_rows = max(1, int(self._max_bytes / (self._row_bytes * 1.02)))
         seq = prior_seq if prior_seq is not None else self._seq.next(time.time())
         if self.spool is not None and prior_seq is None:
             self.spool.assign([ref for ref, _, _ in kept if ref is not None], seq)
-        return Batch(builder.body(), len(kept), seq, kept)
+        # A replayed batch (its number from the spool) may have been stored already.
+        return Batch(builder.body(), len(kept), seq, kept, fresh=prior_seq is None)
 
     def _give_back(self, items: list[Item]) -> None:
         if self.spool is not None:
@@ -451,9 +506,46 @@ class BaseClient(SettlingMixin):
     def _poll(self, now: float) -> Any:
         current = self._engine.current
         buffered = self._unsettled - (current.rows if current is not None else 0)
+        waiting = self._flush_waiters > 0 or self._closing
+        if waiting and now - self._snapshot_at >= 0.25:
+            # For the reports of a waiting close(): taken here, on the worker, which
+            # owns the engine (the waiting thread must not touch the pacer's logs).
+            self._snapshot_at = now
+            wait, limit = self._engine.holding(now, buffered)
+            eta = self._engine.pacer.eta(now, self._unsettled, self._engine.cap())
+            self._snapshot = (limit, now + wait, eta)
         return self._engine.poll(
-            now,
-            buffered=buffered,
-            oldest_at=self._oldest_at,
-            flushing=self._flush_waiters > 0 or self._closing,
+            now, buffered=buffered, oldest_at=self._oldest_at, flushing=waiting
         )
+
+    def _progress(self, waited: float) -> DeliveryProgress:
+        limit, frees_at, eta = self._snapshot
+        frees_in = max(0.0, frees_at - self._clock())
+        return DeliveryProgress(
+            left=self._unsettled,
+            delivered=self.stats.sent,
+            limit=limit if frees_in > 0 else "",
+            frees_in=frees_in,
+            eta=eta,
+            waited=waited,
+        )
+
+    def _tick_progress(self, waited: float) -> None:
+        """Called about twice a second while close() waits: the hook, or a line every 5 s."""
+        if self._unsettled <= 0:
+            return
+        progress = self._progress(waited)
+        error = self._last_error
+        if progress.limit == "a retry's backoff" and error is not None:
+            # Say what is failing, not only that it is being retried.
+            reason = str(error).removeprefix(f"{self.sink.label}: ")
+            progress = dataclasses.replace(progress, limit=f"retries ({reason})")
+        if self._on_progress is not None:
+            self._call(self._on_progress, progress)
+            return
+        if waited < 3.0 or waited - self._last_line_at < 5.0:
+            return
+        self._last_line_at = waited
+        line = f"pbistream: {self.sink.label}: {progress.line()} (Ctrl-C stops waiting)"
+        logger.info("%s", line)
+        print(line, file=sys.stderr, flush=True)

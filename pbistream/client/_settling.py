@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,7 @@ from typing import Any
 import orjson
 
 from pbistream.client._queue import FramePart, MemoryQueue, SpoolQueue, entry_rows
-from pbistream.client._types import ClientStats, DeadLetter
+from pbistream.client._types import ClientStats, DeadLetter, rows_text
 from pbistream.client.engine import Batch, Engine, Outcome, Verdict
 from pbistream.client.sinks import SinkBase
 from pbistream.exceptions import (
@@ -27,6 +30,7 @@ from pbistream.exceptions import (
     PushError,
     PushHTTPStatusError,
     RateLimitedError,
+    UndeliveredRowsError,
 )
 from pbistream.redact import redact_text
 from pbistream.spool import Spool
@@ -85,6 +89,7 @@ class SettlingMixin:
     _oldest_at: float | None
     _last_error: PbiStreamError | None
     _isolation: Isolation | None
+    _unsent_file: str | None = None
 
     def _letter(self, row: Any, error: RowError) -> DeadLetter:
         return DeadLetter(row, error.row, error.rule, error.column, str(error))
@@ -122,9 +127,9 @@ class SettlingMixin:
             last = max(index for _, _, index in batch.items)
             iso = self._isolation = Isolation(batch.rows, last, why)
             logger.warning(
-                "%s: %d rows refused (%s); resending them in halves to find the bad ones",
+                "%s: %s refused (%s); resending them in halves to find the bad ones",
                 self.sink.label,
-                batch.rows,
+                rows_text(batch.rows),
                 why,
             )
         iso.why = why
@@ -144,16 +149,41 @@ class SettlingMixin:
                 self._memory.give_back_locked([row for _, row, _ in batch.items])
         return True
 
+    def _adopt_hints(self, hints: Any) -> None:
+        raise NotImplementedError
+
     def _settle(self, batch: Batch, outcome: Outcome, verdict: Verdict, delay: float) -> None:
         """Book-keeping after a response (worker thread)."""
         self.stats.requests += 1
         if outcome.status == 429:
             self.stats.rate_limited += 1
+        if outcome.hints is not None:
+            self._adopt_hints(outcome.hints)
         refs = [ref for ref, _, _ in batch.items if ref is not None]
+        if verdict is Verdict.RESEQUENCED:
+            # The server skipped the rows as already seen, but they never were: our numbers
+            # had fallen behind the table's. Resend them at once under the new number.
+            logger.warning(
+                "%s: the server skipped %s as old (its last sequence number is %s); "
+                "resending them as number %d",
+                self.sink.label,
+                rows_text(batch.rows),
+                outcome.sequence_last,
+                batch.seq,
+            )
+            if self.spool is not None:
+                self.spool.assign(refs, batch.seq)
+            return
         if verdict is Verdict.DELIVERED:
             if self._spool_queue is not None:
                 self._spool_queue.ack(refs)
             self.stats.sent += batch.rows
+            if outcome.ignored:
+                logger.info(
+                    "%s: %s: a retry of a request the server had stored",
+                    self.sink.label,
+                    rows_text(batch.rows),
+                )
             if self._isolation is not None:  # a part got through: try larger parts again
                 self._isolation.limit = min(self._isolation.limit * 2, 1 << 30)
             self._call(self._on_success, batch.rows)
@@ -164,9 +194,9 @@ class SettlingMixin:
         if verdict is Verdict.RETRY:
             self.stats.retried += 1
             logger.warning(
-                "%s: %d rows not delivered (%s); retry %d in %.2f s",
+                "%s: %s not delivered (%s); retry %d in %.2f s",
                 self.sink.label,
-                batch.rows,
+                rows_text(batch.rows),
                 redact_text(outcome.message or str(outcome.status)),
                 batch.attempts,
                 delay,
@@ -186,7 +216,7 @@ class SettlingMixin:
             else f"refused by the server: {outcome.message}"
         )
         why = redact_text(why)
-        logger.error("%s: %d rows dead-lettered, %s", self.sink.label, batch.rows, why)
+        logger.error("%s: %s dead-lettered, %s", self.sink.label, rows_text(batch.rows), why)
         if self._spool_queue is not None:
             self._spool_queue.forget(refs)
             self._spool_queue.spool.fail(refs, why)
@@ -201,7 +231,7 @@ class SettlingMixin:
 
     def _error_for(self, outcome: Outcome) -> PushError:
         # The server's answer may quote the request's URL (and its key) back.
-        message = redact_text(f"{self.sink.label}: {outcome.message or 'no answer'}")
+        message = f"{self.sink.label}: {redact_text(outcome.message or 'no answer')}"
         if outcome.status is None:
             return PushError(message)
         if outcome.status == 429:
@@ -266,9 +296,15 @@ class SettlingMixin:
             # A user's hook must never stop delivery.
             logger.exception("%s: a callback raised; delivery goes on", self.sink.label)
 
-    def _leftover_report(self) -> int:
-        """After the worker stopped: report (and dead-letter, without a spool) what is left."""
+    def _leftover_report(self, interrupted: bool = False) -> int:
+        """After the worker stopped: say where the rows that are left are, and keep them.
+
+        With a spool they stay in it (the in-flight batch back to READY with its sequence
+        number). Without one they are written, one row a line, to the unsent-rows file
+        (``self._unsent_file``), ready for ``pbistream push URL --file PATH``.
+        """
         left = self._unsettled
+        self._unsent_file = None
         if not left:
             return 0
         if self.spool is not None:
@@ -277,34 +313,84 @@ class SettlingMixin:
                 # Back to READY with its sequence number: a replay re-sends the same
                 # request, which the server drops if this one did arrive.
                 self.spool.release([ref for ref, _, _ in batch.items if ref is not None])
-            logger.warning(
-                "%s: %d rows stay in the spool %s; the next client on it (or "
-                "`pbistream spool replay`) sends them",
-                self.sink.label,
-                left,
-                self.spool.path,
+            message = (
+                f"{left:,} {'row stays' if left == 1 else 'rows stay'} in the spool "
+                f"{self.spool.path}; the next client on it (or `pbistream spool replay`) "
+                "sends them"
             )
+            logger.warning("%s: %s", self.sink.label, message)
+            if interrupted:
+                print(f"pbistream: {message}", file=sys.stderr, flush=True)
             return left
         batch = self._engine.abandon()
-        rows: list[Any] = [row for _, row, _ in batch.items] if batch else []
+        entries: list[Any] = [row for _, row, _ in batch.items] if batch else []
         with self._lock:
-            entries = self._memory.drain_locked()
-        if self.dead_letter_path is not None:  # else no need to convert a pending frame
-            rows.extend(entry_rows(entries))
-        logger.error(
-            "%s: %d rows were NOT delivered before close (no spool to keep them)%s",
-            self.sink.label,
-            left,
-            f"; written to {self.dead_letter_path}" if self.dead_letter_path else "",
-        )
-        if self.dead_letter_path is not None:
-            self._dead_letter(
+            entries.extend(self._memory.drain_locked())
+        path = self._write_unsent(entries)
+        if self._on_dead_letter is not None:  # it hears of every row that will not go
+            self._call(
+                self._on_dead_letter,
                 [
                     DeadLetter(row, None, "not_delivered", None, "not delivered before close")
-                    for row in rows
-                ]
+                    for row in entry_rows(entries)
+                ],
+            )
+        self._unsent_file = path
+        where = f"; written to {path}" if path else ""
+        logger.error(
+            "%s: %s NOT delivered before close (no spool to keep them)%s",
+            self.sink.label,
+            f"{rows_text(left)} {'was' if left == 1 else 'were'}",
+            where,
+        )
+        if path:
+            print(
+                f"pbistream: {left:,} {'row was' if left == 1 else 'rows were'} not delivered; "
+                f"written to {path} (send them with: pbistream push URL --file {path})",
+                file=sys.stderr,
+                flush=True,
             )
         return left
+
+    def _undelivered(self, left: int) -> PushError:
+        """The error close() raises for rows left without a spool."""
+        path = self._unsent_file
+        reason = f": {self._last_error}" if self._last_error is not None else ""
+        where = f"; they were written to {path}" if path else ""
+        noun = "row was" if left == 1 else "rows were"
+        return UndeliveredRowsError(
+            f"{left:,} {noun} not delivered before close(){reason}{where}. Give close() more "
+            "time (close_timeout=None waits as long as delivery takes), or use a spool.",
+            left,
+            path,
+        )
+
+    def _write_unsent(self, rows: list[Any]) -> str | None:
+        """Write rows (or DataFrame parts) to the unsent-rows file (0600); its path or None."""
+        if not rows:
+            return None
+        path: Path | None = getattr(self, "unsent_path", None)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        candidates = [path] if path else []
+        name = f"pbistream-unsent-{stamp}-{os.getpid()}.jsonl"
+        candidates += [Path.cwd() / name, Path(tempfile.gettempdir()) / name]
+        option = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
+        for candidate in candidates:
+            try:
+                flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+                with os.fdopen(os.open(candidate, flags, 0o600), "ab") as out:
+                    for row in rows:
+                        if type(row) is FramePart:  # pandas writes a million rows in ~1 s
+                            part = row.frame.iloc[row.start : row.stop]
+                            text = part.to_json(orient="records", lines=True, date_format="iso")
+                            out.write(text.encode() + (b"" if text.endswith("\n") else b"\n"))
+                            continue
+                        out.write(orjson.dumps(row, default=str, option=option))
+            except OSError as exc:
+                logger.error("cannot write the unsent rows to %s: %s", candidate, exc)
+                continue
+            return str(candidate)
+        return None
 
     def _resync_spool(self) -> None:
         """The spool had fewer rows than we counted (purged meanwhile): believe the spool."""

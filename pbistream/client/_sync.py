@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import math
+import os
+import sys
 import threading
 import weakref
 from types import TracebackType
@@ -14,7 +17,7 @@ from pbistream.client._base import BaseClient
 from pbistream.client._types import ClientState
 from pbistream.client.engine import Send, Take, Wait
 from pbistream.client.sinks import PushUrlSink, RestApiSink
-from pbistream.exceptions import ClientClosedError
+from pbistream.exceptions import ClientClosedError, UndeliveredRowsError
 
 __all__ = ["Client"]
 
@@ -53,11 +56,23 @@ class Client(BaseClient):
         sequence_numbers: Send ``X-PowerBI-PushData-SequenceNumber`` (turn off only if
             several producers share one table).
         dead_letter_path: A JSONL file for dead letters (default with a spool: next to it).
-        on_success: ``f(rows)`` after each delivered batch (on the worker thread).
+        on_success: ``f(count)`` after each delivered batch, with its number of rows
+            (on the worker thread).
         on_error: ``f(exc)`` after each failed attempt, with a :class:`~pbistream.PushError`.
         on_dead_letter: ``f(list[DeadLetter])`` for rows that will not be delivered.
-        close_timeout: Seconds ``close()`` (and interpreter exit) waits for delivery.
+        close_timeout: Seconds ``close()`` (and interpreter exit) waits for delivery;
+            ``None`` (the default): as long as delivery takes, however long the limits
+            make it. Ctrl-C stops the wait.
+        on_progress: ``f(DeliveryProgress)`` about twice a second while ``close()``
+            waits; by default a line on stderr (and the log) every 5 s: rows left, the
+            limit that holds them and when it frees.
+        unsent_path: Where rows not delivered are written when there is no spool
+            (default: ``pbistream-unsent-<time>-<pid>.jsonl`` in the working directory).
         clock: The monotonic clock (inject one in tests).
+
+    The promise: every pushed row is delivered, dead-lettered with its reason, kept in
+    the spool, or (no spool) written to the unsent-rows file and
+    :class:`~pbistream.UndeliveredRowsError` raised by ``close()``: never only a log line.
     """
 
     _push_url_sink = PushUrlSink
@@ -86,10 +101,16 @@ class Client(BaseClient):
 
         def at_exit() -> None:
             client = ref()
-            if client is not None and client.state is ClientState.OPENED:
-                left = client.close()
-                if left:
-                    logger.warning("at exit: %d rows were not delivered (see above)", left)
+            if client is None or client.state is not ClientState.OPENED:
+                return
+            try:
+                client.close()
+            except (UndeliveredRowsError, KeyboardInterrupt) as exc:
+                # The script ended without close(); its rows did not all go. Exit non-zero
+                # (an exception in an exit hook would not change the exit status).
+                print(f"pbistream: at exit: {exc or 'interrupted'}", file=sys.stderr, flush=True)
+                sys.stdout.flush()
+                os._exit(130 if isinstance(exc, KeyboardInterrupt) else 1)
 
         self._atexit = at_exit
         atexit.register(at_exit)
@@ -97,8 +118,9 @@ class Client(BaseClient):
     def __enter__(self) -> Client:
         if self.state is ClientState.CLOSED:
             raise ClientClosedError("cannot reopen a closed client; create a new one")
-        if self.state is ClientState.OPENED:
+        if self.state is ClientState.OPENED and not self._opened_for_replay:
             raise RuntimeError("the client is already open; `with` it only once")
+        self._opened_for_replay = False
         self._open()
         return self
 
@@ -108,12 +130,19 @@ class Client(BaseClient):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            # Ctrl-C in the block: do not wait for delivery; keep the rows (spool or
+            # unsent-rows file) and let the interrupt go on.
+            with contextlib.suppress(UndeliveredRowsError):
+                self.close(timeout=0)
+            return
         self.close()
 
     def flush(self, timeout: float | None = None) -> int:
         """Wait until every pushed row is delivered or dead-lettered.
 
-        Rows linger no longer while a flush waits; pacing still applies.
+        Rows linger no longer while a flush waits; pacing still applies. Rows a spool
+        held when the client was created count too (and are being delivered).
 
         Args:
             timeout: Seconds to wait at most (``None``: as long as it takes).
@@ -122,33 +151,58 @@ class Client(BaseClient):
             Rows still pending when it returned (0: all settled). With a spool they
             are safe on disk.
         """
+        if self.state is ClientState.UNOPENED and self._unsettled:
+            self._open()
         if self.state is not ClientState.OPENED:
             return self._unsettled
+        return self._wait(timeout, report=False)
+
+    def _wait(self, timeout: float | None, *, report: bool) -> int:
         if threading.current_thread() is self._thread:
             raise RuntimeError("flush() or close() from a callback would wait for itself")
-        deadline = None if timeout is None else self._clock() + timeout
+        started = self._clock()
+        deadline = None if timeout is None else started + timeout
         with self._lock:
             self._flush_waiters += 1
             self._cond.notify()
             try:
                 while self._unsettled > 0 and self._thread_alive():
-                    remaining = _MAX_IDLE if deadline is None else deadline - self._clock()
+                    now = self._clock()
+                    remaining = _MAX_IDLE if deadline is None else deadline - now
                     if remaining <= 0:
                         break
+                    if report:
+                        self._lock.release()
+                        try:
+                            self._tick_progress(now - started)
+                        finally:
+                            self._lock.acquire()
                     self._settled.wait(min(remaining, _MAX_IDLE))
             finally:
                 self._flush_waiters -= 1
             return self._unsettled
 
     def close(self, timeout: float | None = None) -> int:
-        """Flush (up to ``timeout``, default ``close_timeout``), stop the worker, report.
+        """Deliver every row, stop the worker, report; wait as long as delivery takes.
+
+        Args:
+            timeout: Seconds to wait at most; default ``close_timeout`` (``None``: no
+                limit). While it waits it reports progress (``on_progress``).
 
         Returns:
-            Rows not delivered: kept in the spool, or logged and written to the
-            dead-letter file without one. Closing twice is harmless.
+            Rows not delivered and kept in the spool (0 without a spool: rows left
+            without one raise). Closing twice is harmless.
+
+        Raises:
+            UndeliveredRowsError: Rows were left undelivered and there is no spool; they
+                were written to the unsent-rows file it names.
+            KeyboardInterrupt: Ctrl-C stopped the wait; the rows stay in the spool, or
+                were written to the unsent-rows file (its path is printed).
         """
         if self.state is ClientState.CLOSED:
             return 0
+        if self.state is ClientState.UNOPENED and self._unsettled:
+            self._open()
         if self.state is ClientState.UNOPENED:
             self.state = ClientState.CLOSED
             self._close_sink()
@@ -156,7 +210,11 @@ class Client(BaseClient):
         with self._lock:
             self._closing = True
             self._cond.notify()
-        self.flush(self.close_timeout if timeout is None else timeout)
+        interrupted: KeyboardInterrupt | None = None
+        try:
+            self._wait(self.close_timeout if timeout is None else timeout, report=True)
+        except KeyboardInterrupt as exc:
+            interrupted = exc
         with self._lock:
             self._stop = True
             self.state = ClientState.CLOSED
@@ -166,8 +224,12 @@ class Client(BaseClient):
             self._thread.join(timeout=2.0)
         if self._atexit is not None:
             atexit.unregister(self._atexit)
-        left = self._leftover_report()
+        left = self._leftover_report(interrupted=interrupted is not None)
         self._close_sink()
+        if interrupted is not None:
+            raise interrupted
+        if left and self.spool is None:
+            raise self._undelivered(left)
         return left
 
     def _close_sink(self) -> None:

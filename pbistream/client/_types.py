@@ -7,13 +7,19 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["ClientState", "ClientStats", "DeadLetter"]
+__all__ = ["ClientState", "ClientStats", "DeadLetter", "DeliveryProgress", "rows_text"]
+
+
+def rows_text(count: int) -> str:
+    """``1 row``, ``2 rows``, ``10,000 rows``: for every message that counts rows."""
+    return f"{count:,} row{'' if count == 1 else 's'}"
 
 
 class ClientState(enum.Enum):
     """A client's lifecycle; it never goes back."""
 
-    UNOPENED = 1  # created; the worker starts at the first push() or on entering `with`
+    UNOPENED = 1  # created; the worker starts at the first push(), on `with`, or at once
+    # when the spool holds rows
     OPENED = 2  # the worker runs; push() is accepted
     CLOSED = 3  # close() ran: rows were delivered, spooled or reported; push() raises
 
@@ -78,3 +84,43 @@ class DeadLetter:
             "status": self.status,
             "row": self.row,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryProgress:
+    """Where delivery stands while ``close()`` (or a flush) waits; see ``on_progress``.
+
+    Attributes:
+        left: Rows not yet delivered nor dead-lettered.
+        delivered: Rows the server acknowledged so far.
+        limit: The limit holding the next POST back (``"120 POSTs a minute"``), or ``""``.
+        frees_in: Seconds until that limit lets the next POST go.
+        eta: Seconds the limits need for the rows left, by the pacer's plan.
+        waited: Seconds this wait has lasted.
+    """
+
+    left: int
+    delivered: int
+    limit: str
+    frees_in: float
+    eta: float
+    waited: float
+
+    def line(self) -> str:
+        """One human line: rows left, the limit that holds them, when it frees, the ETA."""
+        text = f"{rows_text(self.left)} left to deliver"
+        if self.limit:
+            text += f"; held by {self.limit}, frees in {_duration(self.frees_in)}"
+        if self.eta > 0:
+            text += f"; about {_duration(self.eta)} to go"
+        return text
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 1:
+        return f"{secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min {secs} s"

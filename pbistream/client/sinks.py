@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from pbistream.client.engine import Outcome
+from pbistream.client.engine import Outcome, ServerHints
 from pbistream.encoding import BodyShape
 from pbistream.exceptions import ConfigError
 from pbistream.limits import MAX_PUSH_BODY_BYTES, MAX_STREAMING_BODY_BYTES
@@ -112,7 +112,10 @@ def error_message(response: httpx.Response) -> str:
     parts = [str(error.get("code") or ""), str(error.get("message") or "")]
     for detail in error.get("details") or []:
         if isinstance(detail, dict) and detail.get("message"):
-            parts.append(str(detail["message"]))
+            text = str(detail["message"])
+            # pbistream's details repeat the message per row: say each thing once.
+            if text.lower() not in parts[1].lower():
+                parts.append(text)
     pbi = error.get("pbi.error")
     if isinstance(pbi, dict):
         for detail in pbi.get("details") or []:
@@ -123,21 +126,61 @@ def error_message(response: httpx.Response) -> str:
     return f"HTTP {response.status_code} {message}".strip()
 
 
+def _int_header(headers: httpx.Headers, name: str) -> int | None:
+    try:
+        return int(headers[name])
+    except (KeyError, ValueError):
+        return None
+
+
+def server_hints(headers: httpx.Headers) -> ServerHints | None:
+    """A pbistream server's limit settings from an answer's ``X-PBIStream-*`` headers."""
+    scale_text = headers.get("X-PBIStream-Time-Scale")
+    limits_text = headers.get("X-PBIStream-Limits")
+    mode = headers.get("X-PBIStream-Dataset-Mode")
+    if scale_text is None and limits_text is None and mode is None:
+        return None  # Power BI, or an older pbistream server
+    try:
+        scale: float | None = float(scale_text) if scale_text else None
+    except ValueError:
+        scale = None
+    if scale is not None and not (0 < scale < float("inf")):
+        scale = None
+    limits = {"on": True, "off": False}.get((limits_text or "").strip().lower())
+    return ServerHints(time_scale=scale, limits=limits, mode=mode or None)
+
+
 def outcome_of(response: httpx.Response) -> Outcome:
     """Translate an HTTP answer into the engine's :class:`Outcome`."""
     status = response.status_code
+    headers = response.headers
+    hints = server_hints(headers)
     if 200 <= status < 300:
-        return Outcome(status)
+        return Outcome(
+            status,
+            ignored=_int_header(headers, "X-PBIStream-Rows-Ignored") or 0,
+            sequence_last=_int_header(headers, "X-PBIStream-Sequence-Last"),
+            hints=hints,
+        )
     return Outcome(
         status,
-        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        retry_after=parse_retry_after(headers.get("Retry-After")),
         message=error_message(response),
+        hints=hints,
     )
 
 
 def network_outcome(exc: Exception) -> Outcome:
     """A failed request (refused, reset, timed out) as an :class:`Outcome`."""
-    return Outcome(None, message=redact_url(f"{type(exc).__name__}: {exc}"))
+    message = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, httpx.ConnectError):
+        try:
+            url = exc.request.url
+            port = url.port or (443 if url.scheme == "https" else 80)
+            message = f"nothing answers at {url.host}:{port} ({message})"
+        except RuntimeError:  # no request attached
+            pass
+    return Outcome(None, message=redact_url(message))
 
 
 class SinkBase:

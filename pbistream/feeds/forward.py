@@ -102,9 +102,9 @@ class CursorSpool(Spool):
         """Store one row and the staged cursor in one transaction."""
         return super().put(data, meta=self._with_cursor(meta))
 
-    def put_many(self, rows: Sequence[bytes], *, meta: Mapping[str, str] | None = None) -> None:
-        """Store rows and the staged cursor in one transaction."""
-        super().put_many(rows, meta=self._with_cursor(meta))
+    def put_many(self, rows: Sequence[bytes], *, meta: Mapping[str, str] | None = None) -> int:
+        """Store rows and the staged cursor in one transaction; the first row's id."""
+        return super().put_many(rows, meta=self._with_cursor(meta))
 
 
 def _auth(config: ForwardConfig) -> httpx.Auth | None:

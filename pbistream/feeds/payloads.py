@@ -41,12 +41,18 @@ def coerce(text: str, data_type: DataType | None) -> Any:
 
     With a known type, text that does not parse is left as text, so the value rules
     refuse it with the row, the field and the rule. Without one: JSON numbers,
-    ``true``/``false``/``null``, else text. An empty text is a null.
+    ``true``/``false``/``null``, else text (``007``, ``00`` or ``-01`` are not JSON
+    numbers: they stay text). An empty text is a null.
     """
     if text == "":
         return None
     if data_type is None:
-        return orjson.loads(text) if _JSONISH.fullmatch(text) else text
+        if not _JSONISH.fullmatch(text):
+            return text
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:  # leading zeros: the pattern lets them through
+            return text
     try:
         if data_type is DataType.INT64:
             return int(text)

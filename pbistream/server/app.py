@@ -34,6 +34,7 @@ from pbistream.redact import mask_known, redact_url
 from pbistream.server import (
     api,
     auth,
+    execute_queries,
     forward_api,
     groups,
     live,
@@ -177,6 +178,7 @@ def create_app(settings: Settings, storage: Storage) -> Starlette:
         *links.routes,
         *alert_routes.routes,
         *powerbi.routes,
+        *execute_queries.routes,
         *forward_api.routes,
     ]
     app = Starlette(
@@ -200,6 +202,7 @@ def create_app(settings: Settings, storage: Storage) -> Starlette:
     app.state.throttle = Throttle(settings, on_throttled=app_metrics.throttled, storage=storage)
     app.state.tenant_id = api.tenant_id(storage)
     app.state.token_generated = generated
+    app.state.query_rate = execute_queries.QueryRate()
     # A generated token is checked through its hash in storage, like a kept one, so
     # `pbistream token rotate` on the data dir takes effect without a restart.
     app.state.access = gate.Access(storage, None if generated else token)

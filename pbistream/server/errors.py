@@ -26,6 +26,7 @@ __all__ = [
     "JSON_MEDIA_TYPE",
     "ApiError",
     "BadRequest",
+    "DaxQueryFailed",
     "EntityNotFound",
     "FeatureDeprecated",
     "Forbidden",
@@ -61,6 +62,7 @@ def error_body(
     *,
     details: Sequence[Mapping[str, Any]] | None = None,
     pbi_error: bool = False,
+    pbi_details: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """Render Power BI's error body: ``{"error": {"code", "message"?, "details"?}}``.
 
@@ -69,6 +71,7 @@ def error_body(
         message: Human text (redacted here, so a key cannot leak through it).
         details: OData details ``[{"code"?, "message", "target"?}]`` (shape b).
         pbi_error: Also add the ``pbi.error`` object (shape c), as Power BI does for 401.
+        pbi_details: The ``pbi.error`` details (``[{"code", "detail": {"type", "value"}}]``).
     """
     error: dict[str, Any] = {"code": code}
     if message is not None:
@@ -81,7 +84,10 @@ def error_body(
         error["pbi.error"] = {
             "code": code,
             "parameters": {},
-            "details": [],
+            "details": [
+                {k: redact_text(v) if isinstance(v, str) else v for k, v in d.items()}
+                for d in pbi_details
+            ],
             "exceptionCulprit": 1,
         }
     return {"error": error}
@@ -180,6 +186,23 @@ class TooManyRequests(ApiError):
         self.retry_after = max(1, math.ceil(retry_after))
         self.reason = reason
         super().__init__(message, headers={"Retry-After": str(self.retry_after)})
+
+
+class DaxQueryFailed(ApiError):
+    """400 ``DatasetExecuteQueriesError``: a DAX query that cannot be run.
+
+    Power BI puts the engine's text, ``Query (line, column) ...``, in a
+    ``DetailsMessage`` detail of ``pbi.error``; the same text is the ``message``.
+    """
+
+    code = "DatasetExecuteQueriesError"
+    pbi_error = True
+
+    def body(self) -> dict[str, Any]:
+        """The ``pbi.error`` body with the DAX message as its DetailsMessage."""
+        text = redact_text(self.message or "")
+        detail = {"code": "DetailsMessage", "detail": {"type": 1, "value": text}}
+        return error_body(self.code, self.message, pbi_error=True, pbi_details=[detail])
 
 
 class FeatureDeprecated(ApiError):

@@ -346,7 +346,7 @@ async def _ingest(
             rows = await _parse_in_thread(body, shape, throttle)
         throttle.check_rows_per_post(len(rows))
         if not rows:
-            return Response(status_code=200)
+            return Response(status_code=200, headers=limit_headers(settings, dataset))
         reservation = await _off_loop_if_shared(
             throttle, throttle.reserve_rows, dataset.id, len(rows), hourly=not streaming_only
         )
@@ -380,7 +380,8 @@ async def _ingest(
     throttle.set_row_count(dataset.id, table.name, result.row_count)
     if result.stored and result.first_id is not None:
         await _publish(request, dataset, table, good, result, received_at)
-    return Response(status_code=200, headers=ignored_headers(result, len(good)))
+    headers = {**limit_headers(settings, dataset), **ignored_headers(result, len(good))}
+    return Response(status_code=200, headers=headers)
 
 
 async def _off_loop_if_shared(
@@ -452,3 +453,18 @@ def _stored_rows(
     chunk = rows[start : start + _PUBLISH_CHUNK_ROWS]
     base = first_id + start
     return [StoredRow(base + i, received_at, table, data) for i, data in enumerate(chunk)]
+
+
+def limit_headers(settings: Settings, dataset: Dataset) -> dict[str, str]:
+    """What a client needs to pace itself for this server, on every rows answer.
+
+    ``X-PBIStream-Time-Scale`` (its ``--time-scale``), ``X-PBIStream-Limits`` (``on`` or
+    ``off``) and ``X-PBIStream-Dataset-Mode`` (only Push and PushStreaming datasets
+    count rows an hour; only Push takes 16 MB bodies): so a client pointed at a
+    test server set with ``--time-scale 60`` paces itself to match without being told.
+    """
+    return {
+        "X-PBIStream-Time-Scale": repr(float(settings.time_scale)),
+        "X-PBIStream-Limits": "on" if settings.limits else "off",
+        "X-PBIStream-Dataset-Mode": dataset.mode.value,
+    }

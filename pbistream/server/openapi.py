@@ -221,6 +221,76 @@ def _rest_paths(prefix: str, tag: str) -> dict[str, Schema]:
     }
 
 
+def _execute_queries_path(prefix: str, tag: str) -> dict[str, Schema]:
+    """ExecuteQueries(InGroup): the DAX subset over a dataset's rows (docs/api.md)."""
+    group = [_GROUP] if "{groupId}" in prefix else []
+    g = "InGroup" if group else ""
+    body = {
+        "type": "object",
+        "required": ["queries"],
+        "properties": {
+            "queries": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": limits.QUERIES_PER_CALL.value,
+                "items": {
+                    "type": "object",
+                    "required": ["query"],
+                    "properties": {"query": {"type": "string", "example": "EVALUATE 'Sales'"}},
+                },
+            },
+            "serializerSettings": {
+                "type": "object",
+                "properties": {"includeNulls": {"type": "boolean", "default": False}},
+            },
+            "impersonatedUserName": {"type": "string", "description": "Accepted; no RLS here."},
+        },
+    }
+    error = {"type": "object", "properties": {"code": STR, "message": STR}}
+    answer = {
+        "type": "object",
+        "properties": {
+            "results": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "tables": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "rows": {"type": "array", "items": ANY_OBJECT},
+                                    "error": error,
+                                },
+                            },
+                        },
+                        "error": error,
+                    },
+                },
+            }
+        },
+    }
+    ok = _json_body(
+        answer,
+        "The rows, keyed Table[Column] or [Name]. Over a limit (rows, values, 15 MB, "
+        "several EVALUATEs): the rows that fit and an error beside them.",
+    )
+    return {
+        f"{prefix}/datasets/{{datasetId}}/executeQueries": {
+            "post": _op(
+                f"Datasets_ExecuteQueries{g}",
+                tag,
+                ("200", ok),
+                params=[*group, _DATASET],
+                body=body,
+                errors=(400, 401, 404, 413, 429),
+                description="Least role: viewer. Bad DAX: 400 DatasetExecuteQueriesError.",
+            ),
+        }
+    }
+
+
 def _groups_paths() -> dict[str, Schema]:
     """The workspace endpoints (Power BI's Groups API): list, create, delete."""
     tag = "Workspaces"
@@ -859,6 +929,8 @@ def openapi_document(server_url: str) -> dict[str, Any]:
     for prefix in ("/v1.0/myorg", "/v1.0/myorg/groups/{groupId}"):
         for path, item in _surface_paths(prefix).items():
             paths[path] = paths.get(path, {}) | item
+    paths |= _execute_queries_path("/v1.0/myorg", "Push datasets")
+    paths |= _execute_queries_path("/v1.0/myorg/groups/{groupId}", "Push datasets in a workspace")
     paths |= _forward_paths()
     paths |= _access_paths()
     _with_roles(paths)

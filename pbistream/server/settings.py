@@ -160,6 +160,10 @@ class Settings:
     push_key_status: int = 403
     deprecation_status: int = 400
     create_status: int = 201
+    query_max_rows: int = documented.QUERY_MAX_ROWS.value
+    query_max_values: int = documented.QUERY_MAX_VALUES.value
+    query_max_bytes: int = documented.QUERY_MAX_BYTES.value
+    queries_per_minute: int = documented.QUERIES_PER_MINUTE.value
     forwards: bool = True
     # Connection protection (docs/server.md, "Running it on a network"); not time-scaled.
     max_connections: int = 1000
@@ -349,6 +353,10 @@ SETTINGS: tuple[Setting, ...] = (
         _bool,
         "Run the datasets' forwards (the relay) in this process (on|off). With several "
         "replicas on one database, leave it on in exactly one.",
+    ),
+    *(
+        Setting(name, _positive_int, _LIMIT_HELP[name])
+        for name in ("query_max_rows", "query_max_values", "query_max_bytes", "queries_per_minute")
     ),
     Setting(
         "max_connections",

@@ -17,8 +17,11 @@ from typing import Any
 
 import orjson
 
+from pbistream.dax import QueryPlan, json_rows
+from pbistream.dax.sql import SQLITE, Dialect, compile_plan
 from pbistream.schema import Dataset, Table
 from pbistream.storage._alerts import AlertsSQL
+from pbistream.storage._dax_columns import Source, sync_copy
 from pbistream.storage._grants import GrantRecords
 from pbistream.storage._records import (
     dashboard_from_record,
@@ -27,7 +30,7 @@ from pbistream.storage._records import (
     format_style,
     with_table,
 )
-from pbistream.storage.base import Dashboard, InsertResult
+from pbistream.storage.base import Dashboard, InsertResult, QueryError
 
 __all__ = ["SQLStorage"]
 
@@ -59,6 +62,10 @@ class SQLStorage(GrantRecords, AlertsSQL, ABC):
     _row_lock = ""
     #: Whether queries need ``%s`` placeholders (psycopg) instead of ``?``.
     _format_style = False
+    #: How DAX plans become this backend's SQL.
+    _dax_dialect: Dialect = SQLITE
+    #: The driver's exceptions that mean "the data could not be computed" (not a bug).
+    _data_errors: tuple[type[Exception], ...] = ()
 
     # --- what a backend provides ------------------------------------------------------
     @abstractmethod
@@ -339,3 +346,52 @@ class SQLStorage(GrantRecords, AlertsSQL, ABC):
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (key, value),
             )
+
+    # --- DAX queries ------------------------------------------------------------------
+    def _prebuild_dax_columns(self, dataset_id: str, plan: QueryPlan) -> None:
+        """Build missing copies before taking the dataset's lock (where a backend can)."""
+
+    def _sync_dax_columns(self, dataset_id: str, plan: QueryPlan) -> dict[str, Source]:
+        """Bring the typed copies of the tables ``plan`` reads up to date (_dax_columns)."""
+        sources: dict[str, Source] = {}
+        if not plan.scans:
+            return sources
+        self._prebuild_dax_columns(dataset_id, plan)
+        with self._writing() as conn:
+            # The lock inserts take: the rows and their count hold still while we copy.
+            if not self._lock_dataset(conn, dataset_id):
+                return sources
+            for scan in plan.scans:
+                count = self._count(conn, dataset_id, scan.table)
+                sources[scan.table] = sync_copy(
+                    conn, self._q, dataset_id, scan, self._dax_dialect, count
+                )
+        return sources
+
+    def _is_data_error(self, exc: Exception) -> bool:
+        """Whether one of ``_data_errors`` is about the values (not the database)."""
+        return True
+
+    def execute_plan(
+        self, dataset_id: str, plan: QueryPlan, *, max_rows: int
+    ) -> list[tuple[Any, ...]]:
+        """Run a DAX query plan over a dataset's rows, in one SQL statement."""
+        try:
+            sources = self._sync_dax_columns(dataset_id, plan)
+            query, params = compile_plan(
+                plan, dataset_id, self._dax_dialect, limit=max_rows, sources=sources
+            )
+            if self._format_style:
+                # Not through the cached _q: every DAX query is a new text.
+                query = query.replace("?", "%s")
+            with self._reading() as conn:
+                records = conn.execute(query, tuple(params)).fetchall()
+        except self._data_errors as exc:
+            if not self._is_data_error(exc):
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise QueryError(f"The database could not compute the query: {first}") from None
+        try:
+            return json_rows(plan.columns, records)
+        except OverflowError as exc:
+            raise QueryError(f"The database could not compute the query: {exc}") from None

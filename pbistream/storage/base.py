@@ -17,9 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pbistream.schema import Dataset, Table
+
+if TYPE_CHECKING:
+    from pbistream.dax.plan import QueryPlan
 
 __all__ = [
     "Admission",
@@ -31,6 +34,7 @@ __all__ = [
     "InsertResult",
     "InsertSubscription",
     "NotifiesInserts",
+    "QueryError",
     "SharedLimits",
     "Storage",
     "StoredAlertEvent",
@@ -110,6 +114,14 @@ class Grant:
     expires_at: float | None = None
     last_used_at: float | None = None
     revoked_at: float | None = None
+
+
+class QueryError(ValueError):
+    """The database refused to compute a query over the stored values.
+
+    For example an overflow, or a value that no longer fits its column's type after
+    the table was redefined.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +246,21 @@ class Storage(Protocol):
 
     def last_sequence_number(self, dataset_id: str, table: str) -> int | None:
         """The last accepted sequence number for a table, if any."""
+        ...
+
+    def execute_plan(
+        self, dataset_id: str, plan: QueryPlan, *, max_rows: int
+    ) -> list[tuple[Any, ...]]:
+        """Run a DAX query plan (:mod:`pbistream.dax`) over a dataset's stored rows.
+
+        The work is done by the database, in one SQL statement. Rows come back in
+        ``plan.columns`` order as JSON-ready values by column type (bool, int,
+        float, str; DateTime as Power BI writes it; None for BLANK), at most
+        ``max_rows`` of them, in the plan's ORDER BY.
+
+        Raises:
+            QueryError: The database could not compute it from the stored values.
+        """
         ...
 
     # --- dashboards ---------------------------------------------------------------

@@ -35,9 +35,12 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
+from pbistream.dax.plan import QueryPlan
+from pbistream.dax.sql import POSTGRES
 from pbistream.exceptions import ConfigError
 from pbistream.redact import redact_text
 from pbistream.storage._alerts import ALERT_TABLES, alerts_schema_sql
+from pbistream.storage._dax_columns import copy_name, ensure_copy
 from pbistream.storage._grants import grants_schema
 from pbistream.storage._records import (
     encode_rows,
@@ -138,6 +141,9 @@ class PostgresStorage(SQLStorage):
 
     _row_lock = " FOR UPDATE"
     _format_style = True
+    _dax_dialect = POSTGRES
+    # SQLSTATE class 22 (data exception): out of range, a cast the stored text cannot take.
+    _data_errors = (psycopg.DataError,)
 
     def __init__(
         self,
@@ -377,6 +383,16 @@ class PostgresStorage(SQLStorage):
             conn.execute("DELETE FROM throttle_events WHERE dataset_id = %s", (dataset_id,))
 
     # --- rows ---------------------------------------------------------------------------
+    def _prebuild_dax_columns(self, dataset_id: str, plan: QueryPlan) -> None:
+        # Copying a large table takes seconds; do it without the dataset's lock, so
+        # pushes to it go on meanwhile. The advisory lock keeps two queries from
+        # building the same copy at once.
+        for scan in plan.scans:
+            name = copy_name(dataset_id, scan)
+            with self._pool.connection() as conn:
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (name,))
+                ensure_copy(conn, self._q, dataset_id, scan, POSTGRES)
+
     def read_rows(
         self,
         dataset_id: str,

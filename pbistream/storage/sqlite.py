@@ -77,6 +77,12 @@ class SQLiteStorage(SQLStorage):
         busy_timeout_ms: How long a connection waits for another process's lock.
     """
 
+    # SUM past 2**63 raises "integer overflow"; other OperationalErrors are not the data's.
+    _data_errors = (sqlite3.OperationalError, sqlite3.DataError)
+
+    def _is_data_error(self, exc: Exception) -> bool:
+        return isinstance(exc, sqlite3.DataError) or "integer overflow" in str(exc)
+
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = 5000) -> None:
         self.path = Path(path)
         self._busy_timeout_ms = busy_timeout_ms

@@ -244,3 +244,14 @@ def test_rule_json_hides_the_secret_unless_asked():
     assert "secret" not in r.to_json()
     assert len(r.to_json(with_secret=True)["secret"]) >= 32
     assert isinstance(r, AlertRule)
+
+
+def test_rows_that_leave_the_field_out_are_skipped():
+    ev = AlertEvaluator(now=0.0)
+    ev.set_rules([rule(category="device")], now=0.0)
+    rows = [{"device": "a"}, {"temperature": 35.0}, {"temperature": 40.0, "device": "a"}, {}]
+    events = ev.observe("D", "T", rows, first_id=1, received_at=1.0)
+    assert [(e.row_id, e.category_value, e.value) for e in events] == [
+        (2, None, 35.0),
+        (3, "a", 40.0),
+    ]

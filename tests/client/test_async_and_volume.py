@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -13,7 +14,14 @@ from pathlib import Path
 import pytest
 from client_helpers import FIELDS, TIME_SCALE, metric, rows_of
 
-from pbistream import AsyncClient, BufferFullError, BufferOptions, Client, PacingOptions
+from pbistream import (
+    AsyncClient,
+    BufferFullError,
+    BufferOptions,
+    Client,
+    PacingOptions,
+    UndeliveredRowsError,
+)
 from pbistream.client import BatchOptions
 from pbistream.testing import RunningServer, free_port
 
@@ -97,23 +105,29 @@ def test_buffer_full_blocks_then_raises_or_drops_the_oldest(tmp_path: Path) -> N
         schema=None,
         buffer=BufferOptions(max_rows=10, when_full="block", timeout=0.2),
         batch=BatchOptions(max_delay=60),
+        unsent_path=tmp_path / "unsent1.jsonl",
     )
     blocking.push([{"n": n} for n in range(10)])
     started = time.monotonic()
     with pytest.raises(BufferFullError, match=r"held 10 rows for 0\.2 s"):
         blocking.push({"n": 10})
     assert time.monotonic() - started >= 0.2
-    assert blocking.close(timeout=0.1) == 10
+    with pytest.raises(UndeliveredRowsError) as lost:
+        blocking.close(timeout=0.1)
+    assert lost.value.rows == 10 and lost.value.path == str(tmp_path / "unsent1.jsonl")
+    assert len((tmp_path / "unsent1.jsonl").read_text().splitlines()) == 10
 
     dropping = Client(
         unreachable,
         schema=None,
         buffer=BufferOptions(max_rows=10, when_full="drop_oldest"),
         batch=BatchOptions(max_delay=60),
+        unsent_path=tmp_path / "unsent2.jsonl",
     )
     dropping.push([{"n": n} for n in range(25)])
     assert dropping.stats.dropped == 15 and dropping.pending == 10
-    assert dropping.close(timeout=0.1) == 10
+    with pytest.raises(UndeliveredRowsError, match="10 rows were not delivered"):
+        dropping.close(timeout=0.1)
 
 
 def test_dataframes_keep_push_order_and_the_buffer_policy(
@@ -145,12 +159,14 @@ def test_dataframes_keep_push_order_and_the_buffer_policy(
         buffer=BufferOptions(max_rows=10, when_full="drop_oldest"),
         batch=BatchOptions(max_delay=60),
         dead_letter_path=tmp_path / "left.jsonl",
+        unsent_path=tmp_path / "unsent3.jsonl",
         on_dead_letter=lambda dead: letters.extend(d.row["n"] for d in dead),
     )
     dropping.push({"n": -1})
     dropping.push_dataframe(pd.DataFrame({"n": range(25)}))
     assert dropping.stats.dropped == 16 and dropping.pending == 10
-    assert dropping.close(timeout=0.1) == 10
+    with pytest.raises(UndeliveredRowsError):
+        dropping.close(timeout=0.1)
     assert letters == list(range(15, 25))  # the oldest went, the newest were reported
 
     blocking = Client(
@@ -158,24 +174,31 @@ def test_dataframes_keep_push_order_and_the_buffer_policy(
         schema=None,
         buffer=BufferOptions(max_rows=10, when_full="block", timeout=0.2),
         batch=BatchOptions(max_delay=60),
+        unsent_path=tmp_path / "unsent4.jsonl",
     )
     blocking.push_dataframe(pd.DataFrame({"n": range(8)}))
     with pytest.raises(BufferFullError, match=r"held 10 rows for 0\.2 s"):
         blocking.push_dataframe(pd.DataFrame({"n": range(3)}))
     with pytest.raises(BufferFullError, match="do not fit a buffer of 10 rows"):
         blocking.push([{"n": n} for n in range(11)])
-    assert blocking.close(timeout=0.1) == 8
+    with pytest.raises(UndeliveredRowsError) as lost:
+        blocking.close(timeout=0.1)
+    assert lost.value.rows == 8
+    assert [json.loads(line)["n"] for line in (tmp_path / "unsent4.jsonl").open()] == list(range(8))
 
     partial = Client(
         unreachable,
         schema=None,
         buffer=BufferOptions(max_rows=60_000, when_full="block", timeout=0.2),
         batch=BatchOptions(max_delay=60),
+        unsent_path=tmp_path / "unsent5.jsonl",
     )
     with pytest.raises(BufferFullError, match=r"first 50,000 of 100,000 rows were queued"):
         partial.push_dataframe(pd.DataFrame({"n": range(100_000)}))
     assert partial.pending == 50_000
-    assert partial.close(timeout=0.1) == 50_000
+    with pytest.raises(UndeliveredRowsError) as lost:
+        partial.close(timeout=0.1)
+    assert lost.value.rows == 50_000
 
 
 def test_async_client_push_dataframe_returns_at_once_and_delivers(
@@ -224,6 +247,7 @@ def _run_at_exit(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]
         text=True,
         timeout=60,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        cwd=tmp_path,  # where an unsent-rows file goes
     )
 
 
@@ -242,6 +266,11 @@ def test_interpreter_exit_spools_and_reports_what_it_could_not_send(tmp_path: Pa
     assert "SECRET" not in done.stderr
     lost = _run_at_exit(tmp_path, unreachable)
     assert "300 rows were NOT delivered before close" in lost.stderr
+    # Never only a log line: the rows are in a file it names, and the script fails.
+    assert lost.returncode == 1
+    (unsent,) = tmp_path.glob("pbistream-unsent-*.jsonl")
+    assert str(unsent) in lost.stderr
+    assert [json.loads(line)["n"] for line in unsent.open()] == list(range(300))
 
 
 def test_a_frame_that_cannot_become_rows_is_dead_lettered_not_lost(tmp_path: Path) -> None:
@@ -265,17 +294,25 @@ def test_a_frame_that_cannot_become_rows_is_dead_lettered_not_lost(tmp_path: Pat
     assert client.close(timeout=0.1) == 0
 
 
-def test_closing_with_a_frame_pending_does_not_convert_it_for_nothing() -> None:
+def test_closing_with_a_frame_pending_writes_it_without_converting_to_dicts(
+    tmp_path: Path,
+) -> None:
     np = pytest.importorskip("numpy")
     pd = pytest.importorskip("pandas")
     unreachable = f"http://127.0.0.1:{free_port()}/beta/t/datasets/d/rows?key=k"
-    client = Client(unreachable, schema=None, batch=BatchOptions(max_delay=60))
+    unsent = tmp_path / "unsent.jsonl"
+    client = Client(unreachable, schema=None, batch=BatchOptions(max_delay=60), unsent_path=unsent)
     size = 1_000_000
     frame = pd.DataFrame(
         {"n": np.arange(size), "value": np.linspace(0, 1, size), "label": ["a"] * size}
     )
     client.push_dataframe(frame)
     started = time.monotonic()
-    assert client.close(timeout=0.1) == 1_000_000  # reported as not delivered
-    # No dead-letter file to write: turning the frame into dicts took 1.7 s here.
-    assert time.monotonic() - started < 1.0
+    with pytest.raises(UndeliveredRowsError) as lost:
+        client.close(timeout=0.1)
+    assert lost.value.rows == 1_000_000
+    # pandas writes the frame itself: turning it into dicts first took 1.7 s here.
+    assert time.monotonic() - started < 5.0
+    with unsent.open() as lines:
+        assert json.loads(next(lines)) == {"n": 0, "value": 0.0, "label": "a"}
+        assert sum(1 for _ in lines) == size - 1

@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from client_helpers import FIELDS, rows_of
 
@@ -55,11 +56,14 @@ def test_a_bad_value_is_one_line_naming_row_field_and_rule(fast_server: RunningS
 
 
 def test_unreachable_server_fails_fast_or_spools(
-    tmp_path: Path, fast_server: RunningServer
+    tmp_path: Path, fast_server: RunningServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # where the unsent row goes
     dead_url = f"http://127.0.0.1:{free_port()}/beta/t/datasets/d/rows?key=SECRETKEY"
     code, _, err = run("push", dead_url, "value=1", "--timeout", "0.5")
     assert code == 1 and "not delivered" in err and "SECRETKEY" not in err
+    (unsent,) = tmp_path.glob("pbistream-unsent-*.jsonl")
+    assert unsent.read_text() == '{"value":1}\n' and str(unsent) in err
 
     spool = tmp_path / "cron.spool"
     code, out, err = run("push", dead_url, "value=1", "--spool", str(spool), "--timeout", "0.2")
@@ -109,12 +113,12 @@ def test_a_ragged_csv_or_a_bad_row_is_named_by_its_file_line(
     ragged.write_text("n,value\n1,2,3\n4\n5,6\n")
     code, out, err = run(*args, str(ragged))
     assert code == 1 and err.count("\n") == 1, err  # one line, not a traceback
-    assert "2 row(s) not delivered: line 2: 3 values for 2 header columns (and 1 more)" in err
+    assert "2 rows not delivered: line 2: 3 values for 2 header columns (and 1 more)" in err
     assert out.strip() == "1 row delivered."
     gaps = tmp_path / "gaps.jsonl"
     gaps.write_text('\n{"n": 1}\n\n{"n": "x"}\n')
     code, _, err = run(*args, str(gaps))
-    assert code == 1 and "line 4: row 1, column 'n': expected a number" in err
+    assert code == 1 and "line 4: column 'n': expected a number" in err
     assert [row["n"] for row in rows_of(fast_server, dataset["id"])] == [5, 1]
 
 
@@ -135,7 +139,7 @@ def test_a_file_of_bad_rows_keeps_counts_not_every_dead_letter(
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert code == 1 and "50,000 row(s) not delivered: line 1: row 0, column 'n'" in err
+    assert code == 1 and "50,000 rows not delivered: line 1: column 'n'" in err
     assert json.loads(out)["refused"] == 50_000
     # Keeping every dead letter (and its row) until the report held 11 MB more here,
     # and grew with the file.
@@ -159,7 +163,7 @@ def test_replay_gives_up_after_its_timeout(tmp_path: Path) -> None:
     started = time.monotonic()
     code, _, err = run("spool", "replay", spool, dead_url, "--timeout", "0.5")
     assert time.monotonic() - started < 10  # it took 30 s more: close() flushed again
-    assert code == 1 and "1 rows are still in" in err and "key=K" not in err
+    assert code == 1 and "1 row is still in" in err and "key=K" not in err
     code, out, _ = run("spool", "status", spool, "--json")
     assert json.loads(out)["ready"] == 1
 

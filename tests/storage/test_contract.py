@@ -448,3 +448,186 @@ def test_delete_rows_forgets_the_tables_sequence_number(storage: Storage, datase
     assert storage.last_sequence_number(dataset.id, "Other") == 50  # other tables keep theirs
     again = storage.insert_rows(dataset.id, TABLE, rows(1), received_at=2.0, sequence_number=1)
     assert (again.duplicate, again.stored) == (False, 1)
+
+
+# --- execute_plan: DAX plans run in the database (pbistream.dax) -----------------------------
+def _typed_dataset(storage: Storage) -> Dataset:
+    ds = Dataset(
+        id=secrets.token_hex(8),
+        name="Typed",
+        mode=Mode.PUSH,
+        retention=Retention.NONE,
+        tables=[
+            Table(
+                "Sales",
+                (
+                    Column("Region", DataType.STRING),
+                    Column("Amount", DataType.DOUBLE),
+                    Column("Qty", DataType.INT64),
+                    Column("Price", DataType.DECIMAL),
+                    Column("Sold", DataType.DATETIME),
+                    Column("Returned", DataType.BOOLEAN),
+                ),
+            )
+        ],
+        group_id=None,
+        push_key=None,
+        created_at=time.time(),
+    )
+    storage.create_dataset(ds)
+    return ds
+
+
+def _plan(text: str, ds: Dataset) -> Any:
+    from pbistream.dax import plan_dax
+
+    return plan_dax(text, ds.tables)[0]
+
+
+def test_execute_plan_returns_typed_values_and_blanks(storage: Storage) -> None:
+    ds = _typed_dataset(storage)
+    storage.insert_rows(
+        ds.id,
+        "Sales",
+        [
+            {
+                "Region": "East",
+                "Amount": 1.5,
+                "Qty": 2,
+                "Price": 9.99,
+                "Sold": "2026-01-02T03:04:05.000Z",
+                "Returned": True,
+            },
+            {"Region": "West", "Qty": 7, "Returned": False, "Amount": None},
+        ],
+        received_at=1.0,
+    )
+    got = storage.execute_plan(
+        ds.id, _plan("EVALUATE 'Sales' ORDER BY 'Sales'[Qty]", ds), max_rows=10
+    )
+    assert got == [
+        ("East", 1.5, 2, 9.99, "2026-01-02T03:04:05", True),
+        ("West", None, 7, None, None, False),
+    ]
+    assert [type(v) for v in got[0]] == [str, float, int, float, str, bool]
+
+
+def test_execute_plan_aggregates_filters_and_stays_in_its_dataset(storage: Storage) -> None:
+    ds = _typed_dataset(storage)
+    other = _typed_dataset(storage)
+    data = [{"Region": r, "Qty": q, "Amount": q / 2} for r, q in [("E", 1), ("E", 3), ("W", 5)]]
+    storage.insert_rows(ds.id, "Sales", data, received_at=1.0)
+    storage.insert_rows(other.id, "Sales", data * 3, received_at=1.0)
+    query = (
+        "EVALUATE SUMMARIZECOLUMNS('Sales'[Region], FILTER(Sales, Sales[Qty] > 1), "
+        '"Total", SUM(Sales[Qty]), "Avg", AVERAGE(Sales[Amount]), "Rows", COUNTROWS(Sales)) '
+        "ORDER BY 'Sales'[Region]"
+    )
+    assert storage.execute_plan(ds.id, _plan(query, ds), max_rows=10) == [
+        ("E", 3, 1.5, 1),
+        ("W", 5, 2.5, 1),
+    ]
+
+
+def test_execute_plan_stops_at_max_rows_in_order(storage: Storage) -> None:
+    ds = _typed_dataset(storage)
+    storage.insert_rows(ds.id, "Sales", [{"Qty": i} for i in range(20)], received_at=1.0)
+    plan = _plan('EVALUATE SELECTCOLUMNS(Sales, "Q", Sales[Qty]) ORDER BY [Q] DESC', ds)
+    assert storage.execute_plan(ds.id, plan, max_rows=3) == [(19,), (18,), (17,)]
+
+
+def test_execute_plan_overflow_is_a_query_error(storage: Storage) -> None:
+    from pbistream.storage.base import QueryError
+
+    ds = _typed_dataset(storage)
+    storage.insert_rows(
+        ds.id, "Sales", [{"Qty": 2**62}, {"Qty": 2**62}, {"Qty": 2**62}], received_at=1.0
+    )
+    with pytest.raises(QueryError, match="could not compute"):
+        storage.execute_plan(ds.id, _plan('EVALUATE ROW("S", SUM(Sales[Qty]))', ds), max_rows=10)
+
+
+def test_execute_plan_follows_inserts_deletes_trims_and_redefinitions(storage: Storage) -> None:
+    """Queries read a typed copy kept up to date at query time; it must never go stale."""
+    ds = _typed_dataset(storage)
+    query = _plan('EVALUATE ROW("n", COUNTROWS(Sales), "s", SUM(Sales[Qty]))', ds)
+
+    def answer() -> list[tuple[Any, ...]]:
+        return storage.execute_plan(ds.id, query, max_rows=10)
+
+    def truth() -> list[tuple[Any, ...]]:
+        stored = storage.read_rows(ds.id, "Sales", limit=10_000)
+        qty = [r.data["Qty"] for r in stored if r.data.get("Qty") is not None]
+        return [(len(stored) or None, sum(qty) if qty else None)]
+
+    assert answer() == [(None, None)]
+    storage.insert_rows(ds.id, "Sales", [{"Qty": i} for i in range(10)], received_at=1.0)
+    assert answer() == truth() == [(10, 45)]
+    storage.insert_rows(ds.id, "Sales", [{"Qty": 100}], received_at=2.0)
+    assert answer() == truth() == [(11, 145)]
+    # A FIFO trim deletes the oldest rows.
+    storage.insert_rows(ds.id, "Sales", [{"Qty": 1}] * 5, received_at=3.0, fifo=(8, 12))
+    assert answer() == truth()
+    # The streaming cache deletes by arrival time.
+    storage.delete_rows_before(ds.id, 2.5)
+    assert answer() == truth() == [(5, 5)]
+    storage.delete_rows(ds.id, "Sales")
+    assert answer() == [(None, None)]
+    storage.insert_rows(ds.id, "Sales", [{"Qty": 7}], received_at=4.0)
+    assert answer() == truth() == [(1, 7)]
+    # A redefined table (Qty becomes Double) gets a new copy with the new type.
+    redefined = Table(
+        "Sales",
+        tuple(
+            c if c.name != "Qty" else Column("Qty", DataType.DOUBLE) for c in ds.tables[0].columns
+        ),
+    )
+    storage.replace_table(ds.id, redefined)
+    storage.insert_rows(ds.id, "Sales", [{"Qty": 0.5}], received_at=5.0)
+    ds = storage.get_dataset(ds.id) or ds
+    query = _plan('EVALUATE ROW("n", COUNTROWS(Sales), "s", SUM(Sales[Qty]))', ds)
+    assert answer() == [(2, 7.5)]
+    # Another dataset's rows never show.
+    other = _typed_dataset(storage)
+    storage.insert_rows(other.id, "Sales", [{"Qty": 1000}], received_at=1.0)
+    assert answer() == [(2, 7.5)]
+    storage.delete_dataset(other.id)
+    assert answer() == [(2, 7.5)]
+
+
+def test_execute_plan_while_writers_insert_ends_exact(storage: Storage) -> None:
+    """Queries keep the typed copy in step with rows committed meanwhile by a writer."""
+    ds = _typed_dataset(storage)
+    query = _plan('EVALUATE ROW("n", COUNTROWS(Sales), "s", SUM(Sales[Qty]))', ds)
+    failures: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            for batch in range(20):
+                rows = [{"Qty": batch * 100 + i} for i in range(50)]
+                storage.insert_rows(ds.id, "Sales", rows, received_at=float(batch))
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    seen: list[int] = []
+    while writer.is_alive():
+        got = storage.execute_plan(ds.id, query, max_rows=10)
+        seen.append(got[0][0] or 0)
+    writer.join()
+    assert not failures
+    assert seen == sorted(seen)  # a query never sees fewer rows than an earlier one
+    total = sum(b * 100 + i for b in range(20) for i in range(50))
+    assert storage.execute_plan(ds.id, query, max_rows=10) == [(1000, total)]
+
+
+def test_execute_plan_runs_deeply_nested_tables(storage: Storage) -> None:
+    """Forty nested FILTERs or TOPNs: SQLite's parser stack allows ~10 nested subqueries."""
+    ds = _typed_dataset(storage)
+    storage.insert_rows(ds.id, "Sales", [{"Qty": i} for i in range(5)], received_at=1.0)
+    filters = "EVALUATE " + "FILTER(" * 40 + "Sales" + ", Sales[Qty] > 0)" * 40
+    assert len(storage.execute_plan(ds.id, _plan(filters, ds), max_rows=10)) == 4
+    tops = "EVALUATE " + "TOPN(3, " * 40 + "Sales" + ", Sales[Qty])" * 40
+    got = storage.execute_plan(ds.id, _plan(tops + " ORDER BY Sales[Qty]", ds), max_rows=10)
+    assert [row[2] for row in got] == [2, 3, 4]

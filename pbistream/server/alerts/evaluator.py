@@ -276,8 +276,12 @@ class AlertEvaluator:
 
         def column(name: str) -> list[Any]:
             found = columns.get(name)
-            if found is None:  # map + methodcaller: the loop runs in C
-                found = columns[name] = list(map(operator.methodcaller("get", name), rows))
+            if found is None:  # map: the loop runs in C
+                try:  # normalised rows usually carry every column
+                    found = list(map(operator.itemgetter(name), rows))
+                except KeyError:
+                    found = list(map(operator.methodcaller("get", name), rows))
+                columns[name] = found
             return found
 
         for numbers in watch.numbers:

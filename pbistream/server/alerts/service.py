@@ -301,7 +301,9 @@ class AlertService:
                             tasks.start_soon(self._deliver, http, limiter, delivery)
 
     def _claim(self) -> list[AlertDelivery]:
-        lease = self.policy.timeout_seconds * 3
+        # A claim outlives one POST (its timeout) a little; a sender killed mid-POST
+        # frees its deliveries when the lease ends.
+        lease = self.policy.timeout_seconds + 5
         return self._storage.claim_alert_deliveries(self._clock(), lease=lease, limit=32)
 
     async def _deliver(
