@@ -19,6 +19,12 @@ BENCHES = (
     "bench_bridge.py",
     "bench_access.py",
     "bench_dax.py",
+    "bench_connections.py",
+    "bench_quota.py",
+    "bench_relay.py",
+    "bench_alerts.py",
+    "bench_hardening.py",
+    "bench_values.py",
 )
 
 

@@ -166,11 +166,11 @@ def serve_in_thread(
     # The plugin is installed with the bare client; the server it runs is an extra.
     require_extra("starlette", "server")
     require_extra("uvicorn", "server")
-    import uvicorn
 
     from pbistream.cli.serve import feed_closing_server
     from pbistream.feeds.forward import ForwardSupervisor
     from pbistream.server import create_app
+    from pbistream.server.connections import guard_listener, server_config
     from pbistream.storage import open_storage
 
     owned = storage is None
@@ -185,12 +185,19 @@ def serve_in_thread(
         port = sock.getsockname()[1]
         settings = settings.replace(port=port)
         app = create_app(settings, storage)
-        config = uvicorn.Config(
-            app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2
+        config = server_config(
+            app,
+            settings,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=2,
         )
         server = feed_closing_server(config)  # open feeds must not hold the teardown
         thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [sock]}, name="pbistream-test-server"
+            target=server.run,
+            kwargs={"sockets": [guard_listener(sock, config)]},
+            name="pbistream-test-server",
         )
         thread.daemon = True
         thread.start()
@@ -280,6 +287,8 @@ class ServerProcess:
         token: The API token (random when omitted).
         args: Extra ``serve`` arguments, e.g. ``["--limits", "off"]``.
         env: Extra environment variables.
+        preexec_fn: Run in the child before ``exec`` (e.g. lower its open-file limit
+            with ``resource.setrlimit``).
     """
 
     def __init__(
@@ -290,7 +299,9 @@ class ServerProcess:
         token: str | None = None,
         args: list[str] | None = None,
         env: Mapping[str, str] | None = None,
+        preexec_fn: Callable[[], None] | None = None,
     ) -> None:
+        self.preexec_fn = preexec_fn
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.token = token or new_secret()
@@ -312,7 +323,11 @@ class ServerProcess:
         env = {**os.environ, "PBISTREAM_TOKEN": self.token, **self.env}
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(  # noqa: S603 (our own interpreter and args)
-                command, stdout=log, stderr=subprocess.STDOUT, env=env
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                preexec_fn=self.preexec_fn,
             )
 
         def healthy() -> bool:

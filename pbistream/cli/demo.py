@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import signal
 import socket
 import tempfile
 import threading
@@ -26,7 +27,12 @@ import click
 import httpx
 
 from pbistream.cli._group import friendly_errors, main
-from pbistream.cli.serve import close_live_feeds
+from pbistream.cli.serve import (
+    checked_create_app,
+    close_live_feeds,
+    open_data,
+    stop_cleanly_on_sigterm,
+)
 from pbistream.exceptions import ConfigError, PbiStreamError, require_extra
 from pbistream.redact import new_secret
 
@@ -221,7 +227,9 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _demo_server(config: Any, stop: threading.Event, fed: threading.Event) -> Any:
+def _demo_server(
+    config: Any, stop: threading.Event, fed: threading.Event, stopped_by: list[str]
+) -> Any:
     """A uvicorn server whose Ctrl-C first stops the feed, then the server.
 
     The feed pushes to this very server: stopping the server first would leave the
@@ -235,10 +243,12 @@ def _demo_server(config: Any, stop: threading.Event, fed: threading.Event) -> An
                 super().handle_exit(sig, frame)
                 return
             stop.set()
+            stopped_by.append(signal.Signals(sig).name)
 
             def after_feed() -> None:
                 fed.wait(timeout=10)
                 uvicorn.Server.handle_exit(self, sig, frame)
+                stop_cleanly_on_sigterm(self, sig)
 
             # Signal handlers run on the event loop, which the feed's last push needs.
             threading.Thread(target=after_feed, name="pbistream-demo-exit", daemon=True).start()
@@ -276,7 +286,9 @@ def _find_or_create(http: httpx.Client) -> tuple[str, str, str]:
     return dataset_id, str(push_url), str(board["id"])
 
 
-def _feed(base: str, token: str, push_url: str, rate: float, stop: threading.Event) -> None:
+def _feed(
+    base: str, token: str, push_url: str, rate: float, stop: threading.Event, pushed: list[int]
+) -> None:
     """Push simulated readings through pbistream's own client until ``stop`` is set."""
     from pbistream import Client  # the same public client a user's script would use
 
@@ -290,6 +302,7 @@ def _feed(base: str, token: str, push_url: str, rate: float, stop: threading.Eve
             spike = SPIKE_SECONDS[0] <= elapsed < SPIKE_SECONDS[1]
             client.push(reading(step, time.time(), rng, spike=spike))
             step += 1
+            pushed[0] = step
             next_at += 1.0 / rate
             stop.wait(max(0.0, next_at - time.monotonic()))
 
@@ -337,50 +350,60 @@ def demo(host: str, port: int, data_dir: str | None, token: str | None, rate: fl
     """
     require_extra("uvicorn", "server")
     require_extra("starlette", "server")
-    import uvicorn
 
     from pbistream.server import Settings, create_app
-    from pbistream.storage import open_storage
+    from pbistream.server.connections import (
+        guard_listener,
+        raise_open_file_limit,
+        server_config,
+    )
+    from pbistream.server.log_repeats import install_repeat_filter
 
     temp = tempfile.TemporaryDirectory(prefix="pbistream-demo-") if data_dir is None else None
     directory = Path(temp.name if temp else str(data_dir))
-    directory.mkdir(parents=True, exist_ok=True)
     token = token or new_secret()
     sock = _bind(host, port)
     port = sock.getsockname()[1]
     settings = Settings.from_sources(
         {"host": host, "port": port, "data_dir": str(directory), "token": token}
     )
-    storage = open_storage(settings.storage_url)
+    storage = open_data(settings)  # a data dir it may not write: one line, no traceback
     stop = threading.Event()
     fed = threading.Event()
+    stopped_by: list[str] = []  # the signal's name, for the goodbye line
+    pushed = [0]  # readings the feed pushed
     try:
-        app = create_app(settings, storage)
-        config = uvicorn.Config(
-            app, log_level="warning", access_log=False, timeout_graceful_shutdown=2
+        app = checked_create_app(create_app, settings, storage)
+        raise_open_file_limit()  # as serve does: every connection needs a descriptor
+        config = server_config(
+            app, settings, log_level="warning", access_log=False, timeout_graceful_shutdown=2
         )
-        server = _demo_server(config, stop, fed)
+        install_repeat_filter(settings.log_repeat_seconds)
+        server = _demo_server(config, stop, fed, stopped_by)
         shown_host = f"[{host}]" if ":" in host else host
         base = f"http://{shown_host}:{port}"
         starter = threading.Thread(
             target=_start_feeding,
-            args=(server, base, token, rate, stop, fed, directory, temp is not None),
+            args=(server, base, token, rate, stop, fed, directory, temp is not None, pushed),
             name="pbistream-demo-feeder",
             daemon=True,
         )
         starter.start()
         # uvicorn re-raises the Ctrl-C it handled once it has shut down: expected here.
         with contextlib.suppress(KeyboardInterrupt):
-            server.run(sockets=[sock])
+            server.run(sockets=[guard_listener(sock, config)])
         stop.set()
         starter.join(timeout=10)
-        click.echo("pbistream demo stopped.")
     finally:
         stop.set()
         sock.close()
         storage.close()
         if temp is not None:
             temp.cleanup()
+    by = f"by {stopped_by[0]}; " if stopped_by else ""
+    kept = f"data kept in {directory}" if temp is None else f"deleted the temporary {directory}"
+    click.echo("pbistream demo stopped.")
+    click.echo(f"Stopped {by}pushed {pushed[0]:,} readings; {kept}.")
 
 
 def _start_feeding(
@@ -392,10 +415,11 @@ def _start_feeding(
     fed: threading.Event,
     directory: Path,
     temporary: bool,
+    pushed: list[int],
 ) -> None:
     """Wait for the server, set the demo up, print the link, then feed it."""
     try:
-        _set_up_and_feed(server, base, token, rate, stop, directory, temporary)
+        _set_up_and_feed(server, base, token, rate, stop, directory, temporary, pushed)
     finally:
         fed.set()
 
@@ -408,6 +432,7 @@ def _set_up_and_feed(
     stop: threading.Event,
     directory: Path,
     temporary: bool,
+    pushed: list[int],
 ) -> None:
     deadline = time.monotonic() + 30
     while not server.started and time.monotonic() < deadline and not stop.is_set():
@@ -440,6 +465,6 @@ def _set_up_and_feed(
     )
     click.echo("Press Ctrl-C to stop.")
     try:
-        _feed(base, token, push_url, rate, stop)
+        _feed(base, token, push_url, rate, stop, pushed)
     except Exception as exc:  # the server keeps running; say why the feed stopped
         click.secho(f"Error: the simulated feed stopped: {exc}", fg="red", err=True)

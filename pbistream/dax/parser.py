@@ -12,6 +12,8 @@ mean is the planner's business (:mod:`pbistream.dax.plan`).
 
 from __future__ import annotations
 
+import re
+
 from pbistream.dax.errors import DaxError
 from pbistream.dax.lexer import Kind, Token, tokenize
 from pbistream.dax.syntax import (
@@ -58,6 +60,8 @@ _UNARY_POWER = 7  # -2^2 is -(2^2), as in DAX; -a*b is (-a)*b
 #: planner's and SQLite's own recursion, limited to 1,000 levels, far away).
 MAX_DEPTH = 64
 _STATEMENT_WORDS = frozenset({"EVALUATE", "DEFINE", "ORDER", "START", "MEASURE", "VAR", "RETURN"})
+# DAX's typed DateTime literal: dt"YYYY-MM-DD", with "Thh:mm:ss" or " hh:mm:ss" after it.
+_DT_LITERAL = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2}):(\d{2}))?")
 
 
 def parse_query(text: str) -> Query:
@@ -283,6 +287,8 @@ class _Parser:
             return Call(word, tuple(args), token.position)
         if self.tok.kind is Kind.BRACKET:
             return ColumnRef(token.text, self.take().text, token.position)
+        if word == "DT" and self.tok.kind is Kind.STRING:
+            return self.datetime_literal(token)
         if word == "NOT":
             return Unary("NOT", self.expression(_NOT_POWER), token.position)
         if word == "VAR":
@@ -290,6 +296,20 @@ class _Parser:
         if word in _STATEMENT_WORDS or word in ("BY", "AT", "IN"):
             raise self.error(f"The syntax for {token.describe()} is incorrect here.", token)
         return Name(token.text, token.position)
+
+    def datetime_literal(self, start: Token) -> Expr:
+        """``dt"2026-05-19"``, ``dt"2026-05-19T13:05:00"`` or ``dt"2026-05-19 13:05:00"``."""
+        text = self.take()
+        match = _DT_LITERAL.fullmatch(text.text)
+        if match is None:
+            raise self.error(
+                f'dt"{text.text}" is not a DateTime literal; write dt"YYYY-MM-DD", '
+                'dt"YYYY-MM-DDThh:mm:ss" or dt"YYYY-MM-DD hh:mm:ss".',
+                text,
+            )
+        parts = [int(g) if g is not None else 0 for g in match.groups()]
+        args = tuple(Literal(part, start.position) for part in parts)
+        return Call("DATETIME", args, start.position)
 
     def var_block(self, start: Token) -> Expr:
         bindings: list[tuple[str, Expr]] = []

@@ -59,6 +59,7 @@ from pbistream.dax.syntax import (
     Literal,
     Name,
     Query,
+    TableConstructor,
     TableRef,
     Unary,
     VarBlock,
@@ -163,7 +164,7 @@ class _Planner(ScalarPlanner):
             return expr.name in TABLE_FUNCTIONS.split()
         if isinstance(expr, VarBlock):
             return self.is_table_expr(expr.body)
-        return False
+        return isinstance(expr, TableConstructor)
 
     # --- statements -------------------------------------------------------------------
     def evaluate(self, statement: Evaluate) -> QueryPlan:
@@ -204,6 +205,17 @@ class _Planner(ScalarPlanner):
                     f"The function {expr.name} returns a single value, not a table.", expr.position
                 )
             raise unsupported(expr)
+        if isinstance(expr, TableConstructor) and len(expr.values) == 1:
+            # {expr}: a one-row table of one column, [Value]; EVALUATE {COUNTROWS(T)} is
+            # how a DAX user reads back one number.
+            value = Literal("Value", expr.position)
+            return self.table_row(Call("ROW", (value, expr.values[0]), expr.position), ctx)
+        if isinstance(expr, TableConstructor):
+            raise DaxError(
+                "A table constructor is supported with one value only ({expr}, whose column is "
+                "[Value]); use ROW or a table for more.",
+                expr.position,
+            )
         raise DaxError(
             f"A table expression is expected here (EVALUATE needs a table), not {describe(expr)}.",
             position_of(expr),
@@ -336,6 +348,10 @@ class _Planner(ScalarPlanner):
             table, key = self.column_key(arg)
             source = self.filtered_scan(table, ctx)
             return Distinct(Project(source, ((key, Column(key, _type_of(source, key))),)))
+        if call.name == "VALUES":
+            # VALUES(table) returns the table's rows with duplicates preserved (Microsoft's
+            # VALUES reference); only DISTINCT(table) removes duplicate rows.
+            return self.table(arg, ctx)
         return Distinct(self.table(arg, ctx))
 
     table_distinct = table_values

@@ -65,7 +65,9 @@ TABLE_FUNCTIONS = (
 )
 # Tables that can filter another (their rows are a filter on their source table's rows).
 FILTER_TABLE_FUNCTIONS = frozenset({"FILTER", "VALUES", "DISTINCT", "ALL", "CALCULATETABLE"})
-_SCALAR_FUNCTIONS = "BLANK TRUE FALSE DATE DATETIME NOT AND OR ISBLANK " + " ".join(AGGREGATES)
+_SCALAR_FUNCTIONS = "BLANK TRUE FALSE DATE DATETIME NOT AND OR ISBLANK CALCULATE " + " ".join(
+    AGGREGATES
+)
 #: Every function the subset knows, for error messages and the docs.
 SUPPORTED_FUNCTIONS = tuple(sorted((TABLE_FUNCTIONS + " " + _SCALAR_FUNCTIONS).split()))
 _COMPARISONS = {"=": "eq", "==": "eq", "<>": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
@@ -281,6 +283,25 @@ class ScalarPlanner:
             arity(call, 2, 2)
             args = tuple(boolean(self.scalar(a, scope, inside), a) for a in call.args)
             return Op(name.lower(), args, DataType.BOOLEAN)
+        if name == "CALCULATE":
+            # CALCULATE(expr) without filters is how Power BI Desktop writes an implicit
+            # measure; outside a row context it is expr itself. Its filter arguments would
+            # change the context per group, which the subset does not model.
+            arity(call, 1, None)
+            if scope.base is None or inside:
+                raise DaxError(
+                    "CALCULATE is supported where aggregates are: in SUMMARIZECOLUMNS and ROW "
+                    "expressions and in measures (not per row, nor inside an aggregate).",
+                    call.position,
+                )
+            if len(call.args) > 1:
+                raise DaxError(
+                    "CALCULATE with filter arguments is not supported by pbistream's DAX "
+                    "subset; filter the table instead (CALCULATETABLE, FILTER, "
+                    "COUNTROWS(FILTER(...))).",
+                    call.position,
+                )
+            return self.scalar(call.args[0], scope, inside)
         if name == "ISBLANK":
             arity(call, 1, 1)
             return Op("isblank", (self.scalar(call.args[0], scope, inside),), DataType.BOOLEAN)

@@ -310,6 +310,13 @@ class _Compiler:
 
     def op(self, expr: Op, scope: dict[str, str]) -> tuple[str, list[Any]]:
         parts = [self.scalar(a, scope) for a in expr.args]
+        if expr.op in _TEXT_COMPARISONS and any(a.dtype is DataType.STRING for a in expr.args):
+            # DAX compares text case-insensitively ("East" = "east"; EXACT is the
+            # case-sensitive test). LOWER folds ASCII letters on both backends.
+            parts = [
+                (t, ps) if isinstance(a, Const) and a.value is None else (f"LOWER({t})", ps)
+                for a, (t, ps) in zip(expr.args, parts, strict=True)
+            ]
         params = [p for _, ps in parts for p in ps]
         texts = [t for t, _ in parts]
         op = expr.op
@@ -355,6 +362,7 @@ class _Compiler:
         return f"{expr.func.upper()}({text})", params
 
 
+_TEXT_COMPARISONS = frozenset({"eq", "ne", "lt", "le", "gt", "ge", "in"})
 _SYMBOLS = {
     "eq": "=",
     "ne": "<>",

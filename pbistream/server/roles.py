@@ -90,6 +90,9 @@ class Rule:
         query_datasets: The query parameter that names datasets (``/api/live``).
         stream: An endpoint that never ends (a live feed): it is cut off when its
             token is revoked or expires.
+        scoped_by_handler: The handler itself holds a limited token to its datasets
+            (the dataset is in the body or the stored item, not the path), so a scoped
+            token's writes there are not refused wholesale.
     """
 
     method: str
@@ -98,6 +101,7 @@ class Rule:
     lists: str | None = None
     query_datasets: str | None = None
     stream: bool = False
+    scoped_by_handler: bool = False
 
     @property
     def regex(self) -> re.Pattern[str]:
@@ -127,6 +131,7 @@ RULES: tuple[Rule, ...] = (
     # --- anyone ------------------------------------------------------------------------
     Rule("GET", "/healthz", PUBLIC),
     Rule("GET", "/login", PUBLIC),
+    Rule("POST", "/login", PUBLIC),  # the sign-in page's form (CSRF-checked itself)
     Rule("GET", "/", PUBLIC),  # redirects to /ui/
     Rule("GET", "/ui", PUBLIC),  # and /ui/: the shell, or a sign-in page
     # The streaming Push URL checks its own per-dataset key (or a contributor's token).
@@ -173,8 +178,9 @@ RULES: tuple[Rule, ...] = (
     Rule("*", "/api/dashboards/{dashboard}/links", M),
     Rule("*", "/api/dashboards/{dashboard}/links/{link}", M),
     # Alert rules hold webhook URLs (often secrets themselves): members only, reads too.
-    Rule("*", "/api/alerts", M),
-    Rule("*", "/api/alerts/{alert}", M),
+    # A rule's dataset is in its body: the handlers hold a scoped token to its datasets.
+    Rule("*", "/api/alerts", M, scoped_by_handler=True),
+    Rule("*", "/api/alerts/{alert}", M, scoped_by_handler=True),
     Rule("*", "/api/alerts/{alert}/{action}", M),
     Rule("*", "/api/tokens", A),
     Rule("*", "/api/tokens/{token}", A),

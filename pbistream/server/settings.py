@@ -165,6 +165,11 @@ class Settings:
     query_max_bytes: int = documented.QUERY_MAX_BYTES.value
     queries_per_minute: int = documented.QUERIES_PER_MINUTE.value
     forwards: bool = True
+    # Connection protection (docs/server.md, "Running it on a network"); not time-scaled.
+    max_connections: int = 1000
+    header_timeout_seconds: float = 5.0
+    idle_timeout_seconds: float = 5.0
+    log_repeat_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         if self.fifo_min_rows > self.fifo_max_rows:
@@ -352,5 +357,27 @@ SETTINGS: tuple[Setting, ...] = (
     *(
         Setting(name, _positive_int, _LIMIT_HELP[name])
         for name in ("query_max_rows", "query_max_values", "query_max_bytes", "queries_per_minute")
+    ),
+    Setting(
+        "max_connections",
+        _positive_int,
+        "Open connections at once; one more is answered 503 and closed. Lowered to the "
+        "open-file limit minus 64 (the soft limit is raised to the hard one at start).",
+    ),
+    Setting(
+        "header_timeout_seconds",
+        _positive_float,
+        "Seconds a connection has to send a request's headers (after connecting or after "
+        "its previous response); then it is closed (408 if it sent part of a request).",
+    ),
+    Setting(
+        "idle_timeout_seconds",
+        _positive_float,
+        "Seconds an idle keep-alive connection stays open between requests.",
+    ),
+    Setting(
+        "log_repeat_seconds",
+        _positive_float,
+        "Repeats of the same log line within this many seconds are counted, not written.",
     ),
 )

@@ -299,3 +299,53 @@ def test_webhook_retries_survive_a_server_restart(tmp_path):
     finally:
         server.stop()
         receiver.close()
+
+
+def test_a_member_token_limited_to_a_dataset_handles_only_that_datasets_rules(
+    pbistream_server, client
+):
+    """A rule's webhook URL is often a secret: a scoped token reaches its datasets' rules only."""
+    mine, mine_push = make_dataset(pbistream_server, client)
+    other, other_push = make_dataset(pbistream_server, client)
+    hidden = client.post(
+        "/api/alerts",
+        json={
+            "dataset": other,
+            "field": "temperature",
+            "op": ">",
+            "threshold": 1,
+            "webhook": "https://hooks.example.invalid/secret-path",
+        },
+    ).json()
+    token = client.post(
+        "/api/tokens", json={"role": "member", "datasets": [mine], "name": "line 1"}
+    ).json()["token"]
+    with httpx.Client(
+        base_url=pbistream_server.url, headers={"Authorization": f"Bearer {token}"}, timeout=10
+    ) as scoped:
+        created = scoped.post(
+            "/api/alerts", json={"dataset": mine, "field": "temperature", "op": ">", "threshold": 1}
+        )
+        assert created.status_code == 201, created.text
+        own = created.json()["id"]
+        refused = scoped.post(
+            "/api/alerts",
+            json={"dataset": other, "field": "temperature", "op": "<", "threshold": 0},
+        )
+        assert refused.status_code == 404
+        listed = scoped.get("/api/alerts")
+        assert [r["id"] for r in listed.json()["value"]] == [own]
+        assert "secret-path" not in listed.text
+        assert scoped.get(f"/api/alerts/{hidden['id']}").status_code == 404
+        moved = scoped.patch(f"/api/alerts/{own}", json={"dataset": other})
+        assert moved.status_code == 404
+        assert scoped.patch(f"/api/alerts/{hidden['id']}", json={"threshold": 5}).status_code == 404
+        assert scoped.delete(f"/api/alerts/{hidden['id']}").status_code == 404
+        push(mine_push, {"temperature": 2.0})
+        push(other_push, {"temperature": 2.0})
+        assert len(wait_for_events(client, 2)) == 2  # both fired, seen by the admin
+        events = scoped.get("/api/alerts/events").json()["value"]
+        assert {e["rule"] for e in events} == {own}
+        assert scoped.patch(f"/api/alerts/{own}", json={"threshold": 5}).status_code == 200
+        assert scoped.delete(f"/api/alerts/{own}").status_code == 204
+    assert [r["id"] for r in client.get("/api/alerts").json()["value"]] == [hidden["id"]]

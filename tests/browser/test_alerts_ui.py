@@ -97,3 +97,52 @@ def test_an_alert_set_from_a_card_fires_and_shows_in_the_badge_and_history(pbist
         page.locator('[data-testid="alert-editor"] button[type=submit]').click()
         page.wait_for_selector('[data-testid="alert-editor"]', state="detached")
         assert api.get(f"/api/alerts/{rule['id']}").json()["threshold"] == 40
+
+
+def test_editing_a_rule_in_the_ui_keeps_what_the_editor_does_not_show(pbistream_server, page):
+    """A rule made over the API with a 2-minute interval, switched off: editing its
+    threshold on the Alerts page keeps both (the interval fell back to the first preset,
+    and the rule came back on)."""
+    with pbistream_server.client(timeout=10) as api:
+        body = {
+            "name": "Sensors",
+            "defaultMode": "PushStreaming",
+            "tables": [
+                {"name": "RealTimeData", "columns": [{"name": "temperature", "dataType": "Double"}]}
+            ],
+        }
+        dataset_id = api.post("/v1.0/myorg/datasets", json=body).json()["id"]
+        rule = api.post(
+            "/api/alerts",
+            json={
+                "dataset": dataset_id,
+                "field": "temperature",
+                "op": ">",
+                "threshold": 30,
+                "minIntervalSeconds": 120,
+                "enabled": False,
+            },
+        ).json()
+        login(page, pbistream_server, "#/alerts")
+        state = page.locator(f'[data-rule-id="{rule["id"]}"] [data-testid="alert-state"]')
+        assert state.inner_text() == "Off"  # not "OK": it is not being checked
+        page.click(f'[data-rule-id="{rule["id"]}"] button:has-text("Edit")')
+        page.locator("#alert-threshold").fill("35")
+        page.locator('[data-testid="alert-editor"] button[type=submit]').click()
+        page.wait_for_selector('[data-testid="alert-editor"]', state="detached")
+        saved = api.get(f"/api/alerts/{rule['id']}").json()
+        assert saved["threshold"] == 35
+        assert saved["minIntervalSeconds"] == 120
+        assert saved["enabled"] is False
+        # A silence of 2.5 s (the API takes any number from 1 s up) saves as it is.
+        quiet = api.post(
+            "/api/alerts",
+            json={"dataset": dataset_id, "field": "temperature", "silenceSeconds": 2.5},
+        ).json()
+        page.reload()
+        page.click(f'[data-rule-id="{quiet["id"]}"] button:has-text("Edit")')
+        page.locator("#alert-name").fill("Quiet sensor")
+        page.locator('[data-testid="alert-editor"] button[type=submit]').click()
+        page.wait_for_selector('[data-testid="alert-editor"]', state="detached", timeout=5_000)
+        saved = api.get(f"/api/alerts/{quiet['id']}").json()
+        assert (saved["name"], saved["silenceSeconds"]) == ("Quiet sensor", 2.5)

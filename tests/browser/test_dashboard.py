@@ -76,7 +76,8 @@ def test_create_dataset_in_the_ui_then_a_pushed_row_shows_within_a_second(
     page.click('[data-testid="add-value"]')
     page.locator('[data-testid="value-name"]').nth(1).fill("label")
     page.locator('[data-testid="value-type"]').nth(1).select_option("Text")
-    assert '"temperature": 12345' in page.inner_text('[data-testid="sample-json"]')
+    # A plausible value for the field's name (issue #8: not 12345 in every number).
+    assert '"temperature": 21.7' in page.inner_text('[data-testid="sample-json"]')
     page.check("#historic")
     page.click("button:has-text('Create')")
 
@@ -445,5 +446,5 @@ def test_sample_code_quotes_a_hostile_column_name(
     )
     powershell, curl = snippets
     escaped = name.replace("$", "`$").replace("\u201d", "`\u201d").replace("\u201c", "`\u201c")
-    assert f'"{escaped}" = "ABC XYZ"' in powershell
+    assert f'"{escaped}" = "example 1"' in powershell
     assert "'\\''; touch /tmp/x; '\\''" in curl

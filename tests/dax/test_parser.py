@@ -124,3 +124,16 @@ def test_syntax_errors_name_the_token_and_position(
 def test_deep_nesting_is_refused_not_a_recursion_error(text: str) -> None:
     with pytest.raises(DaxError, match="nests expressions"):
         parse_expression(text)
+
+
+def test_dt_literals_are_datetime_calls() -> None:
+    for text, parts in [
+        ('dt"2026-05-19"', (2026, 5, 19, 0, 0, 0)),
+        ('DT"2026-05-19T13:05:09"', (2026, 5, 19, 13, 5, 9)),
+        ('dt"2026-05-19 13:05:09"', (2026, 5, 19, 13, 5, 9)),
+    ]:
+        expr = parse_expression(text)
+        assert isinstance(expr, Call) and expr.name == "DATETIME"
+        assert tuple(a.value for a in expr.args if isinstance(a, Literal)) == parts
+    with pytest.raises(DaxError, match=r"Query \(1, 3\) dt\"19/05/2026\" is not a DateTime"):
+        parse_expression('dt"19/05/2026"')

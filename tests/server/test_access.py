@@ -321,3 +321,32 @@ def test_an_expiring_link_ends_its_live_feed(pbistream_server: RunningServer) ->
     with viewer, viewer.stream("GET", f"/api/datasets/{dataset['id']}/live") as feed:
         assert feed.status_code == 200
         assert _read_until(feed.iter_bytes(), b"event: revoked", time.monotonic() + 15)
+
+
+def test_a_scoped_member_cannot_put_another_datasets_tile_on_a_dashboard(
+    pbistream_server: RunningServer,
+) -> None:
+    """Otherwise it reads that dataset through a link on the dashboard: a way out of scope."""
+    server = pbistream_server
+    mine = server.create_dataset({"v": "Number"}, mode="PushStreaming")["id"]
+    secret = server.create_dataset({"v": "Number"}, mode="PushStreaming")["id"]
+    with server.client() as api:
+        assert api.post(
+            f"{PBI}/datasets/{secret}/tables/{TABLE}/rows", json=_rows_body(42)
+        ).is_success
+    board = _dashboard(server, mine)
+    member = _token(server, role="member", datasets=[mine])["token"]
+    with httpx.Client(base_url=server.url, headers=_bearer(member)) as api:
+        link = api.post(f"/api/dashboards/{board}/links", json={"name": "tv"})
+        assert link.status_code == 201, link.text
+        tiles = api.get(f"/api/dashboards/{board}").json()["tiles"]
+        widened = {**tiles[0], "id": "t2", "x": 4, "datasetId": secret}
+        answer = api.put(
+            f"/api/dashboards/{board}", json={"name": "Wall", "tiles": [*tiles, widened]}
+        )
+        assert answer.status_code == 400, answer.text
+        assert "tiles[1]" in answer.json()["error"]["message"]
+        renamed = api.put(f"/api/dashboards/{board}", json={"name": "Wall 2", "tiles": tiles})
+        assert renamed.status_code == 200, renamed.text
+    with httpx.Client(base_url=server.url, headers=_bearer(link.json()["token"])) as viewer:
+        assert viewer.get(f"/api/datasets/{secret}/rows").status_code == 404

@@ -65,7 +65,8 @@ def test_wrong_token_gets_no_cookie(pbistream_server: RunningServer) -> None:
     with httpx.Client(base_url=pbistream_server.url) as browser:
         login = browser.get("/login", params={"token": pbistream_server.token + "x"})
         assert login.status_code == 403
-        assert "set-cookie" not in login.headers
+        # Only the sign-in form's CSRF cookie (path /login), never a session.
+        assert "pbistream_session" not in login.headers.get("set-cookie", "")
         assert browser.get("/api/dashboards").status_code == 401
 
 

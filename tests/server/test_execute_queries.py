@@ -332,3 +332,85 @@ def test_includenulls_keeps_blank_columns(sales: Sales) -> None:
     assert all(len(r) == len(FIELDS) for r in got)
     want = [{f"Sales[{k}]": shown(r.get(k)) for k in FIELDS} for r in sales.rows]
     _same_bag(got, want)
+
+
+def test_text_comparisons_ignore_case_as_in_dax(sales: Sales) -> None:
+    # DAX compares text case-insensitively ("sqlbi" = "SQLBI" is TRUE; EXACT is the
+    # case-sensitive test), so a filter typed in another case finds the same rows.
+    got = sales.rows_of(
+        'EVALUATE FILTER(Sales, Sales[Region] = "east" || Sales[Product] IN {"BIKE", "lOcK"})'
+    )
+    want = [r for r in sales.rows if r["Region"] == "East" or r.get("Product") in ("Bike", "Lock")]
+    assert want
+    _same_bag(got, [qualified(r) for r in want])
+    got = sales.rows_of('EVALUATE FILTER(Sales, Sales[Region] <> "NORTH" && Sales[Region] < "s")')
+    _same_bag(got, [qualified(r) for r in sales.rows if r["Region"] in ("East",)])
+    counted = sales.rows_of('EVALUATE ROW("n", COUNTROWS(FILTER(Sales, Sales[Region] >= "WEST")))')
+    assert counted == [{"[n]": sum(1 for r in sales.rows if r["Region"] == "West")}]
+
+
+def test_a_one_value_table_constructor_answers_value(sales: Sales) -> None:
+    # EVALUATE {COUNTROWS(T)} is the usual way to read one number back; its column is [Value].
+    assert sales.rows_of("EVALUATE {COUNTROWS('Sales')}") == [{"[Value]": len(sales.rows)}]
+    total = sum(r["Amount"] for r in sales.rows if r.get("Amount") is not None)
+    (row,) = sales.rows_of("EVALUATE { SUM(Sales[Amount]) }")
+    assert list(row) == ["[Value]"] and round(row["[Value]"], 6) == round(total, 6)
+    east = sum(1 for r in sales.rows if r["Region"] == "East")
+    got = sales.rows_of(
+        'DEFINE VAR t = {COUNTROWS(FILTER(Sales, Sales[Region] = "East"))} EVALUATE t'
+    )
+    assert got == [{"[Value]": east}]
+    many = sales.query("EVALUATE {1, 2}")
+    assert many.status_code == 400
+    assert many.json()["error"]["code"] == "DatasetExecuteQueriesError"
+    assert "Query (1, 10)" in many.json()["error"]["message"]
+
+
+def test_values_of_a_table_keeps_duplicate_rows_distinct_removes_them(sales: Sales) -> None:
+    # Microsoft's own executeQueries example is EVALUATE VALUES(MyTable): for a table,
+    # VALUES returns its rows with duplicates preserved; DISTINCT(table) removes them.
+    twice = [{"Region": "East", "Qty": 99}, {"Region": "East", "Qty": 99}]
+    posted = sales.client.post(f"{PBI}/datasets/{sales.id}/tables/Sales/rows", json={"rows": twice})
+    assert posted.status_code == 200, posted.text
+    rows = sales.rows + twice
+    _same_bag(sales.rows_of("EVALUATE VALUES(Sales)"), [qualified(r) for r in rows])
+    unique = {orjson.dumps(r, option=orjson.OPT_SORT_KEYS): r for r in rows}
+    assert len(unique) == len(rows) - 1
+    _same_bag(sales.rows_of("EVALUATE DISTINCT('Sales')"), [qualified(r) for r in unique.values()])
+
+
+def test_calculate_of_one_expression_as_power_bi_desktop_writes_it(sales: Sales) -> None:
+    # Power BI Desktop's Performance analyzer wraps each implicit measure in CALCULATE(...)
+    # with no filter; that query, pasted into executeQueries, answers as in Power BI.
+    got = sales.rows_of(
+        "DEFINE VAR __DS0Core = SUMMARIZECOLUMNS('Sales'[Region], \"SumAmount\", "
+        "CALCULATE(SUM('Sales'[Amount])), \"Rows\", CALCULATE(COUNTROWS('Sales')))\n"
+        "EVALUATE TOPN(501, __DS0Core, 'Sales'[Region], 1)\nORDER BY 'Sales'[Region]"
+    )
+    want = group_by(sales.rows, ["Region"], {"SumAmount": agg_sum("Amount"), "Rows": agg_countrows})
+    assert [r["Sales[Region]"] for r in got] == sorted(r["Sales[Region]"] for r in want)
+    _same_bag(got, want)
+    (row,) = sales.rows_of('EVALUATE ROW("n", CALCULATE(COUNTROWS(Sales)))')
+    assert row == {"[n]": len(sales.rows)}
+    refused = sales.query('EVALUATE ROW("n", CALCULATE(COUNTROWS(Sales), Sales[Region] = "East"))')
+    assert refused.status_code == 400
+    message = refused.json()["error"]["message"]
+    assert "CALCULATE" in message and "Query (1, 19)" in message
+
+
+def test_dt_datetime_literals_filter_like_datetime(sales: Sales) -> None:
+    got = sales.rows_of(
+        'EVALUATE FILTER(Sales, Sales[Sold] >= dt"2026-05-01" '
+        '&& Sales[Sold] < dt"2026-08-15 12:00:00")'
+    )
+    want = [
+        r
+        for r in sales.rows
+        if r.get("Sold") is not None
+        and "2026-05-01T00:00:00.000Z" <= r["Sold"] < "2026-08-15T12:00:00.000Z"
+    ]
+    assert want
+    _same_bag(got, [qualified(r) for r in want])
+    assert sales.rows_of('EVALUATE ROW("d", dt"2026-01-31T13:05:00")') == [
+        {"[d]": "2026-01-31T13:05:00"}
+    ]

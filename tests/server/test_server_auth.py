@@ -194,7 +194,9 @@ def test_serve_prints_a_generated_token_once(tmp_path: Path) -> None:
         assert httpx.get(f"{server.url}{PBI}/datasets", headers=headers).status_code == 200
     finally:
         server.stop()
-    assert server.log_text().count(token) == 1  # printed at first start, never again
+    # Printed at first start (the token line and the login link), never again.
+    assert first_log.count(token) == 2
+    assert server.log_text().count(token) == 2
 
 
 def test_rotated_key_replaces_the_old_one(pbistream_server: RunningServer) -> None:

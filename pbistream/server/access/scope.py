@@ -9,6 +9,8 @@ this says whether a *limited* principal may call it on this dataset or dashboard
 * ``/api/live?dataset=...`` likewise for each dataset named;
 * a listing (``GET /api/datasets``, ``GET /v1.0/myorg/datasets``, dashboards) is cut
   down to what the principal may see;
+* a route whose handler checks the datasets itself (``scoped_by_handler``: alert
+  rules, whose dataset is in the body) is left to it;
 * any other write (one that names no dataset or dashboard, such as creating a
   dataset or a workspace) is refused with 403: a limited token cannot widen itself.
 """
@@ -80,6 +82,8 @@ async def check_scope(
         return principal.allows_dataset
     if rule.lists == "dashboards":
         return (await _visible_dashboards(principal, storage)).__contains__
+    if rule.scoped_by_handler:
+        return None
     names_nothing = match.dataset is None and match.dashboard is None
     if names_nothing and connection.scope.get("method", "GET") not in _SAFE_METHODS:
         raise Forbidden(

@@ -4,10 +4,14 @@
 the ``secret`` that signs its webhook bodies. ``GET /api/alerts/events`` lists the
 notifications newest first (``?after=ID`` for the ones since the last look: the UI's
 badge).
+
+A token limited to some datasets reaches only their rules and notifications: another
+dataset's rule answers 404, as if it did not exist (its webhook URL is often a secret).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -17,6 +21,7 @@ from starlette.routing import BaseRoute, Route
 
 from pbistream.server.alerts.rules import AlertRule, RuleError, parse_rule, rule_from_stored
 from pbistream.server.alerts.service import AlertService
+from pbistream.server.auth import principal_of
 from pbistream.server.errors import BadRequest, EntityNotFound
 from pbistream.server.ui.http import api_endpoint, json_response, read_json_body
 from pbistream.storage.base import Storage
@@ -40,6 +45,20 @@ def _rule_json(
     return {**rule.to_json(with_secret=with_secret), **service.state(rule.id)}
 
 
+def _visible(request: Request) -> Callable[[str], bool]:
+    """Whether the caller may reach a dataset (a scoped token only its own)."""
+    principal = principal_of(request)
+    if principal is None:
+        return lambda _dataset: True
+    return principal.allows_dataset
+
+
+def _out_of_scope(dataset_id: str) -> EntityNotFound:
+    return EntityNotFound(
+        f"Dataset {dataset_id} was not found, or not within this token's datasets."
+    )
+
+
 async def _parse(request: Request, body: Any, previous: AlertRule | None) -> AlertRule:
     storage: Storage = request.app.state.storage
     if not isinstance(body, dict):
@@ -47,6 +66,8 @@ async def _parse(request: Request, body: Any, previous: AlertRule | None) -> Ale
     dataset_id = body.get("dataset", previous.dataset if previous else None)
     if not isinstance(dataset_id, str) or not dataset_id:
         raise BadRequest("'dataset' (the dataset id) is required.", code="InvalidAlertRule")
+    if not _visible(request)(dataset_id):
+        raise _out_of_scope(dataset_id)
     dataset = await run_in_threadpool(storage.get_dataset, dataset_id)
     if dataset is None:
         raise EntityNotFound(f"Dataset {dataset_id} was not found.")
@@ -70,7 +91,7 @@ async def _existing(request: Request) -> AlertRule:
     storage: Storage = request.app.state.storage
     rule_id = request.path_params["rule_id"]
     for doc in await run_in_threadpool(storage.list_alert_rules):
-        if doc.get("id") == rule_id:
+        if doc.get("id") == rule_id and _visible(request)(str(doc.get("dataset", ""))):
             return rule_from_stored(doc)
     raise EntityNotFound(f"No alert rule with id {rule_id!r}.")
 
@@ -82,11 +103,11 @@ async def collection(request: Request) -> Response:
     service = _service(request)
     if request.method == "GET":
         wanted = request.query_params.get("dataset")
+        visible = _visible(request)
         docs = await run_in_threadpool(storage.list_alert_rules)
         rules = [rule_from_stored(d) for d in docs]
-        return json_response(
-            {"value": [_rule_json(service, r) for r in rules if not wanted or r.dataset == wanted]}
-        )
+        rules = [r for r in rules if visible(r.dataset) and (not wanted or r.dataset == wanted)]
+        return json_response({"value": [_rule_json(service, r) for r in rules]})
     body = await read_json_body(request, MAX_BODY_BYTES)
     rule = await _parse(request, body, None)
     if len(await run_in_threadpool(storage.list_alert_rules)) >= MAX_RULES:
@@ -140,9 +161,15 @@ async def events(request: Request) -> Response:
         raise BadRequest("'after' must be an event id: a whole number from 0 to 2**63-1.")
     if not 1 <= limit <= MAX_EVENTS_PAGE:
         raise BadRequest(f"'limit' must be from 1 to {MAX_EVENTS_PAGE}.")
+    visible = _visible(request)
+    principal = principal_of(request)
+    limited = principal is not None and principal.limited
+    # A scoped token's page is cut from the newest MAX_EVENTS_PAGE, then filtered.
+    fetch = MAX_EVENTS_PAGE if limited else limit
     found = await run_in_threadpool(
-        lambda: storage.list_alert_events(rule_id=query.get("rule"), after_id=after, limit=limit)
+        lambda: storage.list_alert_events(rule_id=query.get("rule"), after_id=after, limit=fetch)
     )
+    found = [e for e in found if visible(str(e.payload.get("dataset", "")))][:limit]
     return json_response(
         {
             "value": [

@@ -15,6 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from pbistream.schema import Dataset
+from pbistream.server.auth import principal_of
 from pbistream.server.errors import BadRequest, EntityNotFound
 from pbistream.server.ui.http import api_endpoint, json_response, read_json_body
 from pbistream.server.ui.tiles import DashboardError, validate_dashboard
@@ -41,8 +43,17 @@ def dashboard_json(dashboard: Dashboard) -> dict[str, Any]:
 
 async def _checked(request: Request, storage: Storage) -> tuple[str, list[dict[str, Any]]]:
     body = await read_json_body(request, MAX_BODY_BYTES)
+    principal = principal_of(request)
+
+    def get_dataset(dataset_id: str) -> Dataset | None:
+        # A token limited to some datasets sees no others: a tile on one is refused,
+        # or a link on this dashboard would read a dataset the token cannot.
+        if principal is not None and not principal.allows_dataset(dataset_id):
+            return None
+        return storage.get_dataset(dataset_id)
+
     try:
-        return await run_in_threadpool(validate_dashboard, body, storage.get_dataset)
+        return await run_in_threadpool(validate_dashboard, body, get_dataset)
     except DashboardError as exc:
         raise BadRequest(str(exc), code="InvalidDashboard") from None
 

@@ -38,10 +38,10 @@ export function openAlertEditor(target) {
       const op = select("alert-op", ops, rule ? rule.op || ">" : ops[0][0]);
       const threshold = h("input", { id: "alert-threshold", type: NUMERIC.has(fieldType) ? "number" : "text", step: "any", required: true,
         value: rule && rule.threshold !== null && rule.threshold !== undefined ? String(rule.threshold) : target.threshold !== undefined ? String(target.threshold) : "" });
-      const silence = h("input", { id: "alert-silence", type: "number", min: "1", step: "1", value: rule && rule.silenceSeconds ? String(rule.silenceSeconds) : "60" });
+      const silence = h("input", { id: "alert-silence", type: "number", min: "1", step: "any", value: rule && rule.silenceSeconds ? String(rule.silenceSeconds) : "60" });
       const categories = columns.filter((c) => c.name !== field && !NUMERIC.has(c.dataType) && c.dataType !== "DateTime");
       const category = select("alert-category", [["", "— one alert for the whole table —"], ...categories.map((c) => [c.name, `one alert per ${c.name}`])], rule ? rule.category || "" : "");
-      const interval = select("alert-interval", INTERVALS, rule ? rule.minIntervalSeconds : 3600);
+      const interval = select("alert-interval", intervalOptions(rule), rule ? rule.minIntervalSeconds : 3600);
       const webhook = h("input", { id: "alert-webhook", type: "url", placeholder: "https://… (optional: Teams, Slack or any URL)", value: rule && rule.webhook ? rule.webhook : "" });
       const format = select("alert-format", FORMATS, rule ? rule.format : "json");
       const name = h("input", { id: "alert-name", maxlength: "200", placeholder: "optional", value: rule ? rule.name : "" });
@@ -71,6 +71,7 @@ export function openAlertEditor(target) {
           dataset: dataset ? dataset.id : rule.dataset, table: tableName, field,
           category: category.value || null, minIntervalSeconds: Number(interval.value),
           webhook: webhook.value.trim() || null, format: format.value, name: name.value.trim(),
+          enabled: rule ? rule.enabled !== false : true, // PUT replaces: keep a switched-off rule off
         };
         if (kind.value === "silence") Object.assign(body, { silenceSeconds: Number(silence.value), op: null, threshold: null });
         else Object.assign(body, { op: op.value, threshold: NUMERIC.has(fieldType) ? Number(threshold.value) : threshold.value, silenceSeconds: null });
@@ -85,6 +86,14 @@ export function openAlertEditor(target) {
       return form;
     });
   });
+}
+
+/** The presets, plus an edited rule's own interval (set over the API) so saving keeps it. */
+function intervalOptions(rule) {
+  const own = rule ? Number(rule.minIntervalSeconds) : NaN;
+  if (!Number.isFinite(own) || INTERVALS.some(([v]) => v === own)) return INTERVALS;
+  const [n, unit] = own % 86400 === 0 ? [own / 86400, "day"] : own % 3600 === 0 ? [own / 3600, "hour"] : own % 60 === 0 ? [own / 60, "minute"] : [own, "second"];
+  return [...INTERVALS, [own, `at most every ${n} ${unit}${n === 1 ? "" : "s"}`]].sort((a, b) => a[0] - b[0]);
 }
 
 function showSecret(rule) {
@@ -103,7 +112,9 @@ export async function showAlerts(view, datasets) {
     h("td", { text: r.name }),
     h("td", { text: (byId.get(r.dataset) || {}).name || r.dataset }),
     h("td", { text: r.condition }),
-    h("td", {}, h("span", { class: `pill ${r.firing ? "firing" : "ok"}`, "data-testid": "alert-state", text: r.firing ? "Firing" : "OK" })),
+    h("td", {}, r.enabled === false
+      ? h("span", { class: "pill", "data-testid": "alert-state", text: "Off", title: "Switched off: kept, not checked" })
+      : h("span", { class: `pill ${r.firing ? "firing" : "ok"}`, "data-testid": "alert-state", text: r.firing ? "Firing" : "OK" })),
     h("td", { text: r.webhook ? `${(FORMATS.find(([f]) => f === r.format) || [0, "JSON"])[1]} webhook` : "UI only" }),
     h("td", { class: "row-actions" },
       h("button", { text: "Edit", on: { click: async () => { if (await openAlertEditor({ rule: r, dataset: byId.get(r.dataset) })) showAlerts(view, datasets); } } }), " ",

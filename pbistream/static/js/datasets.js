@@ -3,14 +3,25 @@
 
 import * as API from "./api.js";
 import { copyText, h, mount, openDialog, toast } from "./dom.js";
-import { formatCount, formatWhen } from "./format.js";
+import { formatCount, formatDateTime, formatWhen, typeLabel } from "./format.js";
+import { LiveFeeds } from "./live.js";
 import { curlSnippet, powershellSnippet, pythonSnippet, sampleJson } from "./samples.js";
 import { forwardPanel } from "./forward.js";
 
 const UI_TYPES = [["Text", "String"], ["Number", "Double"], ["DateTime", "DateTime"], ["Boolean", "Boolean"]];
+// The list follows this many datasets live (one merged feed; more would only cost).
+const FOLLOW_AT_MOST = 20;
+let following = null; // the LiveFeeds of the datasets list on screen
+
+/** Stop following the datasets list's rows (leaving the page). */
+export function leaveDatasets() {
+  if (following) following.closeAll();
+  following = null;
+}
 const MODE_LABEL = { Streaming: "Streaming", PushStreaming: "Streaming + historic", Push: "Push" };
 
 export async function showDatasets(view) {
+  leaveDatasets();
   const datasets = await API.listDatasets();
   const head = h("div", { class: "view-head" }, h("h2", { text: "Streaming datasets" }),
     h("a", { class: "button primary needs-member", href: "#/datasets/new", "data-testid": "new-dataset", text: "+ New streaming dataset" }),
@@ -26,8 +37,8 @@ export async function showDatasets(view) {
     h("td", {}, h("a", { href: `#/datasets/${encodeURIComponent(d.id)}`, text: d.name })),
     h("td", {}, h("span", { class: `pill ${String(d.defaultMode).toLowerCase()}`, text: MODE_LABEL[d.defaultMode] || d.defaultMode })),
     h("td", { text: d.defaultRetentionPolicy || "None" }),
-    h("td", { class: "num", text: formatCount(d.rowCount) }),
-    h("td", { text: formatWhen(d.lastRowAt), title: d.lastRowAt ? new Date(d.lastRowAt * 1000).toLocaleString() : "" }),
+    h("td", { class: "num", text: formatCount(d.rowCount), "data-testid": "row-count" }),
+    h("td", { text: formatWhen(d.lastRowAt), title: d.lastRowAt ? formatDateTime(d.lastRowAt * 1000) : "", "data-testid": "last-row" }),
     h("td", { class: "row-actions" },
       h("a", { class: "button", href: `#/datasets/${encodeURIComponent(d.id)}`, text: "API info" }), " ",
       h("button", { class: "danger needs-member", text: "Delete", on: { click: () => confirmDelete(d, () => showDatasets(view)) } }))));
@@ -35,6 +46,33 @@ export async function showDatasets(view) {
     h("table", { class: "grid", "data-testid": "datasets" },
       h("thead", {}, h("tr", {}, ["Name", "Mode", "Retention", "Rows", "Last row", ""].map((t) => h("th", { text: t, class: t === "Rows" ? "num" : "" })))),
       h("tbody", {}, rows))));
+  followDatasets(view, datasets);
+}
+
+/**
+ * Keep the list's row counts and "last row" current while rows arrive, through the
+ * same live feed the dashboards use (so the status pill says Live, not Idle).
+ */
+async function followDatasets(view, datasets) {
+  const feeds = new LiveFeeds();
+  following = feeds;
+  for (const d of datasets.slice(0, FOLLOW_AT_MOST)) {
+    let latest = [];
+    try { latest = await API.readRows(d.id, undefined, { limit: 1 }); } catch { continue; }
+    if (following !== feeds) return; // the page was left meanwhile
+    const row = view.querySelector(`tr[data-dataset-id="${CSS.escape(d.id)}"]`);
+    if (!row) continue;
+    let count = typeof d.rowCount === "number" ? d.rowCount : 0;
+    feeds.subscribe(d.id, latest.length ? latest[0].id : 0, (table, rows) => {
+      if (!rows.length) return;
+      count += rows.length;
+      row.querySelector("[data-testid=row-count]").textContent = formatCount(count);
+      const at = rows[rows.length - 1].received_at;
+      const cell = row.querySelector("[data-testid=last-row]");
+      cell.textContent = formatWhen(at);
+      cell.title = formatDateTime(at * 1000);
+    });
+  }
 }
 
 function confirmDelete(dataset, after) {
@@ -66,7 +104,7 @@ export function showNewDataset(view) {
     list.replaceChildren(...values.map((v, i) => {
       const input = h("input", { value: v.name, placeholder: "Value name", "aria-label": `Value ${i + 1} name`, "data-testid": "value-name" });
       input.addEventListener("input", () => { v.name = input.value; refresh(); });
-      const type = h("select", { "aria-label": `Value ${i + 1} type`, "data-testid": "value-type" }, UI_TYPES.map(([label]) => h("option", { value: label, text: label, selected: label === v.type })));
+      const type = h("select", { "aria-label": `Value ${i + 1} type`, "data-testid": "value-type" }, UI_TYPES.map(([label, dataType]) => h("option", { value: label, text: typeLabel(dataType), selected: label === v.type })));
       type.addEventListener("change", () => { v.type = type.value; refresh(); });
       const remove = h("button", { type: "button", class: "icon", text: "✕", title: "Remove value", disabled: values.length === 1, on: { click: () => { values.splice(i, 1); redraw(); } } });
       return h("div", { class: "value-row" }, input, type, remove);
@@ -138,7 +176,7 @@ export async function showDatasetInfo(view, id) {
       h("div", { class: "code-wrap" }, code, h("button", { class: "copy icon", text: "Copy", on: { click: () => copyText(code.textContent) } }))),
     h("div", { class: "panel" },
       h("h3", { text: `Table ${table.name || ""}` }),
-      h("div", { class: "schema-list" }, columns.map((c) => h("span", { class: "pill", text: `${c.name} · ${c.dataType}` })))),
+      h("div", { class: "schema-list" }, columns.map((c) => h("span", { class: "pill", text: `${c.name} · ${typeLabel(c.dataType)}` })))),
     forwardPanel(ds, () => showDatasetInfo(view, id)));
 }
 

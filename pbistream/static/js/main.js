@@ -6,7 +6,7 @@ import { showAlerts, startAlertBadge } from "./alerts.js";
 import { listDatasets } from "./api.js";
 import { h, mount } from "./dom.js";
 import { showTokens } from "./access.js";
-import { showDatasetInfo, showDatasets, showNewDataset } from "./datasets.js";
+import { leaveDatasets, showDatasetInfo, showDatasets, showNewDataset } from "./datasets.js";
 import { leaveDashboard, renderSidebar, showDashboard, showDashboardIndex } from "./dashboards.js";
 import { can, loadSession, session } from "./session.js";
 
@@ -21,6 +21,7 @@ async function route() {
   const parts = window.location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
   let [section, id] = parts;
   if (session.me.dashboard) [section, id] = ["dashboards", session.me.dashboard];
+  leaveDatasets(); // the datasets list follows its rows live only while on screen
   try {
     if (section === "alerts") {
       leaveDashboard();

@@ -1,11 +1,35 @@
 // Sample code for a dataset's Push URL: the seed article's Python snippet with the URL
 // filled in, curl, PowerShell, and the sample JSON Power BI shows. Plain text only.
 
-const SAMPLE = { String: "ABC XYZ", Double: 12345, Int64: 12345, Decimal: 12345, Boolean: true };
+// A plausible value for a field, from its name where it says what it holds, so the
+// sample row reads like data (and each number differs, so a mixed-up field shows).
+const NUMBER_BY_NAME = [
+  [/temp/i, 21.7], [/humid/i, 48.2], [/press/i, 1013.2], [/volt/i, 229.8], [/(current|amp)/i, 4.3],
+  [/(power|watt)/i, 1250.5], [/(speed|velocity)/i, 12.4], [/(price|cost|amount|total)/i, 19.99],
+  [/(percent|pct|ratio|level)/i, 73.5], [/lat/i, 47.61], [/(lon|lng)/i, -122.33],
+  [/(count|qty|quantity|visits|orders)/i, 42],
+];
+const TEXT_BY_NAME = [
+  [/(site|location|city|region|zone)/i, "North"], [/(status|state)/i, "OK"],
+  [/(device|sensor|machine|host)/i, "sensor-01"], [/(user|name)/i, "Alice"], [/(unit)/i, "°C"],
+];
+const byName = (table, name) => (table.find(([pattern]) => pattern.test(name)) || [])[1];
+
+function sampleValue(column, index, now) {
+  const name = String(column.name);
+  switch (column.dataType) {
+    case "DateTime": return now;
+    case "Boolean": return true;
+    case "Int64": return Math.round(byName(NUMBER_BY_NAME, name) ?? 10 * (index + 1));
+    case "Double":
+    case "Decimal": return byName(NUMBER_BY_NAME, name) ?? Math.round((12.5 + 7.25 * index) * 100) / 100;
+    default: return byName(TEXT_BY_NAME, name) ?? `example ${index + 1}`;
+  }
+}
 
 function sampleRow(columns, now) {
   const row = {};
-  for (const c of columns) row[c.name] = c.dataType === "DateTime" ? now : SAMPLE[c.dataType] ?? "ABC XYZ";
+  columns.forEach((c, i) => { row[c.name] = sampleValue(c, i, now); });
   return row;
 }
 
@@ -18,14 +42,14 @@ const py = (v) => (v === true ? "True" : v === false ? "False" : JSON.stringify(
 
 export function pythonSnippet(url, columns) {
   const lines = columns.map((c, i) => {
-    const value = c.dataType === "DateTime" ? "now" : py(SAMPLE[c.dataType] ?? "ABC XYZ");
+    const value = c.dataType === "DateTime" ? "now" : py(sampleValue(c, i, ""));
     return `    ${JSON.stringify(c.name)}: ${value}${i < columns.length - 1 ? "," : ""}`;
   });
   return `from datetime import datetime
 import requests
 import json
 
-# copy "Push URL" from "API Info" in Power BI
+# this dataset's Push URL (pbistream: Datasets, then API info); keep it secret
 url = ${JSON.stringify(url)}
 
 # timestamps should be formatted like this
@@ -67,8 +91,8 @@ const psQuote = (text) => `"${String(text).replace(/[`"$\u201C\u201D\u201E]/g, (
 
 export function powershellSnippet(url, columns) {
   const now = new Date().toISOString();
-  const fields = columns.map((c) => {
-    const v = c.dataType === "DateTime" ? now : SAMPLE[c.dataType] ?? "ABC XYZ";
+  const fields = columns.map((c, i) => {
+    const v = sampleValue(c, i, now);
     const text = typeof v === "boolean" ? (v ? "$true" : "$false") : typeof v === "number" ? String(v) : psQuote(v);
     return `${psQuote(c.name)} = ${text}`;
   });

@@ -2,6 +2,7 @@
 // options of that type. The server checks the result again when the dashboard is saved.
 
 import { h, openDialog } from "./dom.js";
+import { typeLabel } from "./format.js";
 import { TILE_TYPES, tileTypeLabel } from "./tiles.js";
 
 const NUMERIC = new Set(["Int64", "Double", "Decimal"]);
@@ -48,15 +49,16 @@ export function editTile(spec, datasets, onSave) {
 
       let fieldPicker;
       if (single) {
-        fieldPicker = select("field", usable.map((c) => [c.name, `${c.name} (${c.dataType})`]), draft.fields[0]);
-        fieldPicker.addEventListener("change", () => { draft.fields = [fieldPicker.value]; });
+        fieldPicker = select("field", usable.map((c) => [c.name, `${c.name} · ${typeLabel(c.dataType)}`]), draft.fields[0]);
+        // Redraw: a card's options depend on its field's type (no unit for Text).
+        fieldPicker.addEventListener("change", () => { draft.fields = [fieldPicker.value]; render(); });
       } else {
         fieldPicker = h("div", { class: "checks", id: "tile-fields" }, usable.map((c) => {
           const box = h("input", { type: "checkbox", value: c.name, checked: draft.fields.includes(c.name) });
           box.addEventListener("change", () => {
             draft.fields = usable.map((u) => u.name).filter((n) => (n === c.name ? box.checked : draft.fields.includes(n)));
           });
-          return h("label", {}, box, c.name);
+          return h("label", { title: typeLabel(c.dataType) }, box, c.name, h("span", { class: "muted", text: ` · ${typeLabel(c.dataType)}` }));
         }));
       }
       const parts = [
@@ -83,7 +85,7 @@ export function editTile(spec, datasets, onSave) {
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       error.textContent = "";
-      const tile = finish(draft);
+      const tile = finish(draft, columnsOf(datasets, draft));
       if (!tile.fields.length) { error.textContent = "Pick at least one field."; return; }
       save.disabled = true;
       try {
@@ -97,6 +99,12 @@ export function editTile(spec, datasets, onSave) {
     });
     return form;
   });
+}
+
+function columnsOf(datasets, draft) {
+  const dataset = datasets.find((d) => d.id === draft.datasetId);
+  const table = ((dataset && dataset.tables) || []).find((t) => t.name === draft.table);
+  return (table && table.columns) || [];
 }
 
 function numberInput(draft, key, label, placeholder = "") {
@@ -131,7 +139,7 @@ function typeOptions(draft, columns) {
     draft.rows ??= 10;
     out.push(h("div", { class: "two-col" }, numberInput(draft, "rows", "Rows to show"), h("div")));
   }
-  if (draft.type === "card" || draft.type === "gauge") {
+  if (draft.type === "gauge" || (draft.type === "card" && isNumericField(draft, columns))) {
     const unit = h("input", { id: "tile-unit", value: draft.unit || "", maxlength: "20", placeholder: "e.g. °C" });
     unit.addEventListener("input", () => { draft.unit = unit.value; });
     out.push(h("div", { class: "two-col" },
@@ -157,8 +165,14 @@ function typeOptions(draft, columns) {
   return out;
 }
 
+/** True when the draft's (first) field holds numbers: units and thresholds apply. */
+function isNumericField(draft, columns) {
+  const column = columns.find((c) => c.name === draft.fields[0]);
+  return Boolean(column) && NUMERIC.has(column.dataType);
+}
+
 /** Keep only the properties the tile type has (the server refuses unknown ones). */
-function finish(draft) {
+function finish(draft, columns) {
   const [w, hgt] = DEFAULT_SIZE[draft.type];
   const tile = {
     id: draft.id || `t${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`,
@@ -172,7 +186,7 @@ function finish(draft) {
   if ((draft.type === "bar" || draft.type === "column") && draft.axis) tile.axis = draft.axis;
   if (draft.type === "gauge") Object.assign(tile, { min: draft.min ?? 0, max: draft.max ?? 100 }, draft.target !== undefined ? { target: draft.target } : {});
   if (draft.type === "table") tile.rows = draft.rows ?? 10;
-  if (draft.type === "card" || draft.type === "gauge") {
+  if (draft.type === "gauge" || (draft.type === "card" && isNumericField(draft, columns))) {
     tile.thresholds = (draft.thresholds || []).filter((t) => Number.isFinite(t.value));
     if (Number.isInteger(draft.decimals) && draft.decimals >= 0 && draft.decimals <= 10) tile.decimals = draft.decimals;
     if (draft.unit) tile.unit = draft.unit;

@@ -5,7 +5,7 @@
 import { readRows, readSeries } from "./api.js";
 import { baseOption, compactMinMax, makeChart, PALETTE, tooltipElement } from "./charts.js";
 import { h, mount } from "./dom.js";
-import { formatNumber, formatTime, formatValue, thresholdColor } from "./format.js";
+import { formatAxisTime, formatClock, formatNumber, formatTime, formatValue, thresholdColor } from "./format.js";
 
 const TYPE_LABEL = { card: "Card", line: "Line chart", bar: "Clustered bar", column: "Clustered column", gauge: "Gauge", table: "Table" };
 export const TILE_TYPES = Object.keys(TYPE_LABEL);
@@ -254,9 +254,13 @@ class LineTile extends Tile {
     const left = starts.length ? Math.max(from, Math.min(...starts)) : from;
     this.view.chart.setOption({
       ...baseOption(),
-      xAxis: { type: "time", min: left, max: now, axisLabel: { hideOverlap: true, fontSize: 11 }, splitLine: { show: false } },
+      xAxis: {
+        type: "time", min: left, max: now, splitLine: { show: false },
+        // Our clock, not ECharts' own 24-hour one: the same as the cards and tables.
+        axisLabel: { hideOverlap: true, fontSize: 11, formatter: (ms) => formatAxisTime(ms, this.spec.windowSeconds) },
+      },
       yAxis: { type: "value", scale: true, axisLabel: { fontSize: 11 }, splitLine: { lineStyle: { color: "#f3f2f1" } } },
-      tooltip: { trigger: "axis", confine: true, formatter: tooltipElement(2, (p) => new Date(p.value[0]).toLocaleTimeString()) },
+      tooltip: { trigger: "axis", confine: true, formatter: tooltipElement(2, (p) => formatClock(p.value[0])) },
       series: this.spec.fields.map((f) => ({ type: "line", name: f, showSymbol: false, data: this.points[f], lineStyle: { width: 2 } })),
     }, { notMerge: true, lazyUpdate: true });
   }
@@ -331,8 +335,9 @@ class TableTile extends Tile {
   constructor(spec, dataset, tools) {
     super(spec, dataset, tools);
     this.tbody = h("tbody");
-    const head = h("tr", {}, h("th", { text: "Time" }), spec.fields.map((f) => h("th", { text: f })));
-    mount(this.body, h("div", { class: "rows-table" }, h("table", {}, h("thead", {}, head), this.tbody)));
+    const head = h("tr", {}, h("th", { text: "Time" }), spec.fields.map((f) => h("th", { text: f, title: f })));
+    const table = h("table", {}, h("thead", {}, head), this.tbody);
+    mount(this.body, h("div", { class: "rows-table" }, table));
     this.rows = [];
     this.freshIds = new Set();
   }
