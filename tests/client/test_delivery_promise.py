@@ -365,3 +365,22 @@ def test_close_without_a_timeout_is_not_bounded_by_30_s(tmp_path: Path) -> None:
         client.close(timeout=0.2)
     assert lost.value.path == str(unsent) and unsent.read_text() == '{"n":1}\n'
     assert "1 row was not delivered" in str(lost.value)
+
+
+def test_the_progress_eta_is_never_shorter_than_the_wait_that_holds_the_rows() -> None:
+    """"Held by retries, frees in 50 min; about 4.5 s to go" contradicted itself."""
+    reports: list[Any] = []
+    client = Client(
+        f"http://127.0.0.1:{free_port()}/beta/t/datasets/d/rows?key=k",
+        schema=None,
+        retry=RetryOptions(backoff_base=4.0),
+        on_progress=reports.append,
+        unsent_path=os.devnull,
+    )
+    client.push({"n": 1})
+    with pytest.raises(UndeliveredRowsError):
+        client.close(timeout=3.0)
+    held = [r for r in reports if r.frees_in > 0]
+    assert held, reports
+    assert all(r.eta >= r.frees_in for r in held), held
+    assert "retries (nothing answers at 127.0.0.1" in held[-1].limit
