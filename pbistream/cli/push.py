@@ -36,6 +36,7 @@ from pbistream.cli._push_file import (
     resume_spool_path,
     types_of,
     without_row_number,
+    without_server_row,
 )
 from pbistream.client import (
     BufferOptions,
@@ -127,16 +128,16 @@ class _Refusals:
         assert letter is not None
         line = lines.line_of(letter.index) if lines and letter.index is not None else None
         if line is None:
-            return letter.message
+            return without_server_row(letter.message)
         return f"line {line}: {without_row_number(letter.message)}"
 
 
 class _Notices:
     """Says at once (and every 10 s while it lasts) why delivery is not progressing."""
 
-    def __init__(self, label: str, bounded: bool) -> None:
+    def __init__(self, label: str, until: str) -> None:
         self.label = label
-        self.bounded = bounded
+        self.until = until
         self.attempts = 0
         self._said: str | None = None
         self._said_at = 0.0
@@ -154,10 +155,9 @@ class _Notices:
         now = time.monotonic()
         if key == self._said and now - self._said_at < 10.0:
             return
-        until = "until --timeout" if self.bounded else "until it works (Ctrl-C stops)"
         prefix = "still: " if key == self._said else ""
         click.echo(
-            f"pbistream: {prefix}{redact_url(reason)}; retrying {until} "
+            f"pbistream: {prefix}{redact_url(reason)}; retrying {self.until} "
             f"({plural(self.attempts, 'attempt')} so far)",
             err=True,
         )
@@ -258,7 +258,14 @@ def push(
         )
     types, known = types_of(schema), schema is not None
     refusals = _Refusals()
-    notices = _Notices(sink.label, bounded=timeout is not None)
+    if timeout is not None:
+        until = "until --timeout"
+    elif spool:
+        # --spool exits after a short try: the rows wait in the spool, not for the server.
+        until = f"for {_SPOOL_GRACE:g} s, then the rows wait in the spool"
+    else:
+        until = "until it works (Ctrl-C stops)"
+    notices = _Notices(sink.label, until)
     show = progress is not False
 
     def remaining() -> float | None:

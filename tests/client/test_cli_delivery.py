@@ -94,6 +94,9 @@ def test_with_spool_it_exits_0_once_the_rows_are_in_it(tmp_path: Path) -> None:
     assert code == 0, err
     assert time.monotonic() - started < 10  # no delivery wait beyond a short try
     assert "100 kept in the spool" in out
+    # It retries for its short try only, and says so (not "until it works").
+    assert "retrying for 2 s, then the rows wait in the spool" in err, err
+    assert "until it works" not in err
 
 
 def test_values_that_are_not_json_numbers_stay_text(fast_server: RunningServer) -> None:
@@ -144,6 +147,15 @@ def test_a_row_the_server_refuses_is_one_message_with_its_file_line(
     assert err.count("\n") == 1, err
     assert "1 row not delivered: line 3: refused by the server: HTTP 400 InvalidRequest: " in err
     assert err.count("number_value") == 1 and "row 0" not in err.lower(), err
+
+
+def test_a_single_row_the_server_refuses_is_named_once(fast_server: RunningServer) -> None:
+    dataset = fast_server.create_dataset({"number_value": "Number"}, mode="PushStreaming")
+    # No token: the server, not the client, refuses the value.
+    code, out, err = run("push", dataset["push_url"], "number_value=abc")
+    assert code == 1 and out.strip() == "0 rows delivered."
+    assert "refused by the server: HTTP 400 InvalidRequest: column 'number_value'" in err
+    assert err.lower().count("row 0") == 1, err
 
 
 def test_targets_and_tokens_are_explained(fast_server: RunningServer) -> None:
