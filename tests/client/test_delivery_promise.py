@@ -368,7 +368,7 @@ def test_close_without_a_timeout_is_not_bounded_by_30_s(tmp_path: Path) -> None:
 
 
 def test_the_progress_eta_is_never_shorter_than_the_wait_that_holds_the_rows() -> None:
-    """"Held by retries, frees in 50 min; about 4.5 s to go" contradicted itself."""
+    """A line read "held by retries, frees in 50 min; about 4.5 s to go"."""
     reports: list[Any] = []
     client = Client(
         f"http://127.0.0.1:{free_port()}/beta/t/datasets/d/rows?key=k",
