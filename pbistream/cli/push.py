@@ -251,9 +251,14 @@ def push(
     remote = sink.fetch_table()  # type: ignore[attr-defined]
     schema = remote.table if remote is not None else None
     if token and isinstance(sink, PushUrlSink) and schema is None:
+        why = (
+            f"the server refused this token (HTTP {sink.schema_refused}) when asked for "
+            "the table's columns"
+            if sink.schema_refused
+            else "a token only lets a pbistream server describe the table, and this one did not"
+        )
         click.echo(
-            "pbistream: --token is not used: a Push URL's credential is the key in it; a "
-            "token only lets a pbistream server describe the table, and this one did not",
+            f"pbistream: --token is not used: a Push URL's credential is the key in it; {why}",
             err=True,
         )
     types, known = types_of(schema), schema is not None

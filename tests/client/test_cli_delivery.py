@@ -167,6 +167,7 @@ def test_targets_and_tokens_are_explained(fast_server: RunningServer) -> None:
     code, _, err = run("push", dataset["push_url"], "a=1", "--token", "not-the-token")
     assert code == 0
     assert "--token is not used: a Push URL's credential is the key in it" in err
+    assert "the server refused this token (HTTP 401)" in err  # wrong, not merely unneeded
     assert "not-the-token" not in err
 
     code, _, err = run("dataset", "list", "--server", fast_server.url, "--token", "")
