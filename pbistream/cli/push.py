@@ -393,6 +393,15 @@ def _push_resumable(
             added, lines = load_file(
                 store, key, stream, fmt, types, known, refusals.text, show and sys.stderr.isatty()
             )
+    except KeyboardInterrupt:
+        # Each chunk read was committed with its last line: a rerun reads on from there.
+        store.close()
+        click.echo(
+            f"pbistream: interrupted while reading {file_path}; nothing read is lost: run "
+            "the same command again to go on (each row is stored once)",
+            err=True,
+        )
+        sys.exit(130)
     except BaseException:
         store.close()
         raise

@@ -85,6 +85,31 @@ def test_a_25000_row_file_is_delivered_once_across_a_timeout_and_a_ctrl_c(
     assert server.count_rows(dataset["id"]) == 25_000
 
 
+def test_ctrl_c_while_the_file_is_read_exits_130_and_says_a_rerun_goes_on(
+    fast_server: RunningServer, tmp_path: Path
+) -> None:
+    dataset = fast_server.create_dataset({"n": "Int64"}, mode="PushStreaming")
+    fifo = tmp_path / "rows.jsonl"
+    os.mkfifo(fifo)  # reading blocks until the writer closes: Ctrl-C lands mid-read
+    child = subprocess.Popen(
+        [*PBISTREAM, "push", dataset["push_url"], "--file", str(fifo), "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    # Opening a FIFO to write returns once the command has opened it to read: it is
+    # past its start-up, in the read, which blocks until more comes.
+    with fifo.open("w") as writer:
+        writer.write('{"n": 1}\n')
+        writer.flush()
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=30)
+    assert child.returncode == 130, err
+    assert "interrupted while reading" in err and "run the same command again" in err
+    assert "Aborted" not in err
+
+
 def test_with_spool_it_exits_0_once_the_rows_are_in_it(tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{free_port()}/beta/t/datasets/d/rows?key=k"
     rows = tmp_path / "rows.jsonl"
