@@ -406,13 +406,28 @@ def _push_resumable(
         store.close()
         raise
     pending = store.stats().pending
+    dead_letters = None if spool_arg else path.with_name(path.name + ".deadletter.jsonl")
     if already and not pending and not added:
         store.close()
+        refused = _count_lines(dead_letters)
+        text = f"Nothing to do: every row of {file_path} was delivered by an earlier run"
+        if refused:
+            # Say which rows did not go, not only "delivered (or refused)".
+            text = (
+                f"Nothing to do: an earlier run sent every row of {file_path}; "
+                f"{plural(refused, 'row')} of them {'was' if refused == 1 else 'were'} "
+                f"refused (see {dead_letters})"
+            )
         emit(
             as_json,
-            {"sent": 0, "pending": 0, "refused": 0, "resumed": True, "spool": str(path)},
-            f"Nothing to do: every row of {file_path} was delivered (or refused) by an "
-            "earlier run. --no-resume pushes them all again.",
+            {
+                "sent": 0,
+                "pending": 0,
+                "refused": refused,
+                "resumed": True,
+                "spool": str(path),
+            },
+            f"{text}. --no-resume pushes them all again.",
         )
         return
     holder: list[Client] = []
@@ -424,7 +439,6 @@ def _push_resumable(
             stats = holder[0].stats
             bar.update(report, stats.sent + stats.dead_lettered)
 
-    dead_letters = None if spool_arg else path.with_name(path.name + ".deadletter.jsonl")
     client = Client(
         sink, spool=store, on_progress=on_progress, dead_letter_path=dead_letters, **options
     )
@@ -449,6 +463,17 @@ def _push_resumable(
         resume_hint=not spool_arg,
         total=pending,
     )
+
+
+def _count_lines(path: Path | None) -> int:
+    """Lines in a dead-letter file (one refused row each); 0 when there is none."""
+    if path is None:
+        return 0
+    try:
+        with path.open("rb") as stream:
+            return sum(1 for _ in stream)
+    except OSError:
+        return 0
 
 
 def _close(client: Client, wait: float | None) -> tuple[int, bool, str | None]:

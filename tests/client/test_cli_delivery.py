@@ -172,6 +172,10 @@ def test_a_row_the_server_refuses_is_one_message_with_its_file_line(
     assert err.count("\n") == 1, err
     assert "1 row not delivered: line 3: refused by the server: HTTP 400 InvalidRequest: " in err
     assert err.count("number_value") == 1 and "row 0" not in err.lower(), err
+    # The same command again: nothing to send, and it says a row was refused, and where.
+    code, out, err = run("push", dataset["push_url"], "--file", str(rows))
+    assert code == 0, err
+    assert "1 row of them was refused (see " in out and ".deadletter.jsonl" in out
 
 
 def test_a_single_row_the_server_refuses_is_named_once(fast_server: RunningServer) -> None:
