@@ -462,6 +462,7 @@ def _push_resumable(
         timeout=remaining(),
         resume_hint=not spool_arg,
         total=pending,
+        dead_letters=dead_letters,
     )
 
 
@@ -504,6 +505,7 @@ def _report(
     timeout: float | None,
     resume_hint: bool = False,
     total: int | None = None,
+    dead_letters: Path | None = None,
 ) -> None:
     stats = client.stats
     payload: dict[str, Any] = {**stats.as_dict(), "pending": left, "refused": refusals.count}
@@ -524,6 +526,8 @@ def _report(
     problems: list[str] = []
     if refusals.count:
         more = f" (and {refusals.count - 1:,} more)" if refusals.count > 1 else ""
+        if more and dead_letters is not None and dead_letters.exists():
+            more = f" (and {refusals.count - 1:,} more: each refused row is in {dead_letters})"
         noun = "row" if refusals.count == 1 else "rows"
         problems.append(
             f"{refusals.count:,} {noun} not delivered: {refusals.describe(lines)}{more}"
