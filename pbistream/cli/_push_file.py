@@ -69,6 +69,15 @@ def without_row_number(message: str) -> str:
     return _SERVER_ROW.sub(r"\1", _ROW_PREFIX.sub("", message, count=1), count=1)
 
 
+def without_server_row(message: str) -> str:
+    """A dead letter's reason with the server's ``Row 0, `` (its one-row request) dropped.
+
+    For a row that has no file line the client's ``row N: `` is kept: the row is named
+    once, not twice with two different numbers.
+    """
+    return _SERVER_ROW.sub(r"\1", message, count=1)
+
+
 def plural(count: int, noun: str) -> str:
     """``1 row``, ``2 rows``, ``25,000 rows``."""
     return f"{count:,} {noun}{'' if count == 1 else 's'}"

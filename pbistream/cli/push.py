@@ -36,6 +36,7 @@ from pbistream.cli._push_file import (
     resume_spool_path,
     types_of,
     without_row_number,
+    without_server_row,
 )
 from pbistream.client import (
     BufferOptions,
@@ -127,16 +128,16 @@ class _Refusals:
         assert letter is not None
         line = lines.line_of(letter.index) if lines and letter.index is not None else None
         if line is None:
-            return letter.message
+            return without_server_row(letter.message)
         return f"line {line}: {without_row_number(letter.message)}"
 
 
 class _Notices:
     """Says at once (and every 10 s while it lasts) why delivery is not progressing."""
 
-    def __init__(self, label: str, bounded: bool) -> None:
+    def __init__(self, label: str, until: str) -> None:
         self.label = label
-        self.bounded = bounded
+        self.until = until
         self.attempts = 0
         self._said: str | None = None
         self._said_at = 0.0
@@ -154,10 +155,9 @@ class _Notices:
         now = time.monotonic()
         if key == self._said and now - self._said_at < 10.0:
             return
-        until = "until --timeout" if self.bounded else "until it works (Ctrl-C stops)"
         prefix = "still: " if key == self._said else ""
         click.echo(
-            f"pbistream: {prefix}{redact_url(reason)}; retrying {until} "
+            f"pbistream: {prefix}{redact_url(reason)}; retrying {self.until} "
             f"({plural(self.attempts, 'attempt')} so far)",
             err=True,
         )
@@ -251,14 +251,26 @@ def push(
     remote = sink.fetch_table()  # type: ignore[attr-defined]
     schema = remote.table if remote is not None else None
     if token and isinstance(sink, PushUrlSink) and schema is None:
+        why = (
+            f"the server refused this token (HTTP {sink.schema_refused}) when asked for "
+            "the table's columns"
+            if sink.schema_refused
+            else "a token only lets a pbistream server describe the table, and this one did not"
+        )
         click.echo(
-            "pbistream: --token is not used: a Push URL's credential is the key in it; a "
-            "token only lets a pbistream server describe the table, and this one did not",
+            f"pbistream: --token is not used: a Push URL's credential is the key in it; {why}",
             err=True,
         )
     types, known = types_of(schema), schema is not None
     refusals = _Refusals()
-    notices = _Notices(sink.label, bounded=timeout is not None)
+    if timeout is not None:
+        until = "until --timeout"
+    elif spool:
+        # --spool exits after a short try: the rows wait in the spool, not for the server.
+        until = f"for {_SPOOL_GRACE:g} s, then the rows wait in the spool"
+    else:
+        until = "until it works (Ctrl-C stops)"
+    notices = _Notices(sink.label, until)
     show = progress is not False
 
     def remaining() -> float | None:
@@ -381,17 +393,41 @@ def _push_resumable(
             added, lines = load_file(
                 store, key, stream, fmt, types, known, refusals.text, show and sys.stderr.isatty()
             )
+    except KeyboardInterrupt:
+        # Each chunk read was committed with its last line: a rerun reads on from there.
+        store.close()
+        click.echo(
+            f"pbistream: interrupted while reading {file_path}; nothing read is lost: run "
+            "the same command again to go on (each row is stored once)",
+            err=True,
+        )
+        sys.exit(130)
     except BaseException:
         store.close()
         raise
     pending = store.stats().pending
+    dead_letters = None if spool_arg else path.with_name(path.name + ".deadletter.jsonl")
     if already and not pending and not added:
         store.close()
+        refused = _count_lines(dead_letters)
+        text = f"Nothing to do: every row of {file_path} was delivered by an earlier run"
+        if refused:
+            # Say which rows did not go, not only "delivered (or refused)".
+            text = (
+                f"Nothing to do: an earlier run sent every row of {file_path}; "
+                f"{plural(refused, 'row')} of them {'was' if refused == 1 else 'were'} "
+                f"refused (see {dead_letters})"
+            )
         emit(
             as_json,
-            {"sent": 0, "pending": 0, "refused": 0, "resumed": True, "spool": str(path)},
-            f"Nothing to do: every row of {file_path} was delivered (or refused) by an "
-            "earlier run. --no-resume pushes them all again.",
+            {
+                "sent": 0,
+                "pending": 0,
+                "refused": refused,
+                "resumed": True,
+                "spool": str(path),
+            },
+            f"{text}. --no-resume pushes them all again.",
         )
         return
     holder: list[Client] = []
@@ -403,7 +439,6 @@ def _push_resumable(
             stats = holder[0].stats
             bar.update(report, stats.sent + stats.dead_lettered)
 
-    dead_letters = None if spool_arg else path.with_name(path.name + ".deadletter.jsonl")
     client = Client(
         sink, spool=store, on_progress=on_progress, dead_letter_path=dead_letters, **options
     )
@@ -427,7 +462,19 @@ def _push_resumable(
         timeout=remaining(),
         resume_hint=not spool_arg,
         total=pending,
+        dead_letters=dead_letters,
     )
+
+
+def _count_lines(path: Path | None) -> int:
+    """Lines in a dead-letter file (one refused row each); 0 when there is none."""
+    if path is None:
+        return 0
+    try:
+        with path.open("rb") as stream:
+            return sum(1 for _ in stream)
+    except OSError:
+        return 0
 
 
 def _close(client: Client, wait: float | None) -> tuple[int, bool, str | None]:
@@ -458,6 +505,7 @@ def _report(
     timeout: float | None,
     resume_hint: bool = False,
     total: int | None = None,
+    dead_letters: Path | None = None,
 ) -> None:
     stats = client.stats
     payload: dict[str, Any] = {**stats.as_dict(), "pending": left, "refused": refusals.count}
@@ -478,6 +526,8 @@ def _report(
     problems: list[str] = []
     if refusals.count:
         more = f" (and {refusals.count - 1:,} more)" if refusals.count > 1 else ""
+        if more and dead_letters is not None and dead_letters.exists():
+            more = f" (and {refusals.count - 1:,} more: each refused row is in {dead_letters})"
         noun = "row" if refusals.count == 1 else "rows"
         problems.append(
             f"{refusals.count:,} {noun} not delivered: {refusals.describe(lines)}{more}"

@@ -18,7 +18,7 @@ from pbistream.client._base import BaseClient
 from pbistream.client._types import ClientState
 from pbistream.client.engine import Send, Take, Wait
 from pbistream.client.sinks import AsyncPushUrlSink, AsyncRestApiSink
-from pbistream.exceptions import ClientClosedError
+from pbistream.exceptions import ClientClosedError, UndeliveredRowsError
 
 __all__ = ["AsyncClient"]
 
@@ -95,6 +95,15 @@ class AsyncClient(BaseClient):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if exc_type is not None and issubclass(
+            exc_type, (KeyboardInterrupt, asyncio.CancelledError)
+        ):
+            # Ctrl-C (asyncio.run cancels the main task) or a cancellation in the block:
+            # do not wait for delivery; keep the rows (spool or unsent-rows file) and let
+            # the interrupt go on, as Client's `with` does.
+            with contextlib.suppress(UndeliveredRowsError):
+                await self.aclose(timeout=0)
+            return
         await self.aclose()
 
     async def aflush(self, timeout: float | None = None) -> int:

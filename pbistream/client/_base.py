@@ -526,7 +526,9 @@ class BaseClient(SettlingMixin):
             delivered=self.stats.sent,
             limit=limit if frees_in > 0 else "",
             frees_in=frees_in,
-            eta=eta,
+            # Nothing goes before the holding limit (or a retry's backoff) frees: the
+            # plan's estimate must not promise less than that.
+            eta=max(eta, frees_in),
             waited=waited,
         )
 

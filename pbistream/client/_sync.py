@@ -108,7 +108,9 @@ class Client(BaseClient):
             except (UndeliveredRowsError, KeyboardInterrupt) as exc:
                 # The script ended without close(); its rows did not all go. Exit non-zero
                 # (an exception in an exit hook would not change the exit status).
-                print(f"pbistream: at exit: {exc or 'interrupted'}", file=sys.stderr, flush=True)
+                # str(KeyboardInterrupt()) is empty: say what happened instead.
+                why = str(exc) or "interrupted (Ctrl-C)"
+                print(f"pbistream: at exit: {why}", file=sys.stderr, flush=True)
                 sys.stdout.flush()
                 os._exit(130 if isinstance(exc, KeyboardInterrupt) else 1)
 

@@ -198,6 +198,9 @@ class SinkBase:
     default_max_bytes: int
     label: str
     _schema_urls: tuple[str, ...] = ()
+    #: The HTTP status with which the server refused the credential when asked for the
+    #: table's columns (401/403), for callers that explain it (the CLI), else ``None``.
+    schema_refused: int | None = None
     _table_name: str | None = None
     _auth: httpx.Auth | None = None
     _timeout: float = 30.0
@@ -212,6 +215,7 @@ class SinkBase:
     def _schema_from(self, url: str, response: httpx.Response) -> RemoteTable | None:
         """The table a schema URL's answer describes, or ``None`` (and why, in the log)."""
         if response.status_code in (401, 403):
+            self.schema_refused = response.status_code
             logger.warning(
                 "%s: the server refused the credential when asked for the table's columns "
                 "(HTTP %d at %s); rows are checked by value only",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -316,3 +317,47 @@ def test_closing_with_a_frame_pending_writes_it_without_converting_to_dicts(
     with unsent.open() as lines:
         assert json.loads(next(lines)) == {"n": 0, "value": 0.0, "label": "a"}
         assert sum(1 for _ in lines) == size - 1
+
+
+ASYNC_INTERRUPTED = textwrap.dedent(
+    """
+    import asyncio, sys
+    import pbistream
+
+    async def main():
+        async with pbistream.AsyncClient(sys.argv[1], schema=None,
+                                         unsent_path=sys.argv[2]) as client:
+            client.push([{"n": n} for n in range(10)])
+            print("pushed", flush=True)
+            await asyncio.sleep(60)
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_ctrl_c_in_an_async_with_block_keeps_the_rows_and_ends(tmp_path: Path) -> None:
+    """asyncio.run turns Ctrl-C into a cancellation: `async with` must not then wait."""
+    dead = f"http://127.0.0.1:{free_port()}/beta/t/datasets/d/rows?key=k"
+    script = tmp_path / "interrupted.py"
+    script.write_text(ASYNC_INTERRUPTED)
+    unsent = tmp_path / "unsent.jsonl"
+    child = subprocess.Popen(
+        [sys.executable, str(script), dead, str(unsent)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "pushed"
+    child.send_signal(signal.SIGINT)
+    try:
+        _, err = child.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
+        pytest.fail("Ctrl-C did not end an `async with` block whose rows could not go")
+    assert child.returncode != 0
+    assert f"written to {unsent}" in err
+    assert len(unsent.read_text().splitlines()) == 10

@@ -141,6 +141,7 @@ def test_a_file_of_bad_rows_keeps_counts_not_every_dead_letter(
         tracemalloc.stop()
     assert code == 1 and "50,000 rows not delivered: line 1: column 'n'" in err
     assert json.loads(out)["refused"] == 50_000
+    assert "(and 49,999 more: each refused row is in " in err  # where to find the others
     # Keeping every dead letter (and its row) until the report held 11 MB more here,
     # and grew with the file.
     assert peak < 31_000_000, peak  # measured: 26 MB now, 37 MB before

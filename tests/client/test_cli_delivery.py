@@ -85,6 +85,31 @@ def test_a_25000_row_file_is_delivered_once_across_a_timeout_and_a_ctrl_c(
     assert server.count_rows(dataset["id"]) == 25_000
 
 
+def test_ctrl_c_while_the_file_is_read_exits_130_and_says_a_rerun_goes_on(
+    fast_server: RunningServer, tmp_path: Path
+) -> None:
+    dataset = fast_server.create_dataset({"n": "Int64"}, mode="PushStreaming")
+    fifo = tmp_path / "rows.jsonl"
+    os.mkfifo(fifo)  # reading blocks until the writer closes: Ctrl-C lands mid-read
+    child = subprocess.Popen(
+        [*PBISTREAM, "push", dataset["push_url"], "--file", str(fifo), "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    # Opening a FIFO to write returns once the command has opened it to read: it is
+    # past its start-up, in the read, which blocks until more comes.
+    with fifo.open("w") as writer:
+        writer.write('{"n": 1}\n')
+        writer.flush()
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=30)
+    assert child.returncode == 130, err
+    assert "interrupted while reading" in err and "run the same command again" in err
+    assert "Aborted" not in err
+
+
 def test_with_spool_it_exits_0_once_the_rows_are_in_it(tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{free_port()}/beta/t/datasets/d/rows?key=k"
     rows = tmp_path / "rows.jsonl"
@@ -94,6 +119,9 @@ def test_with_spool_it_exits_0_once_the_rows_are_in_it(tmp_path: Path) -> None:
     assert code == 0, err
     assert time.monotonic() - started < 10  # no delivery wait beyond a short try
     assert "100 kept in the spool" in out
+    # It retries for its short try only, and says so (not "until it works").
+    assert "retrying for 2 s, then the rows wait in the spool" in err, err
+    assert "until it works" not in err
 
 
 def test_values_that_are_not_json_numbers_stay_text(fast_server: RunningServer) -> None:
@@ -144,6 +172,19 @@ def test_a_row_the_server_refuses_is_one_message_with_its_file_line(
     assert err.count("\n") == 1, err
     assert "1 row not delivered: line 3: refused by the server: HTTP 400 InvalidRequest: " in err
     assert err.count("number_value") == 1 and "row 0" not in err.lower(), err
+    # The same command again: nothing to send, and it says a row was refused, and where.
+    code, out, err = run("push", dataset["push_url"], "--file", str(rows))
+    assert code == 0, err
+    assert "1 row of them was refused (see " in out and ".deadletter.jsonl" in out
+
+
+def test_a_single_row_the_server_refuses_is_named_once(fast_server: RunningServer) -> None:
+    dataset = fast_server.create_dataset({"number_value": "Number"}, mode="PushStreaming")
+    # No token: the server, not the client, refuses the value.
+    code, out, err = run("push", dataset["push_url"], "number_value=abc")
+    assert code == 1 and out.strip() == "0 rows delivered."
+    assert "refused by the server: HTTP 400 InvalidRequest: column 'number_value'" in err
+    assert err.lower().count("row 0") == 1, err
 
 
 def test_targets_and_tokens_are_explained(fast_server: RunningServer) -> None:
@@ -155,6 +196,7 @@ def test_targets_and_tokens_are_explained(fast_server: RunningServer) -> None:
     code, _, err = run("push", dataset["push_url"], "a=1", "--token", "not-the-token")
     assert code == 0
     assert "--token is not used: a Push URL's credential is the key in it" in err
+    assert "the server refused this token (HTTP 401)" in err  # wrong, not merely unneeded
     assert "not-the-token" not in err
 
     code, _, err = run("dataset", "list", "--server", fast_server.url, "--token", "")

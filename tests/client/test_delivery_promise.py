@@ -184,6 +184,54 @@ def test_ctrl_c_while_close_waits_writes_the_rows_and_says_where(tmp_path: Path)
     assert len(unsent.read_text().splitlines()) == 40
 
 
+UNCLOSED = textwrap.dedent(
+    """
+    import sys
+    from pbistream import Client
+    url, timeout = sys.argv[1], sys.argv[2]
+    client = Client(url, schema=None, close_timeout=None if timeout == "none" else float(timeout),
+                    unsent_path=sys.argv[3])
+    client.push([{"n": n} for n in range(40)])
+    print("flush left", client.flush(timeout=0.2), flush=True)
+    """
+)
+
+
+def test_an_unclosed_client_at_exit_fails_the_script_or_says_ctrl_c(tmp_path: Path) -> None:
+    """No `with`, no close(): the exit hook waits, then exits 1 (or 130 after Ctrl-C)."""
+    dead = f"http://127.0.0.1:{free_port()}/beta/t/datasets/d/rows?key=k"
+    script = tmp_path / "unclosed.py"
+    script.write_text(UNCLOSED)
+    unsent = tmp_path / "unsent.jsonl"
+    done = subprocess.run(
+        [sys.executable, str(script), dead, "1.0", str(unsent)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1 and "flush left 40" in done.stdout
+    assert "pbistream: at exit: 40 rows were not delivered" in done.stderr
+    assert len(unsent.read_text().splitlines()) == 40
+
+    unsent.unlink()
+    child = subprocess.Popen(
+        [sys.executable, str(script), dead, "none", str(unsent)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert child.stdout is not None and child.stderr is not None
+    assert child.stdout.readline().startswith("flush left 40")
+    while "Ctrl-C stops waiting" not in (line := child.stderr.readline()):
+        assert line, "the exit hook's wait said nothing"
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=30)
+    assert child.returncode == 130
+    assert "pbistream: at exit: interrupted" in err and f"written to {unsent}" in err
+    assert len(unsent.read_text().splitlines()) == 40
+
+
 class _SequenceReceiver(BaseHTTPRequestHandler):
     """A stand-in for a pbistream server that skips rows by sequence number.
 
@@ -323,3 +371,22 @@ def test_close_without_a_timeout_is_not_bounded_by_30_s(tmp_path: Path) -> None:
         client.close(timeout=0.2)
     assert lost.value.path == str(unsent) and unsent.read_text() == '{"n":1}\n'
     assert "1 row was not delivered" in str(lost.value)
+
+
+def test_the_progress_eta_is_never_shorter_than_the_wait_that_holds_the_rows() -> None:
+    """A line read "held by retries, frees in 50 min; about 4.5 s to go"."""
+    reports: list[Any] = []
+    client = Client(
+        f"http://127.0.0.1:{free_port()}/beta/t/datasets/d/rows?key=k",
+        schema=None,
+        retry=RetryOptions(backoff_base=4.0),
+        on_progress=reports.append,
+        unsent_path=os.devnull,
+    )
+    client.push({"n": 1})
+    with pytest.raises(UndeliveredRowsError):
+        client.close(timeout=3.0)
+    held = [r for r in reports if r.frees_in > 0]
+    assert held, reports
+    assert all(r.eta >= r.frees_in for r in held), held
+    assert "retries (nothing answers at 127.0.0.1" in held[-1].limit
