@@ -189,7 +189,8 @@ class Pacer:
     def __init__(self, options: PacingOptions, *, table_rows: int = 0) -> None:
         self.options = options
         self.enabled = options.enabled
-        #: Whether the target counts rows an hour (Streaming-only datasets do not).
+        #: Whether the push limits apply: rows an hour and the large-table hourly POST
+        #: limit (Streaming-only datasets have neither).
         self.row_limited = True
         self._set_windows(options.time_scale)
         self._posts: list[float] = []  # send times within the last hour, ascending
@@ -228,8 +229,11 @@ class Pacer:
 
     @property
     def large(self) -> bool:
-        """The table holds enough rows for the hourly POST limit to apply."""
-        return self.table_rows >= self.options.large_table_rows
+        """The table holds enough rows for the hourly POST limit to apply.
+
+        A push limit: a Streaming-only dataset keeps no table, only a one-hour cache.
+        """
+        return self.row_limited and self.table_rows >= self.options.large_table_rows
 
     @property
     def plan_large(self) -> bool:
@@ -239,7 +243,9 @@ class Pacer:
         so a producer that will get there must already spend them as if it were there.
         """
         limit = self.options.large_table_rows
-        return self.large or self.table_rows + self.inflow * self._hour >= limit
+        return self.large or (
+            self.row_limited and self.table_rows + self.inflow * self._hour >= limit
+        )
 
     def _prune(self, now: float) -> None:
         horizon = now - self._hour

@@ -322,12 +322,13 @@ async def _ingest(
     if settings.limits and throttle.known_row_count(dataset.id, table.name) is None:
         held = await anyio.to_thread.run_sync(storage.count_rows, dataset.id, table.name)
         throttle.set_row_count(dataset.id, table.name, held)
-    await _off_loop_if_shared(
-        throttle, throttle.admit, dataset.id, large_table=throttle.is_large(dataset.id)
-    )
+    streaming_only = dataset.mode is Mode.STREAMING
+    # The 250,000-row rule is one of the push limits: a Streaming-only dataset keeps its
+    # rows only in the one-hour cache, however many that holds.
+    large_table = not streaming_only and throttle.is_large(dataset.id)
+    await _off_loop_if_shared(throttle, throttle.admit, dataset.id, large_table=large_table)
     reservation = None
     try:
-        streaming_only = dataset.mode is Mode.STREAMING
         if streaming_only and settings.limits:
             limit = settings.max_streaming_body_bytes
             too_large: ApiError = InvalidRequest(

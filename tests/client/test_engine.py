@@ -258,6 +258,14 @@ def test_a_large_table_spaces_partial_batches_and_keeps_quota_batches_large() ->
     assert pacer.floor_rows(150) == 150
 
 
+def test_a_streaming_dataset_never_gets_the_large_table_hourly_limit() -> None:
+    pacer = Pacer(PacingOptions(safety=0.0), table_rows=300_000)
+    assert pacer.large and pacer.spacing() == pytest.approx(30.0)
+    pacer.adopt(ServerHints(mode="Streaming"))
+    assert not pacer.large and not pacer.plan_large
+    assert pacer.spacing() == pytest.approx(0.5)
+
+
 def test_server_hints_change_the_windows_and_the_row_limit() -> None:
     pacer = Pacer(PacingOptions(safety=0.0))
     assert pacer.adopt(ServerHints(time_scale=60.0, limits=True, mode="Streaming"))

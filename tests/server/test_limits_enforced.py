@@ -106,6 +106,16 @@ def test_hourly_post_limit_once_a_table_holds_large_table_rows(server_factory: A
     assert post(server, url, 1).status_code == 200
 
 
+def test_the_large_table_rule_is_a_push_limit_not_a_streaming_one(server_factory: Any) -> None:
+    # Power BI lists "120 POST rows requests an hour once a table holds 250,000 rows"
+    # among the push limits; a Streaming-only dataset keeps rows only in its one-hour cache.
+    server = server_factory(large_table_rows=20, posts_per_hour_large_table=3)
+    push_url = server.create_streaming_dataset({"v": "Int64"})
+    for _ in range(6):
+        answer = httpx.post(push_url, json=[{"v": i} for i in range(10)])
+        assert answer.status_code == 200, answer.text
+
+
 def _start_request(server: RunningServer, path: str, length: int) -> socket.socket:
     """Send the headers and part of the body of a POST, leaving it in flight."""
     port = int(server.url.rsplit(":", 1)[1])
