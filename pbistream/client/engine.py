@@ -553,10 +553,11 @@ class Engine:
             self._current = None
             self.pacer.table_rows += batch.rows - min(batch.rows, outcome.ignored)
             return Verdict.DELIVERED, 0.0
-        if not is_retryable(status):
+        options = self.retry_options
+        auth_wait = options.retry_auth and status in (401, 403)
+        if not is_retryable(status) and not auth_wait:
             self._current = None
             return Verdict.REJECTED, 0.0
-        options = self.retry_options
         elapsed = now - (batch.first_attempt_at if batch.first_attempt_at is not None else now)
         if (options.max_attempts is not None and batch.attempts >= options.max_attempts) or (
             options.max_elapsed is not None and elapsed >= options.max_elapsed

@@ -120,6 +120,10 @@ class RetryOptions:
     max_backoff: float = 30.0
     max_attempts: int | None = None
     max_elapsed: float | None = None
+    #: Retry a 401 or 403 too, instead of dead-lettering the batch: for relays and
+    #: bridges, whose rows were already acknowledged at their entry and must wait for a
+    #: renewed or corrected credential rather than be given up.
+    retry_auth: bool = False
 
     def __post_init__(self) -> None:
         _positive("backoff_base", self.backoff_base)

@@ -222,7 +222,11 @@ class Forwarder:
                 auth=_auth(config),
                 pacing=PacingOptions(time_scale=config.time_scale),
                 # Never give up: the spool holds the rows until the upstream takes them.
-                retry=RetryOptions(max_attempts=None, max_elapsed=None, max_backoff=30.0),
+                # A wrong or expired upstream credential holds rows in the spool until it
+                # is fixed: the devices' rows were acknowledged here already.
+                retry=RetryOptions(
+                    max_attempts=None, max_elapsed=None, max_backoff=30.0, retry_auth=True
+                ),
                 on_success=self._on_success,
                 on_error=self._on_error,
                 close_timeout=self.stop_timeout,

@@ -143,7 +143,13 @@ def open_feed_client(
         spool=options.spool,
         sequence_numbers=options.sequence_numbers,
         pacing=PacingOptions(enabled=options.pacing, time_scale=options.time_scale),
-        retry=RetryOptions(max_elapsed=None if options.spool else 60.0, max_backoff=10.0),
+        retry=RetryOptions(
+            max_elapsed=None if options.spool else 60.0,
+            max_backoff=10.0,
+            # With a spool the input was acknowledged already (an MQTT ack, a file
+            # checkpoint): a refused credential holds the rows until it is fixed.
+            retry_auth=bool(options.spool),
+        ),
         on_dead_letter=on_dead_letter,
     )
     types: dict[str, DataType] | None = None

@@ -142,6 +142,21 @@ def test_network_errors_retry_and_4xx_is_final() -> None:
     assert engine.current is None
 
 
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_credential_is_final_unless_retry_auth(status: int) -> None:
+    engine = make_engine()
+    send_one(engine, 0.0)
+    assert engine.on_response(0.0, Outcome(status))[0] is Verdict.REJECTED
+    held = Engine(
+        batch=BatchOptions(),
+        pacing=PacingOptions(enabled=False),
+        retry=RetryOptions(retry_auth=True),
+    )
+    send_one(held, 0.0)
+    assert held.on_response(0.0, Outcome(status))[0] is Verdict.RETRY
+    assert held.current is not None
+
+
 def test_gives_up_after_max_attempts() -> None:
     engine = Engine(
         batch=BatchOptions(),

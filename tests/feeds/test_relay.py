@@ -531,3 +531,39 @@ def test_a_restarted_forwarder_shows_the_rows_it_delivered_before(
         shown = _wait_for(lambda: (s := state()) and s["cursor"] > 0 and s, 30, "a state")
     assert shown["delivered"] == 4, shown
     assert upstream.count_rows(up_id, "Readings") == 4
+
+
+def test_a_refused_upstream_token_holds_the_rows_until_it_is_fixed(
+    server_factory: Callable[..., RunningServer],
+) -> None:
+    # The devices' rows were acknowledged by the relay: a wrong or expired upstream token
+    # must not dead-letter them (the client's usual answer to a 401) but hold them.
+    upstream = server_factory(time_scale=60)
+    relay = server_factory(limits=False)
+    up_id = _create(upstream.url, upstream.headers, "Push", table="Readings")
+    local = relay.create_dataset({"device": "Text", "n": "Int64", "value": "Number"})
+    target = f"{upstream.url}/v1.0/myorg/datasets/{up_id}/tables/Readings/rows"
+    path = f"/api/datasets/{local['id']}/forward"
+    with relay.client(timeout=30.0) as api:
+        wrong = {"target": target, "token": "not-the-token", "timeScale": 60}
+        assert api.put(path, json=wrong).status_code == 200
+        for n in range(20):
+            assert httpx.post(local["push_url"], json=[{"device": "d", "n": n, "value": 1}])
+        state = _wait_for(
+            lambda: (
+                (s := api.get(f"/api/datasets/{local['id']}").json()["forward"]["state"])
+                and s.get("lastError")
+                and s
+            ),
+            30,
+            "the forward to report the refused token",
+        )
+        assert "401" in str(state["lastError"]) or "token" in str(state["lastError"]).lower()
+        assert _count(upstream.url, upstream.headers, up_id) == 0
+        fixed = {"target": target, "token": upstream.token, "timeScale": 60}
+        assert api.put(path, json=fixed).status_code == 200
+        _wait_for(
+            lambda: _count(upstream.url, upstream.headers, up_id) == 20, 60, "20 rows upstream"
+        )
+        rows = _all_rows(upstream.url, upstream.headers, up_id)
+        assert sorted(r["n"] for r in rows) == list(range(20))
