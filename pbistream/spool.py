@@ -317,7 +317,12 @@ class Spool:
         return [SpooledRow(int(i), bytes(d), s) for i, d, s in rows]
 
     def assign(self, ids: Iterable[int], seq: int) -> None:
-        """Record the sequence number of the request carrying ``ids``, before it is sent."""
+        """Record the sequence number of the request carrying ``ids``, before it is sent.
+
+        A number past the 64-bit range (the client then sends without one) is kept as
+        the largest, which the client also sends without a number.
+        """
+        seq = min(seq, 2**63 - 1)
         with self._lock, self._transaction():
             for lo, hi in _ranges(list(ids)):  # a batch is usually one range of ids
                 self._conn.execute(

@@ -125,7 +125,7 @@ class RowError:
     message: str
 
     def __str__(self) -> str:
-        where = f"row {self.row}" + (f", column {self.column!r}" if self.column else "")
+        where = f"row {self.row}" + (f", column {_name(self.column)}" if self.column else "")
         return f"{where}: {self.message}"
 
 
@@ -435,7 +435,7 @@ class RowRules:
                         index,
                         str(key),
                         "unknown_column",
-                        f"{str(key)!r} is not a column of this table",
+                        f"{_name(str(key))} is not a column of this table",
                     )
                 )
             try:
@@ -490,6 +490,13 @@ def _kind(value: Any) -> str:
 _REPR = reprlib.Repr()  # keyword arguments only from Python 3.12
 _REPR.maxlevel, _REPR.maxlist, _REPR.maxdict = 3, 4, 4
 _REPR.maxstring = _REPR.maxlong = _REPR.maxother = 40
+
+
+def _name(name: str, limit: int = 100) -> str:
+    """A field's name quoted for a message; a long one (a 1 MB key) cut, with its length."""
+    if len(name) <= limit:
+        return repr(name)
+    return f"{name[:limit]!r}... ({len(name):,} characters)"
 
 
 def _short(value: Any, limit: int = 60) -> str:

@@ -35,7 +35,7 @@ from pbistream.client._types import (
     DeliveryProgress,
     rows_text,
 )
-from pbistream.client.engine import Batch, Engine, SequenceCounter, ServerHints
+from pbistream.client.engine import SEQUENCE_MAX, Batch, Engine, SequenceCounter, ServerHints
 from pbistream.client.options import BatchOptions, BufferOptions, PacingOptions, RetryOptions
 from pbistream.client.sinks import SinkBase, parse_rest_url
 from pbistream.encoding import BodyBuilder
@@ -489,7 +489,8 @@ class BaseClient(SettlingMixin):
             self._memory.give_back_locked([row for _, row, _ in items])
 
     def _send_seq(self, batch: Batch) -> int | None:
-        return batch.seq if self._use_seq else None
+        # At the 64-bit maximum no number is above the table's: send without one.
+        return batch.seq if self._use_seq and batch.seq < SEQUENCE_MAX else None
 
     # --- state for the drivers --------------------------------------------------------
 

@@ -22,7 +22,7 @@ import orjson
 
 from pbistream.client._queue import FramePart, MemoryQueue, SpoolQueue, entry_rows
 from pbistream.client._types import ClientStats, DeadLetter, rows_text
-from pbistream.client.engine import Batch, Engine, Outcome, Verdict
+from pbistream.client.engine import SEQUENCE_MAX, Batch, Engine, Outcome, Verdict
 from pbistream.client.sinks import SinkBase
 from pbistream.exceptions import (
     AuthError,
@@ -163,15 +163,25 @@ class SettlingMixin:
         if verdict is Verdict.RESEQUENCED:
             # The server skipped the rows as already seen, but they never were: our numbers
             # had fallen behind the table's. Resend them at once under the new number.
-            # INFO: routine when several producers share a table, and handled here.
-            logger.info(
-                "%s: the server skipped %s as old (its last sequence number is %s); "
-                "resending them as number %d",
-                self.sink.label,
-                rows_text(batch.rows),
-                outcome.sequence_last,
-                batch.seq,
-            )
+            if batch.seq >= SEQUENCE_MAX:
+                logger.warning(
+                    "%s: the server skipped %s as old (its last sequence number is %s, the "
+                    "largest there is); resending them, and all later rows, without a "
+                    "sequence number (deleting the table's rows resets its number)",
+                    self.sink.label,
+                    rows_text(batch.rows),
+                    outcome.sequence_last,
+                )
+            else:
+                # INFO: routine when several producers share a table, and handled here.
+                logger.info(
+                    "%s: the server skipped %s as old (its last sequence number is %s); "
+                    "resending them as number %d",
+                    self.sink.label,
+                    rows_text(batch.rows),
+                    outcome.sequence_last,
+                    batch.seq,
+                )
             if self.spool is not None:
                 self.spool.assign(refs, batch.seq)
             return

@@ -147,6 +147,12 @@ def is_retryable(status: int | None) -> bool:
     return status is None or status in (408, 429) or status >= 500
 
 
+#: The largest ``X-PowerBI-PushData-SequenceNumber`` (a 64-bit integer). A batch whose
+#: number reaches it is sent without one: once a table's last number is the largest,
+#: no number is above it, and the server stores unnumbered requests (docs/api.md).
+SEQUENCE_MAX = 2**63 - 1
+
+
 class SequenceCounter:
     """Sequence numbers that grow per target, across restarts too.
 

@@ -138,3 +138,17 @@ def test_other_invalid_json_still_says_where(pbistream_server: RunningServer) ->
     response = httpx.post(url, content='[{"value": nope}]')
     assert response.status_code == 400
     assert "not valid JSON" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("unknown", ["404", "400"])
+def test_a_row_field_named_with_1_mb_is_not_echoed_back(server_factory: Any, unknown: str) -> None:
+    """A row's field of 1 MB (not a column) is refused in a short answer naming its length."""
+    server = server_factory(unknown_fields=unknown)
+    url = _dataset(server)["push_url"]
+    response = httpx.post(url, json=[{"n": 1}, {"n": 2, "q" * 1_000_000: 1}], timeout=60)
+    assert response.status_code == int(unknown), response.text[:300]
+    message = response.json()["error"]["message"]
+    assert message.startswith("Row 1, column 'qqq"), message[:300]
+    assert "1,000,000 characters" in message and "not a column" in message, message[:300]
+    assert len(response.content) < 2000
+    assert server.count_rows() == 0

@@ -109,3 +109,31 @@ def test_rows_without_a_sequence_number_are_never_skipped(server: RunningServer)
         httpx.post(url, json=body([{"v": 1}]), headers={**headers, HEADER: str(INT64_MAX)})
         plain = httpx.post(url, json=body([{"v": 2}]), headers=headers)
         assert plain.status_code == 200 and IGNORED not in plain.headers, name
+
+
+@pytest.mark.parametrize("spooled", [False, True], ids=["memory", "spool"])
+def test_a_client_delivers_its_rows_after_a_table_reached_the_largest_number(
+    server: RunningServer, spooled: bool, tmp_path: Any
+) -> None:
+    """The issue's reproduction: one push under 2**63-1, then a pbistream Client's rows.
+
+    No number is above the table's, so the client sends them without one (which the
+    server always stores) instead of dead-lettering them with 400s past the range.
+    """
+    import pbistream
+
+    for name, url, headers, body in _targets(server):
+        dataset_id = url.split("/datasets/")[1].split("/")[0]
+        table = "T" if name == "post rows" else "RealTimeData"
+        top = httpx.post(url, json=body([{"v": 0}]), headers={**headers, HEADER: str(INT64_MAX)})
+        assert top.status_code == 200, name
+        for run in range(2):  # a second client (with the first's spool) starts at the max
+            spool = tmp_path / f"{table}.spool" if spooled else None
+            with pbistream.Client(url, token=server.token, spool=spool) as client:
+                for i in range(5):
+                    client.push({"v": 10 * run + i + 1})
+                    client.flush()
+                stats = client.stats
+            assert (stats.sent, stats.dead_lettered) == (5, 0), (name, stats)
+        stored = sorted(r.data["v"] for r in server.storage.read_rows(dataset_id, table))
+        assert stored == [0, 1, 2, 3, 4, 5, 11, 12, 13, 14, 15], name
