@@ -15,6 +15,24 @@ from pbistream.feeds.runner import FeedClientOptions, default_spool_path
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+#: ``--status-every``: shared by the feeds that print periodic status lines.
+status_every_option = click.option(
+    "--status-every",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Seconds between status lines.",
+)
+#: ``--close-timeout``: shared by every feed.
+close_timeout_option = click.option(
+    "--close-timeout",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="On stop, seconds to keep delivering; what is left stays in the spool.",
+)
+
+
 def target_options(func: F) -> F:
     """``--to``, ``--token``, ``--spool``, ``--time-scale``, ``--no-pacing``."""
     decorators = [

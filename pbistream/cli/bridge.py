@@ -8,7 +8,12 @@ import threading
 
 import click
 
-from pbistream.cli._feed_options import feed_client_options, target_options
+from pbistream.cli._feed_options import (
+    close_timeout_option,
+    feed_client_options,
+    status_every_option,
+    target_options,
+)
 from pbistream.cli._group import friendly_errors, main
 from pbistream.exceptions import ConfigError, SpoolError, require_extra
 from pbistream.feeds.payloads import PayloadError, parse_topic_field
@@ -75,20 +80,8 @@ def _default_client_id(broker: str, topic: str, group: str | None) -> str:
     help="Unacknowledged messages the broker may send at once.",
 )
 @click.option("--count", type=click.IntRange(min=1), help="Stop after COUNT messages.")
-@click.option(
-    "--status-every",
-    type=float,
-    default=10.0,
-    show_default=True,
-    help="Seconds between status lines.",
-)
-@click.option(
-    "--close-timeout",
-    type=float,
-    default=10.0,
-    show_default=True,
-    help="On stop, seconds to keep delivering; what is left stays in the spool.",
-)
+@status_every_option
+@close_timeout_option
 @friendly_errors
 def mqtt(
     broker: str,

@@ -8,7 +8,12 @@ from pathlib import Path
 
 import click
 
-from pbistream.cli._feed_options import feed_client_options, target_options
+from pbistream.cli._feed_options import (
+    close_timeout_option,
+    feed_client_options,
+    status_every_option,
+    target_options,
+)
 from pbistream.cli._group import friendly_errors, main
 from pbistream.exceptions import ConfigError
 from pbistream.feeds.runner import (
@@ -33,20 +38,8 @@ __all__ = ["tail", "watch"]
     help="File format; auto goes by the file name (.csv, else JSON Lines).",
 )
 @click.option("--poll", type=float, default=0.2, show_default=True, help="Seconds between looks.")
-@click.option(
-    "--status-every",
-    type=float,
-    default=10.0,
-    show_default=True,
-    help="Seconds between status lines.",
-)
-@click.option(
-    "--close-timeout",
-    type=float,
-    default=10.0,
-    show_default=True,
-    help="On stop, seconds to keep delivering; what is left stays in the spool.",
-)
+@status_every_option
+@close_timeout_option
 @friendly_errors
 def tail(
     file: str,
@@ -121,13 +114,7 @@ def tail(
 @target_options
 @click.option("--timeout", help="Kill a run after this long (default: --every).")
 @click.option("--count", type=click.IntRange(min=1), help="Stop after COUNT runs.")
-@click.option(
-    "--close-timeout",
-    type=float,
-    default=10.0,
-    show_default=True,
-    help="On stop, seconds to keep delivering; what is left stays in the spool.",
-)
+@close_timeout_option
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @friendly_errors
 def watch(
