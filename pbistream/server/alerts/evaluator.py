@@ -241,15 +241,6 @@ class AlertEvaluator:
                 self._due_of.update((r.id, numbers.due) for r in members)
         return watch
 
-    @property
-    def rules(self) -> dict[str, AlertRule]:
-        """The enabled rules by id."""
-        return self._rules
-
-    def watches(self, dataset: str, table: str) -> bool:
-        """Whether any rule looks at this table (ingest skips the queue otherwise)."""
-        return (dataset, table) in self._watches
-
     def firing(self) -> dict[str, list[Any]]:
         """Rule id -> the category values whose condition holds now."""
         found: dict[str, list[Any]] = {}

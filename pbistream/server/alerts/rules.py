@@ -11,7 +11,6 @@ property and the rule it breaks.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import secrets
 import time
@@ -105,7 +104,6 @@ class AlertRule:
     enabled: bool = True
     created_at: float = 0.0
     updated_at: float = 0.0
-    extra: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
 
     @property
     def kind(self) -> str:
